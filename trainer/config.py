@@ -1,0 +1,375 @@
+"""The training configuration: one typed schema, its defaults and its hard validation.
+
+This module is part of the app↔trainer contract and imports nothing heavy. Every field carries
+its documentation in its metadata, so the README's reference, the TOML comments and the
+settings form all read the same words.
+
+Defaults are the guide's proven character settings: 8 dim / 4 alpha, UNet 5e-4, text encoder
+1e-4, cosine with 3 restarts, AdamW8bit, batch 4, 768 px for SD1.5 and 1024 px for SDXL.
+
+Validation here is about *impossible* values (a batch of 0, an unknown optimizer). Advice
+(a learning rate that is merely risky) belongs to the app's rules, not to this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+CONFIG_VERSION = 1
+"""The schema version written into every saved config."""
+
+SUPPORTED_NETWORKS = ("lora", "locon")
+SUPPORTED_OPTIMIZERS = ("adamw", "adamw8bit")
+SUPPORTED_SCHEDULERS = ("constant", "linear", "cosine", "cosine_with_restarts")
+
+
+def setting(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
+            maximum: float | None = None, required: bool = False) -> Any:
+    """Declare one config field with its documentation and its hard limits."""
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum, "required": required}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    """The base model the LoRA is trained against."""
+
+    base: str = setting("", "The base model: a diffusers folder, or a Hugging Face hub id "
+                        "such as `stable-diffusion-v1-5/stable-diffusion-v1-5` (downloaded when the box "
+                        "has network). Relative paths are read from the config file's folder.",
+                        required=True)
+    arch: str = setting("auto", "`sd15` or `sdxl`; `auto` reads it from the model "
+                        "(Pony and Illustrious are SDXL).", choices=("auto", "sd15", "sdxl"))
+
+
+@dataclass
+class DatasetConfig:
+    """The training images and how their captions are used."""
+
+    path: str = setting("", "Folder of images with same-name caption files. Sub-folders named "
+                        "`N_name` (kohya style) are repeated N times each.", required=True)
+    trigger_word: str = setting("", "Put first in every caption that lacks it, so the LoRA "
+                                "learns to answer to it. Empty: captions are used as they are.")
+    repeats: int = setting(10, "How many times each image is seen per epoch, for images not in an "
+                           "`N_name` folder (which sets its own).", minimum=1, maximum=1000)
+    resolution: int = setting(0, "Training size in pixels (the side of a square of the same area). "
+                              "0 picks the guide's size: 768 for SD1.5, 1024 for SDXL. "
+                              "A multiple of 64.", minimum=0, maximum=4096)
+    caption_extension: str = setting(".txt", "Extension of the caption files beside the images.")
+    shuffle_captions: bool = setting(True, "Shuffle the comma-separated tags of each caption "
+                                     "every time it is used (the first `keep_tokens` stay put).")
+    keep_tokens: int = setting(1, "How many leading tags never move when shuffling; 1 keeps the "
+                               "trigger word first.", minimum=0, maximum=75)
+    flip: bool = setting(False, "Also train on mirrored images. Leave off for subjects whose "
+                         "left and right differ (a side parting, a logo, text).")
+    buckets: bool = setting(True, "Group images by aspect ratio instead of cropping all to a "
+                            "square (sides are multiples of 64; smaller images are not upscaled).")
+
+
+@dataclass
+class NetworkConfig:
+    """The LoRA network injected into the model."""
+
+    type: str = setting("lora", "`lora` adapts the attention layers; `locon` also adapts the "
+                        "convolutions (often better for styles).", choices=SUPPORTED_NETWORKS)
+    dim: int = setting(8, "LoRA rank: capacity and file size grow with it.", minimum=1, maximum=1024)
+    alpha: float = setting(4.0, "Scales the LoRA's effect by alpha/dim; half of dim is the "
+                           "guide's choice.", minimum=0.0, maximum=1024)
+    conv_dim: int = setting(8, "Rank for the convolution layers (`locon` only).", minimum=1, maximum=1024)
+    conv_alpha: float = setting(4.0, "Alpha for the convolution layers (`locon` only).",
+                                minimum=0.0, maximum=1024)
+
+
+@dataclass
+class OptimizerConfig:
+    """The optimizer and its learning rates."""
+
+    name: str = setting("adamw8bit", "`adamw8bit` (bitsandbytes, less memory) or `adamw`.",
+                        choices=SUPPORTED_OPTIMIZERS)
+    unet_lr: float = setting(5e-4, "Learning rate of the UNet's LoRA layers.", minimum=0.0, maximum=1.0)
+    text_encoder_lr: float = setting(1e-4, "Learning rate of the text encoder's LoRA layers; 0 "
+                                     "leaves the text encoder untouched (and faster).",
+                                     minimum=0.0, maximum=1.0)
+    weight_decay: float = setting(0.01, "AdamW weight decay.", minimum=0.0, maximum=1.0)
+    max_grad_norm: float = setting(1.0, "Gradients are clipped to this norm; 0 turns clipping off.",
+                                   minimum=0.0, maximum=1000.0)
+
+
+@dataclass
+class SchedulerConfig:
+    """How the learning rate moves during training."""
+
+    name: str = setting("cosine_with_restarts", "`constant`, `linear`, `cosine` or "
+                        "`cosine_with_restarts`.", choices=SUPPORTED_SCHEDULERS)
+    restarts: int = setting(3, "Number of cosine cycles for `cosine_with_restarts` (kohya's "
+                            "lr_scheduler_num_cycles; the guide's \"3 restarts\").", minimum=1, maximum=100)
+    warmup_steps: int = setting(0, "Steps over which the learning rate rises from 0 at the start.",
+                                minimum=0, maximum=100000)
+
+
+@dataclass
+class TrainingConfig:
+    """The length of training and how each step is computed."""
+
+    epochs: int = setting(10, "Passes over the dataset (each image seen `repeats` times per pass).",
+                          minimum=1, maximum=10000)
+    batch_size: int = setting(4, "Images per step.", minimum=1, maximum=256)
+    mixed_precision: str = setting("bf16", "`bf16`, `fp16` or `no` on a GPU; the LoRA weights stay "
+                                   "fp32. On a CPU training always runs in fp32.",
+                                   choices=("no", "fp16", "bf16"))
+    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass: "
+                                           "much less memory, about a third slower.")
+    fused_backward_pass: bool = setting(False, "Step the optimizer inside the backward pass to save "
+                                        "memory (needs batch size 1). Not available in this version yet.")
+    seed: int = setting(42, "Seed for noise, shuffling and initial weights; the same seed and "
+                        "data give the same run.", minimum=0, maximum=2**32 - 1)
+
+
+@dataclass
+class OutputConfig:
+    """Where results go and how often they are saved."""
+
+    name: str = setting("lora", "File name of the LoRA (without `.safetensors`); also names the "
+                        "run folder.")
+    dir: str = setting("runs", "Folder that holds the run folders; relative paths are read from the "
+                       "config file's folder.")
+    save_every_n_epochs: int = setting(1, "Save a checkpoint LoRA every N epochs; 0 saves only the "
+                                       "final one.", minimum=0, maximum=10000)
+    keep_last_n_checkpoints: int = setting(3, "Keep only the newest N checkpoints; 0 keeps them all.",
+                                           minimum=0, maximum=10000)
+    save_precision: str = setting("fp16", "Precision of the saved weights: `fp16` (the usual, half "
+                                  "the size), `bf16` or `fp32`.", choices=("fp16", "bf16", "fp32"))
+    sample_every_n_epochs: int = setting(0, "Generate sample images every N epochs. Not available "
+                                         "in this version yet: keep 0.", minimum=0, maximum=10000)
+    sample_prompts: list = setting([], "Prompts for sample images.")
+
+
+@dataclass
+class Config:
+    """A whole training configuration, as stored in a TOML file."""
+
+    config_version: int = setting(CONFIG_VERSION, "Schema version of this file.", minimum=1)
+    kind: str = setting("character", "What is trained: `character`, `style` or `concept`; the app's "
+                        "advice depends on it.", choices=("character", "style", "concept"))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+SECTIONS: tuple[str, ...] = ("model", "dataset", "network", "optimizer", "scheduler", "training", "output")
+"""The config's sections, in the order files and documents show them."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config: the dotted field name and what to do about it."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """What the schema knows about one field, for documents and forms."""
+
+    key: str
+    """Dotted name, such as ``optimizer.unet_lr`` (top-level fields have no dot)."""
+    type: type
+    default: Any
+    doc: str
+    choices: tuple | None
+    minimum: float | None
+    maximum: float | None
+    required: bool
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    # Annotations are strings under `from __future__ import annotations`; resolve the few we use.
+    names = {"str": str, "int": int, "float": float, "bool": bool, "list": list}
+    return names[f.type] if isinstance(f.type, str) else f.type
+
+
+def section_type(section: str) -> type:
+    """The dataclass of a config section, such as ``OptimizerConfig`` for ``optimizer``."""
+    (f,) = [f for f in dataclasses.fields(Config) if f.name == section and f.name in SECTIONS]
+    return f.default_factory
+
+
+def iter_fields() -> Iterator[FieldInfo]:
+    """Every scalar field of the schema, top-level fields first, then section by section."""
+    for f in dataclasses.fields(Config):
+        if f.name not in SECTIONS:
+            yield _info(f.name, f)
+    for section in SECTIONS:
+        for f in dataclasses.fields(section_type(section)):
+            yield _info(f"{section}.{f.name}", f)
+
+
+def _info(key: str, f: dataclasses.Field) -> FieldInfo:
+    meta = f.metadata
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return FieldInfo(key, _field_type(f), default, meta["doc"], meta["choices"],
+                     meta["minimum"], meta["maximum"], meta["required"])
+
+
+FIELDS: dict[str, FieldInfo] = {info.key: info for info in iter_fields()}
+"""Every field by dotted name."""
+
+
+def get_value(config: Config, key: str) -> Any:
+    """Read a field by its dotted name."""
+    obj: Any = config
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def with_value(config: Config, key: str, value: Any) -> Config:
+    """Return a copy of ``config`` with one field changed (the original is left alone)."""
+    if "." not in key:
+        return dataclasses.replace(config, **{key: value})
+    section, name = key.split(".", 1)
+    changed = dataclasses.replace(getattr(config, section), **{name: value})
+    return dataclasses.replace(config, **{section: changed})
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The config as plain TOML-ready data."""
+    return dataclasses.asdict(config)
+
+
+def suggest(name: str, options: list[str] | tuple[str, ...]) -> str:
+    """A " Did you mean …?" hint for a misspelt name, or an empty string."""
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _coerce(info: FieldInfo, value: Any) -> tuple[Any, str | None]:
+    """Check one raw value against its field's type; return (value, problem message)."""
+    expected = info.type
+    if expected is bool:
+        if isinstance(value, bool):
+            return value, None
+        return None, f"expected true or false, got {value!r}"
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, None
+        if isinstance(value, float) and value.is_integer():
+            return int(value), None
+        return None, f"expected a whole number, got {value!r}"
+    if expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value), None
+        return None, f"expected a number, got {value!r}"
+    if expected is str:
+        if isinstance(value, str):
+            return value, None
+        return None, f"expected text, got {value!r}"
+    if expected is list:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value), None
+        return None, f"expected a list of texts, got {value!r}"
+    raise TypeError(f"unsupported field type {expected}")  # a schema bug, not a user error
+
+
+def from_dict(data: dict[str, Any]) -> tuple[Config, list[Problem]]:
+    """Build a config from parsed TOML, collecting every problem instead of stopping at the first.
+
+    Fields with a wrong type keep their default, so the caller always gets a whole config back
+    alongside the list of what was wrong.
+    """
+    problems: list[Problem] = []
+    config = Config()
+    top_level = [k for k in FIELDS if "." not in k]
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                problems.append(Problem(key, f"expected a [{key}] table, got {value!r}"))
+                continue
+            names = [k.split(".", 1)[1] for k in FIELDS if k.startswith(key + ".")]
+            for name, raw in value.items():
+                dotted = f"{key}.{name}"
+                if dotted not in FIELDS:
+                    problems.append(Problem(dotted, "unknown setting." + suggest(name, names)))
+                    continue
+                config = _set_checked(config, dotted, raw, problems)
+        elif key in top_level:
+            config = _set_checked(config, key, value, problems)
+        else:
+            problems.append(Problem(key, "unknown setting." + suggest(key, list(SECTIONS) + top_level)))
+    return config, problems
+
+
+def _set_checked(config: Config, key: str, raw: Any, problems: list[Problem]) -> Config:
+    value, message = _coerce(FIELDS[key], raw)
+    if message:
+        problems.append(Problem(key, message))
+        return config
+    return with_value(config, key, value)
+
+
+def validate(config: Config) -> list[Problem]:
+    """Every hard problem with a config, in field order. Never changes the config."""
+    problems: list[Problem] = []
+    for key, info in FIELDS.items():
+        value = get_value(config, key)
+        if info.required and not (isinstance(value, str) and value.strip()):
+            problems.append(Problem(key, "is required."))
+        if info.choices is not None and value not in info.choices:
+            options = ", ".join(str(c) for c in info.choices)
+            problems.append(Problem(key, f"{value!r} is not one of: {options}."
+                                    + suggest(str(value), [str(c) for c in info.choices])))
+        if info.minimum is not None and isinstance(value, (int, float)) and value < info.minimum:
+            problems.append(Problem(key, f"{value} is below the minimum of {info.minimum:g}."))
+        if info.maximum is not None and isinstance(value, (int, float)) and value > info.maximum:
+            problems.append(Problem(key, f"{value} is above the maximum of {info.maximum:g}."))
+    problems.extend(_cross_field_problems(config))
+    return problems
+
+
+def _cross_field_problems(config: Config) -> list[Problem]:
+    problems = []
+    if config.config_version > CONFIG_VERSION:
+        problems.append(Problem("config_version", f"this file is version {config.config_version}, "
+                                f"newer than this loratui understands ({CONFIG_VERSION}); upgrade loratui."))
+    resolution = config.dataset.resolution
+    if resolution % 64:
+        problems.append(Problem("dataset.resolution", f"{resolution} is not a multiple of 64; "
+                                "use 512, 768, 1024 or 0 for the architecture's own size."))
+    if config.network.alpha <= 0:
+        problems.append(Problem("network.alpha", "must be above 0 (alpha/dim scales the LoRA)."))
+    if config.optimizer.unet_lr <= 0:
+        problems.append(Problem("optimizer.unet_lr", "must be above 0, or nothing is trained."))
+    if config.training.fused_backward_pass:
+        problems.append(Problem("training.fused_backward_pass",
+                                "is not available in this version yet; set it to false."))
+    if config.output.sample_every_n_epochs:
+        problems.append(Problem("output.sample_every_n_epochs",
+                                "sampling during training is not available in this version yet; set it to 0."))
+    name = config.output.name
+    if not name or any(c in name for c in "/\\\0") or name in (".", ".."):
+        problems.append(Problem("output.name", f"{name!r} is not a usable file name "
+                                "(no slashes, not empty)."))
+    return problems
+
+
+def native_resolution(arch: str) -> int:
+    """The guide's training size for an architecture: 1024 for SDXL, 768 for SD1.5."""
+    return 1024 if arch == "sdxl" else 768
+
+
+def effective_resolution(config: Config, arch: str) -> int:
+    """The resolution a run uses: the configured one, or the architecture's own when it is 0."""
+    return config.dataset.resolution or native_resolution(arch)

@@ -1,0 +1,205 @@
+"""The dataset as the trainer will see it, and the exact step count (no torch).
+
+The app and the trainer both call these functions, so the number of steps shown before a run
+is the number the run performs: each epoch is a list of batches, each batch holds images of
+one aspect-ratio bucket, and a bucket whose image count is not a multiple of the batch size
+ends with a smaller batch. ``plan_steps`` counts them; ``epoch_batches`` produces them.
+
+Reading a dataset here opens image *headers* only (Pillow reads the size without decoding
+the pixels), which keeps a scan of a thousand images well under a second.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+"""Image files the trainer reads (case-insensitive)."""
+
+BUCKET_STEP = 64
+"""Bucket sides are multiples of this (the VAE's factor 8 times the UNet's factor 8)."""
+
+_REPEAT_FOLDER = re.compile(r"^(\d+)_(.+)$")
+
+
+@dataclass(frozen=True)
+class DatasetImage:
+    """One usable training image."""
+
+    path: Path
+    caption_path: Path | None
+    """The caption file, or None when the image has none."""
+    width: int
+    height: int
+    repeats: int
+
+
+@dataclass
+class DatasetScan:
+    """What a folder holds: usable images and the files that were skipped, with why."""
+
+    root: Path
+    images: list[DatasetImage] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def parse_repeat_folder(name: str) -> tuple[int, str] | None:
+    """``10_zkchar`` → (10, "zkchar"), kohya's way of saying "repeat these images 10 times"."""
+    match = _REPEAT_FOLDER.match(name)
+    if not match or int(match.group(1)) < 1:
+        return None
+    return int(match.group(1)), match.group(2)
+
+
+def _image_folders(root: Path, default_repeats: int) -> list[tuple[Path, int]]:
+    folders = [(root, default_repeats)]
+    for child in sorted(root.iterdir()):
+        # Hidden folders hold backups and caches, never training data.
+        if not child.is_dir() or child.name.startswith("."):
+            continue
+        parsed = parse_repeat_folder(child.name)
+        folders.append((child, parsed[0] if parsed else default_repeats))
+    return folders
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """The (width, height) of an image from its header, honouring EXIF rotation.
+
+    Raises ValueError with a plain reason when the file cannot be used.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(0x0112, 1)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError("too many pixels (refused as a possible decompression bomb)") from None
+    except Image.UnidentifiedImageError:
+        raise ValueError("not an image Pillow can read (broken or another format)") from None
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc})") from None
+    # Orientations 5–8 rotate by 90°: the trainer sees the picture upright, so swap the sides.
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    if width < 1 or height < 1:
+        raise ValueError("has no pixels")
+    return width, height
+
+
+def scan_dataset(root: Path | str, default_repeats: int, caption_extension: str = ".txt") -> DatasetScan:
+    """Find the usable images under ``root`` and the ones that will be skipped.
+
+    Images directly in ``root`` repeat ``default_repeats`` times; images in a sub-folder named
+    ``N_name`` repeat N times; other sub-folders use ``default_repeats``.
+    """
+    root = Path(root)
+    scan = DatasetScan(root)
+    for folder, repeats in _image_folders(root, default_repeats):
+        for path in sorted(folder.iterdir()):
+            if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            try:
+                width, height = read_image_size(path)
+            except ValueError as exc:
+                scan.skipped.append((path, str(exc)))
+                continue
+            caption = path.with_suffix(caption_extension)
+            scan.images.append(DatasetImage(path, caption if caption.is_file() else None,
+                                            width, height, repeats))
+    return scan
+
+
+def bucket_candidates(resolution: int) -> list[tuple[int, int]]:
+    """Every (width, height) bucket for a resolution: sides multiples of 64, area ≤ resolution²."""
+    max_area = resolution * resolution
+    min_side = max(BUCKET_STEP, min(256, resolution // 2 // BUCKET_STEP * BUCKET_STEP))
+    max_side = resolution * 2
+    buckets = []
+    for width in range(min_side, max_side + 1, BUCKET_STEP):
+        height = min(max_side, max_area // width // BUCKET_STEP * BUCKET_STEP)
+        if height >= min_side:
+            buckets.append((width, height))
+    return buckets
+
+
+def assign_bucket(width: int, height: int, resolution: int, use_buckets: bool = True,
+                  upscale: bool = False) -> tuple[int, int]:
+    """The (width, height) an image of this size is trained at.
+
+    Without buckets every image is cropped to a square. With buckets an image smaller than the
+    training area keeps its own size (rounded down to multiples of 64) unless ``upscale``;
+    a larger one goes to the bucket with the closest aspect ratio.
+    """
+    if not use_buckets:
+        return resolution, resolution
+    if not upscale and width * height <= resolution * resolution:
+        return (max(BUCKET_STEP, width // BUCKET_STEP * BUCKET_STEP),
+                max(BUCKET_STEP, height // BUCKET_STEP * BUCKET_STEP))
+    aspect = math.log(width / height)
+    return min(bucket_candidates(resolution), key=lambda b: (abs(math.log(b[0] / b[1]) - aspect), -b[0] * b[1]))
+
+
+def epoch_batches(buckets: list[tuple[int, int]], repeats: list[int], batch_size: int,
+                  rng: random.Random) -> list[list[int]]:
+    """One epoch's batches of image indices, each batch from a single bucket.
+
+    Every image appears ``repeats[i]`` times; images are shuffled within their bucket and the
+    batches are shuffled across buckets. The count always equals ``count_batches``.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, (bucket, times) in enumerate(zip(buckets, repeats)):
+        groups.setdefault(bucket, []).extend([index] * times)
+    batches = []
+    for bucket in sorted(groups):
+        members = groups[bucket]
+        rng.shuffle(members)
+        batches += [members[i:i + batch_size] for i in range(0, len(members), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def count_batches(buckets: list[tuple[int, int]], repeats: list[int], batch_size: int) -> int:
+    """How many batches one epoch has (the ceiling of each bucket's samples over the batch size)."""
+    per_bucket: Counter[tuple[int, int]] = Counter()
+    for bucket, times in zip(buckets, repeats):
+        per_bucket[bucket] += times
+    return sum(math.ceil(n / batch_size) for n in per_bucket.values())
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """The length of a run, exact and by the guide's formula."""
+
+    images: int
+    samples_per_epoch: int
+    """Images × their repeats."""
+    batches_per_epoch: int
+    epochs: int
+    batch_size: int
+    total_steps: int
+    """What the trainer will run: batches per epoch × epochs."""
+    formula_steps: float
+    """The guide's estimate: images × repeats × epochs ÷ batch size."""
+    bucket_counts: dict[tuple[int, int], int]
+    """How many images land in each (width, height) bucket."""
+
+
+def plan_steps(images: list[DatasetImage], resolution: int, batch_size: int, epochs: int,
+               use_buckets: bool = True) -> StepPlan:
+    """The exact number of steps a run over these images performs."""
+    buckets = [assign_bucket(i.width, i.height, resolution, use_buckets) for i in images]
+    repeats = [i.repeats for i in images]
+    per_epoch = count_batches(buckets, repeats, batch_size)
+    samples = sum(repeats)
+    return StepPlan(images=len(images), samples_per_epoch=samples, batches_per_epoch=per_epoch,
+                    epochs=epochs, batch_size=batch_size, total_steps=per_epoch * epochs,
+                    formula_steps=samples * epochs / batch_size, bucket_counts=dict(Counter(buckets)))

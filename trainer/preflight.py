@@ -1,0 +1,114 @@
+"""Checks on the files a config points at, before anything is written (no torch).
+
+A missing dataset, an empty one or a missing model is reported here with the path and what to
+do, so neither the app nor the trainer starts a run (or creates a run folder) that cannot work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainer.config import Config, Problem
+from trainer.config_toml import looks_like_hub_id
+from trainer.plan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
+
+
+@dataclass
+class Preflight:
+    """The outcome of checking a config's inputs."""
+
+    problems: list[Problem] = field(default_factory=list)
+    scan: DatasetScan | None = None
+    """The dataset scan, when the folder could be scanned (reused by the caller)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_model(base: str) -> list[Problem]:
+    """Problems with the base-model reference (a hub id is not checked: that needs network)."""
+    if not base:
+        return []  # "is required" comes from config validation
+    path = Path(base)
+    if not path.exists():
+        if looks_like_hub_id(base):
+            return []
+        return [Problem("model.base", f"{base} does not exist. Point it at a diffusers model folder "
+                        "(one with model_index.json) or a hub id such as "
+                        "stable-diffusion-v1-5/stable-diffusion-v1-5.")]
+    if path.is_file():
+        if path.suffix.lower() in (".safetensors", ".ckpt"):
+            return [Problem("model.base", f"{base} is a single-file checkpoint, which this version "
+                            "cannot load yet. Use a diffusers model folder or a hub id.")]
+        return [Problem("model.base", f"{base} is a file loratui does not recognise as a model.")]
+    if not (path / "model_index.json").is_file() and not (path / "unet").is_dir():
+        return [Problem("model.base", f"{base} is a folder but not a diffusers model: it has no "
+                        "model_index.json and no unet/ folder.")]
+    return []
+
+
+def local_model_arch(base: str) -> str | None:
+    """``sdxl`` or ``sd15`` for a local diffusers folder, read from its files; None otherwise."""
+    path = Path(base)
+    if not path.is_dir():
+        return None
+    if (path / "text_encoder_2").is_dir():
+        return "sdxl"
+    try:
+        index = json.loads((path / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return "sd15" if (path / "unet").is_dir() else None
+    return "sdxl" if "text_encoder_2" in index or "XL" in str(index.get("_class_name", "")) else "sd15"
+
+
+def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:
+    """Problems with the dataset folder, and its scan when it could be read."""
+    folder = config.dataset.path
+    if not folder:
+        return [], None
+    path = Path(folder)
+    if not path.exists():
+        return [Problem("dataset.path", f"{folder} does not exist. Point it at the folder that "
+                        "holds your images and their caption files.")], None
+    if not path.is_dir():
+        return [Problem("dataset.path", f"{folder} is a file; it should be the folder of images.")], None
+    try:
+        scan = scan_dataset(path, config.dataset.repeats, config.dataset.caption_extension)
+    except OSError as exc:
+        return [Problem("dataset.path", f"{folder} cannot be read ({exc.strerror}).")], None
+    if not scan.images:
+        kinds = ", ".join(IMAGE_EXTENSIONS)
+        detail = f" ({len(scan.skipped)} unusable, such as {scan.skipped[0][0].name}: " \
+                 f"{scan.skipped[0][1]})" if scan.skipped else ""
+        return [Problem("dataset.path", f"{folder} has no usable images{detail}. loratui reads "
+                        f"{kinds} files in the folder and in its N_name sub-folders.")], scan
+    return [], scan
+
+
+def check_output(config: Config) -> list[Problem]:
+    """Problems with the output folder: it must exist or be creatable, and be writable."""
+    target = Path(config.output.dir)
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return [Problem("output.dir", f"{probe} is a file, so {target} cannot be a folder.")]
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        return [Problem("output.dir", f"{probe} is not writable; choose another output.dir.")]
+    return []
+
+
+def preflight(config: Config) -> Preflight:
+    """Check the model, the dataset and the output folder of a validated config."""
+    result = Preflight()
+    result.problems += check_model(config.model.base)
+    dataset_problems, result.scan = check_dataset(config)
+    result.problems += dataset_problems
+    result.problems += check_output(config)
+    return result

@@ -1,0 +1,130 @@
+"""The run directory: one folder per training run, the only thing app and trainer share (no torch).
+
+```
+runs/<name>-<YYYYmmdd-HHMMSS>/
+  config.toml        frozen copy of what is trained (absolute paths)
+  events.jsonl       the event stream (see trainer.events)
+  trainer.log        raw stdout/stderr of the training process (tracebacks land here)
+  pid                while the training process runs
+  state/             resume state
+  checkpoints/       <name>-e0004.safetensors …
+  samples/           e0004/…png
+  <name>.safetensors the finished LoRA
+```
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.config import Config
+from trainer.config_toml import dumps
+from trainer.fileio import atomic_write_text
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where each file of one run lives."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "trainer.log"
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "pid"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    def final_lora(self, name: str) -> Path:
+        """The finished LoRA file."""
+        return self.root / f"{name}.safetensors"
+
+    def checkpoint(self, name: str, epoch: int) -> Path:
+        """The LoRA saved at the end of ``epoch``."""
+        return self.checkpoints / f"{name}-e{epoch:04d}.safetensors"
+
+
+def create_run_dir(config: Config, now: float | None = None) -> RunPaths:
+    """Make a fresh run folder under ``output.dir`` and freeze the config into it.
+
+    The config must already have absolute paths (``load_config`` gives that), so the frozen
+    copy still works when the run is resumed from another working directory.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    parent = Path(config.output.dir)
+    parent.mkdir(parents=True, exist_ok=True)
+    root = parent / f"{config.output.name}-{stamp}"
+    suffix = 1
+    while True:
+        try:
+            root.mkdir()
+            break
+        except FileExistsError:
+            # Two runs started in the same second: never share (or overwrite) a folder.
+            suffix += 1
+            root = parent / f"{config.output.name}-{stamp}-{suffix}"
+    paths = RunPaths(root)
+    atomic_write_text(paths.config, dumps(config))
+    return paths
+
+
+def write_pid(paths: RunPaths, pid: int) -> None:
+    """Record the training process id."""
+    atomic_write_text(paths.pid, f"{pid}\n")
+
+
+def read_pid(paths: RunPaths) -> int | None:
+    """The recorded training process id, or None."""
+    try:
+        return int(paths.pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a training process with this id runs.
+
+    A pid can be reused after its process ends; where /proc exists we also check that the
+    process is a Python running the trainer, so a stale pid file never looks like a live run.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists but belongs to someone else
+    proc = Path(f"/proc/{pid}")
+    if proc.exists():
+        try:
+            status = (proc / "stat").read_text()
+            if ") Z" in status:  # a zombie has finished; it only waits to be reaped
+                return False
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return b"trainer" in cmdline
+    return True
