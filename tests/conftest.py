@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny models built offline once per session, datasets and configs per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# No test may reach the network: the hub is told so, and nothing here names a hub model.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _build_tiny(folder: Path, arch: str) -> Path:
+    # Built in a child process so the test process itself stays free of torch where it matters.
+    subprocess.run([sys.executable, "-m", "trainer.tiny", str(folder), "--arch", arch], check=True,
+                   stdin=subprocess.DEVNULL, capture_output=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15(tmp_path_factory) -> Path:
+    """A tiny SD1.5-architecture diffusers folder (read-only: copy it before changing it)."""
+    return _build_tiny(tmp_path_factory.mktemp("models") / "tiny-sd15", "sd15")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    """A tiny SDXL-architecture diffusers folder (read-only: copy it before changing it)."""
+    return _build_tiny(tmp_path_factory.mktemp("models") / "tiny-sdxl", "sdxl")
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """The demo's twelve captioned mascot images in a fresh folder."""
+    from loratui.demo import write_dataset
+
+    folder = tmp_path / "dataset"
+    write_dataset(folder)
+    return folder
+
+
+def write_config(folder: Path, model: Path, dataset: Path, **sections) -> Path:
+    """Write a small, fast config (128 px, a handful of steps) with per-section overrides."""
+    from trainer.config import from_dict, validate
+    from trainer.config_toml import dumps
+
+    base = {
+        "model": {"base": str(model)},
+        "dataset": {"path": str(dataset), "trigger_word": "zkmascot", "repeats": 1, "resolution": 128},
+        "optimizer": {"name": "adamw", "unet_lr": 1e-3, "text_encoder_lr": 1e-3},
+        "scheduler": {"name": "constant"},
+        "training": {"epochs": 1, "batch_size": 2},
+        "output": {"name": "test", "dir": str(folder / "runs"), "save_every_n_epochs": 0},
+    }
+    for section, values in sections.items():
+        base.setdefault(section, {}).update(values)
+    config, problems = from_dict(base)
+    problems += validate(config)
+    assert not problems, problems
+    path = folder / "config.toml"
+    path.write_text(dumps(config))
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Factory: ``make_config(model, dataset, training={"epochs": 2})`` → config path."""
+    def make(model: Path, dataset: Path, **sections) -> Path:
+        return write_config(tmp_path, model, dataset, **sections)
+    return make
+
+
+@pytest.fixture
+def copy_model(tmp_path):
+    """Factory: a private, writable copy of a tiny model folder."""
+    def copy(source: Path) -> Path:
+        target = tmp_path / ("model-" + source.name)
+        shutil.copytree(source, target)
+        return target
+    return copy

@@ -1,0 +1,105 @@
+"""``python -m trainer RUN_DIR``: train the LoRA described by RUN_DIR/config.toml.
+
+The process is meant to run detached: it reads nothing from stdin, writes its progress to
+RUN_DIR/events.jsonl and lets stdout/stderr (redirected to trainer.log by whoever starts it)
+carry library output and tracebacks. Exit status: 0 finished or stopped on request, 1 failed,
+2 the run directory or its config is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from trainer.config_toml import ConfigFileError, load_config
+from trainer.errors import OOM_ADVICE, TrainerError
+from trainer.events import EventWriter
+from trainer.preflight import preflight
+from trainer.quiet import quiet_libraries
+from trainer.rundir import RunPaths, write_pid
+
+
+def _install_signal_handlers(stop) -> None:
+    def request_stop(signum, frame):
+        if stop.requested:  # a second Ctrl-C means "now"
+            raise KeyboardInterrupt
+        stop.requested = True
+        stop.reason = signal.Signals(signum).name
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    # A dropped SSH link must never end a run, even if the process was started without setsid.
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="Train the LoRA a run directory describes.")
+    parser.add_argument("run_dir", type=Path, help="a run directory holding config.toml")
+    args = parser.parse_args(argv)
+
+    paths = RunPaths(args.run_dir.resolve())
+    if not paths.config.is_file():
+        print(f"{paths.config} does not exist: the run directory is incomplete.", file=sys.stderr)
+        return 2
+    quiet_libraries()
+    write_pid(paths, os.getpid())
+    events = EventWriter(paths.events)
+    try:
+        return _run(paths, events)
+    finally:
+        events.close()
+        paths.pid.unlink(missing_ok=True)
+
+
+def _run(paths: RunPaths, events: EventWriter) -> int:
+    try:
+        config, problems = load_config(paths.config)
+    except ConfigFileError as exc:
+        events.emit("error", code="config", message=str(exc), advice="Fix the file, then start a new run.")
+        return 2
+    if problems:
+        events.emit("error", code="config", message="; ".join(str(p) for p in problems),
+                    advice="Fix these settings, then start a new run.", problems=[vars(p) for p in problems])
+        return 2
+    checked = preflight(config)
+    if not checked.ok:
+        events.emit("error", code="input", message="; ".join(str(p) for p in checked.problems),
+                    problems=[vars(p) for p in checked.problems])
+        return 2
+
+    from trainer.loop import StopRequest, run_training  # torch is imported from here on
+
+    stop = StopRequest()
+    _install_signal_handlers(stop)
+    try:
+        run_training(config, paths, events, stop, checked.scan)
+        return 0
+    except TrainerError as exc:
+        events.emit("error", code=exc.code, message=exc.message, advice=exc.advice)
+        return 1
+    except KeyboardInterrupt:
+        events.emit("stopped", reason="interrupted twice: stopped without saving")
+        return 0
+    except Exception as exc:
+        traceback.print_exc()
+        if _is_out_of_memory(exc):
+            events.emit("error", code="oom", message=f"Out of memory: {exc}".splitlines()[0], advice=OOM_ADVICE)
+        else:
+            events.emit("error", code="crash", message=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                        advice=f"This is a bug in loratui or a library; the full traceback is in {paths.log}.")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Saving LoRA files: atomic writes and the ``ss_*`` metadata other tools read.
+
+A1111's and ComfyUI's LoRA browsers, civitai and sd-scripts' own tools read the metadata keys
+sd-scripts writes; all values are strings, as there. Files are written to a temporary name,
+flushed and renamed, so a crash mid-save never replaces a good file with a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from trainer.config import Config
+from trainer.fileio import atomic_write
+from trainer.networks.lora import LoRANetwork
+from trainer.optim import optimizer_description
+
+SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
+"""sd-scripts' ss_base_model_version values."""
+
+
+def training_metadata(config: Config, arch: str, *, resolution: int, images: int, total_steps: int,
+                      batches_per_epoch: int, tag_frequency: dict[str, int], started_at: float,
+                      session_id: str) -> dict[str, str]:
+    """The metadata that stays the same through a run (per-save keys are added by ``save_lora``)."""
+    network_args = {}
+    if config.network.type == "locon":
+        network_args = {"conv_dim": str(config.network.conv_dim), "conv_alpha": str(config.network.conv_alpha)}
+    dataset_name = Path(config.dataset.path).name
+    meta = {
+        "ss_session_id": session_id,
+        "ss_training_started_at": str(started_at),
+        "ss_output_name": config.output.name,
+        "ss_learning_rate": str(config.optimizer.unet_lr),
+        "ss_unet_lr": str(config.optimizer.unet_lr),
+        "ss_text_encoder_lr": str(config.optimizer.text_encoder_lr),
+        "ss_num_train_images": str(images),
+        "ss_num_batches_per_epoch": str(batches_per_epoch),
+        "ss_num_epochs": str(config.training.epochs),
+        "ss_max_train_steps": str(total_steps),
+        "ss_batch_size_per_device": str(config.training.batch_size),
+        "ss_total_batch_size": str(config.training.batch_size),
+        "ss_gradient_accumulation_steps": "1",
+        "ss_gradient_checkpointing": str(config.training.gradient_checkpointing),
+        "ss_lr_warmup_steps": str(config.scheduler.warmup_steps),
+        "ss_lr_scheduler": config.scheduler.name,
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(config.network.dim),
+        "ss_network_alpha": str(config.network.alpha),
+        "ss_network_args": json.dumps(network_args),
+        "ss_network_dropout": "None",
+        "ss_mixed_precision": config.training.mixed_precision,
+        "ss_full_fp16": "False",
+        "ss_v2": "False",
+        "ss_base_model_version": BASE_MODEL_VERSIONS[arch],
+        "ss_sd_model_name": Path(config.model.base).name or config.model.base,
+        "ss_clip_skip": "None" if arch == "sdxl" else "1",
+        "ss_max_token_length": "None",
+        "ss_cache_latents": "True",
+        "ss_seed": str(config.training.seed),
+        "ss_noise_offset": "None",
+        "ss_optimizer": optimizer_description(config.optimizer),
+        "ss_max_grad_norm": str(config.optimizer.max_grad_norm),
+        "ss_resolution": str((resolution, resolution)),
+        "ss_enable_bucket": str(config.dataset.buckets),
+        "ss_bucket_no_upscale": "True",
+        "ss_flip_aug": str(config.dataset.flip),
+        "ss_color_aug": "False",
+        "ss_random_crop": "False",
+        "ss_shuffle_caption": str(config.dataset.shuffle_captions),
+        "ss_keep_tokens": str(config.dataset.keep_tokens),
+        "ss_caption_dropout_rate": "0.0",
+        "ss_prior_loss_weight": "1.0",
+        "ss_min_snr_gamma": "None",
+        "ss_training_comment": f"trained with loratui, trigger word: {config.dataset.trigger_word or 'none'}",
+        "ss_dataset_dirs": json.dumps({dataset_name: {"n_repeats": config.dataset.repeats, "img_count": images}}),
+        "ss_tag_frequency": json.dumps({dataset_name: tag_frequency}, ensure_ascii=False),
+    }
+    return meta
+
+
+def new_session_id() -> str:
+    """A random id shared by every file one run saves (sd-scripts' ss_session_id)."""
+    return str(uuid.uuid4().int % (2 ** 31))
+
+
+def save_lora(path: Path, network: LoRANetwork, metadata: dict[str, str], *, epoch: int, step: int,
+              precision: str) -> Path:
+    """Write the network's weights with metadata to ``path`` atomically; return the path."""
+    tensors = network.kohya_state_dict(SAVE_DTYPES[precision])
+    meta = dict(metadata, ss_epoch=str(epoch), ss_steps=str(step),
+                ss_training_finished_at=str(time.time()))
+    # safetensors picks the format from the file name; the temporary name must stay usable.
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    return Path(path)
+
+
+def prune_checkpoints(folder: Path, name: str, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints of this run (0 keeps all); return the removed."""
+    if keep <= 0:
+        return []
+    files = sorted(folder.glob(f"{name}-e*.safetensors"))
+    removed = files[:-keep]
+    for old in removed:
+        old.unlink(missing_ok=True)
+    return removed

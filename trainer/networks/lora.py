@@ -1,0 +1,181 @@
+"""A LoRA/LoCon network in the kohya layout: low-rank adapters hooked onto a model's layers.
+
+Each adapted layer keeps its own weights frozen; its forward becomes
+``original(x) + up(down(x)) · multiplier · alpha/dim``. The base model's module tree and state
+dict are left untouched (the adapter replaces the layer's ``forward``, as sd-scripts does), so
+the diffusers model can still be saved, loaded and sampled as usual.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trainer.networks.naming import (UNET_ATTENTION_BLOCKS, UNET_CONV_BLOCKS, is_text_encoder_block,
+                                     text_encoder_lora_name, unet_lora_name)
+
+
+class LoRAModule(nn.Module):
+    """One low-rank adapter on a Linear or Conv2d layer."""
+
+    def __init__(self, lora_name: str, original: nn.Module, dim: int, alpha: float) -> None:
+        super().__init__()
+        self.lora_name = lora_name
+        if isinstance(original, nn.Conv2d):
+            self.lora_down = nn.Conv2d(original.in_channels, dim, original.kernel_size, original.stride,
+                                       original.padding, bias=False)
+            self.lora_up = nn.Conv2d(dim, original.out_channels, 1, 1, bias=False)
+        elif isinstance(original, nn.Linear):
+            self.lora_down = nn.Linear(original.in_features, dim, bias=False)
+            self.lora_up = nn.Linear(dim, original.out_features, bias=False)
+        else:
+            raise TypeError(f"cannot adapt {type(original).__name__} ({lora_name})")
+        # The usual LoRA start: a random down projection and a zero up projection, so training
+        # begins from exactly the base model.
+        nn.init.kaiming_uniform_(self.lora_down.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_up.weight)
+        self.dim = dim
+        self.register_buffer("alpha", torch.tensor(float(alpha)), persistent=False)
+        self.scale = float(alpha) / dim
+        self.multiplier = 1.0
+        # A plain list keeps the original layer out of this module's parameters and state dict.
+        self._original = [original]
+        self._original_forward = None
+
+    def attach(self) -> None:
+        """Route the original layer's forward through this adapter."""
+        if self._original_forward is None:
+            original = self._original[0]
+            self._original_forward = original.forward
+            original.forward = self.forward
+
+    def detach(self) -> None:
+        """Give the original layer its own forward back."""
+        if self._original_forward is not None:
+            self._original[0].forward = self._original_forward
+            self._original_forward = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self._original_forward is not None, "attach() the adapter before using it"
+        return self._original_forward(x) + self.lora_up(self.lora_down(x)) * (self.multiplier * self.scale)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The shape of a network: which layers get adapters and with which rank."""
+
+    dim: int
+    alpha: float
+    conv_dim: int = 0
+    """Rank for 3×3 convolutions; 0 leaves them alone (plain LoRA), above 0 makes a LoCon."""
+    conv_alpha: float = 0.0
+
+
+def _is_1x1(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1)
+
+
+def _unet_adapters(unet: nn.Module, arch: str, spec: NetworkSpec) -> list[LoRAModule]:
+    config = unet.config
+    layers = config.layers_per_block
+    if not isinstance(layers, int):
+        raise ValueError("UNets with a different layer count per block are not supported")
+    with_attention = [t.startswith("CrossAttn") for t in config.up_block_types]
+    blocks = UNET_ATTENTION_BLOCKS + (UNET_CONV_BLOCKS if spec.conv_dim else ())
+    adapters = []
+    for block_path, block in unet.named_modules():
+        if type(block).__name__ not in blocks:
+            continue
+        for child_path, child in block.named_modules():
+            if not isinstance(child, (nn.Linear, nn.Conv2d)):
+                continue
+            full = f"{block_path}.{child_path}"
+            name = unet_lora_name(full, arch, layers, with_attention)
+            if isinstance(child, nn.Linear) or _is_1x1(child):
+                adapters.append(LoRAModule(name, child, spec.dim, spec.alpha))
+            elif spec.conv_dim:
+                adapters.append(LoRAModule(name, child, spec.conv_dim, spec.conv_alpha))
+    return adapters
+
+
+def _text_encoder_adapters(encoder: nn.Module, index: int, count: int, spec: NetworkSpec) -> list[LoRAModule]:
+    adapters = []
+    for block_path, block in encoder.named_modules():
+        if not is_text_encoder_block(type(block).__name__):
+            continue
+        for child_path, child in block.named_modules():
+            if isinstance(child, nn.Linear):
+                name = text_encoder_lora_name(f"{block_path}.{child_path}", index, count)
+                adapters.append(LoRAModule(name, child, spec.dim, spec.alpha))
+    return adapters
+
+
+class LoRANetwork(nn.Module):
+    """The adapters of one training run: on the UNet and, optionally, on the text encoders."""
+
+    def __init__(self, unet: nn.Module, text_encoders: list[nn.Module], arch: str, spec: NetworkSpec,
+                 train_text_encoders: bool) -> None:
+        super().__init__()
+        self.spec = spec
+        self.unet_loras = nn.ModuleList(_unet_adapters(unet, arch, spec))
+        te_loras: list[LoRAModule] = []
+        if train_text_encoders:
+            for index, encoder in enumerate(text_encoders):
+                te_loras += _text_encoder_adapters(encoder, index, len(text_encoders), spec)
+        self.text_encoder_loras = nn.ModuleList(te_loras)
+        names = [m.lora_name for m in self.all_loras()]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"two layers map to the same LoRA name: {sorted(duplicates)[:3]}")
+
+    def all_loras(self) -> list[LoRAModule]:
+        """Every adapter, UNet first."""
+        return list(self.unet_loras) + list(self.text_encoder_loras)
+
+    def attach(self) -> None:
+        """Hook every adapter into its layer."""
+        for lora in self.all_loras():
+            lora.attach()
+
+    def detach(self) -> None:
+        """Unhook every adapter, leaving the base model as it was."""
+        for lora in self.all_loras():
+            lora.detach()
+
+    def set_multiplier(self, multiplier: float) -> None:
+        """Scale the LoRA's effect (1.0 = as trained, 0 = off)."""
+        for lora in self.all_loras():
+            lora.multiplier = multiplier
+
+    def parameter_groups(self, unet_lr: float, text_encoder_lr: float) -> list[dict]:
+        """Optimizer parameter groups with the UNet and text-encoder learning rates."""
+        groups = [{"params": [p for m in self.unet_loras for p in m.parameters()], "lr": unet_lr,
+                   "name": "unet"}]
+        if len(self.text_encoder_loras):
+            groups.append({"params": [p for m in self.text_encoder_loras for p in m.parameters()],
+                           "lr": text_encoder_lr, "name": "text_encoder"})
+        return groups
+
+    def kohya_state_dict(self, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+        """The weights under kohya names: ``<name>.lora_down.weight``, ``.lora_up.weight``, ``.alpha``."""
+        tensors = {}
+        for lora in self.all_loras():
+            tensors[f"{lora.lora_name}.lora_down.weight"] = lora.lora_down.weight.detach().to("cpu", dtype).contiguous()
+            tensors[f"{lora.lora_name}.lora_up.weight"] = lora.lora_up.weight.detach().to("cpu", dtype).contiguous()
+            tensors[f"{lora.lora_name}.alpha"] = lora.alpha.detach().to("cpu", dtype)
+        return tensors
+
+    def load_kohya_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load weights saved by ``kohya_state_dict`` (missing or extra names are an error)."""
+        expected = set(self.kohya_state_dict(torch.float32))
+        missing, unexpected = expected - set(tensors), set(tensors) - expected
+        if missing or unexpected:
+            raise ValueError(f"LoRA weights do not match the network: {len(missing)} missing, "
+                             f"{len(unexpected)} unexpected")
+        with torch.no_grad():
+            for lora in self.all_loras():
+                lora.lora_down.weight.copy_(tensors[f"{lora.lora_name}.lora_down.weight"])
+                lora.lora_up.weight.copy_(tensors[f"{lora.lora_name}.lora_up.weight"])
