@@ -1,0 +1,134 @@
+"""The ``loratui`` command.
+
+    loratui [CONFIG] [--set section.key=value …]     open the app on a config
+    loratui demo [--dir DIR] [--headless]            build the demo workspace and train on it
+    loratui train CONFIG [--set …] [--detach]        train without the app
+
+Every problem with the input is printed as one line naming the file or setting, and the exit
+status is non-zero; nothing is written until the config and the files it names check out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from loratui import __version__
+
+DEFAULT_CONFIG = Path("loratui.toml")
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one setting, e.g. --set training.batch_size=2 (repeatable)")
+
+
+def _app_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loratui", description="Train SD1.5 and SDXL LoRAs from the terminal.",
+        epilog="commands:\n  demo    build the demo workspace (tiny model, small dataset) and train on it\n"
+               "  train   train from a config without the app\n\n"
+               "`loratui COMMAND --help` tells more.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", type=Path,
+                        help=f"the training config to open (default: ./{DEFAULT_CONFIG} when it exists)")
+    _add_overrides(parser)
+    parser.add_argument("--version", action="version", version=f"loratui {__version__}")
+    return parser
+
+
+def _demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loratui demo", description=(
+        "Build a demo workspace (a tiny SD1.5 model and a dozen captioned images, made offline) "
+        "and open the app on it, or train on it straight away with --headless."))
+    parser.add_argument("--dir", type=Path, default=Path("loratui-demo"),
+                        help="where the workspace goes (default: ./loratui-demo; an existing one is reused)")
+    parser.add_argument("--headless", action="store_true",
+                        help="train without the app and print the path of the LoRA it wrote")
+    return parser
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loratui train", description=(
+        "Train from a config without the app: a progress line here, Ctrl-C stops after the "
+        "current step and saves."))
+    parser.add_argument("config", type=Path, help="the training config (TOML)")
+    _add_overrides(parser)
+    parser.add_argument("--detach", action="store_true",
+                        help="run in the background (survives logout) and print the run folder")
+    return parser
+
+
+def _print_problems(problems) -> None:
+    for problem in problems:
+        print(f"loratui: {problem}", file=sys.stderr)
+
+
+def cmd_train(config: Path, overrides: list[str], detach: bool) -> int:
+    """Check the config, then train in the foreground or start a detached run."""
+    from loratui.headless import train_in_foreground
+    from loratui.launch import check_config, new_run, start_detached
+
+    checked = check_config(config, overrides)
+    if not checked.ok:
+        _print_problems(checked.problems)
+        return EXIT_BAD_INPUT
+    run = new_run(checked)
+    if detach:
+        pid = start_detached(run)
+        print(f"training in the background (pid {pid}); follow it with: tail -f {run.events}", file=sys.stderr)
+        print(run.root)
+        return EXIT_OK
+    print(f"run folder: {run.root}", file=sys.stderr)
+    state = train_in_foreground(run)
+    if state.phase == "done":
+        print(state.output)
+        return EXIT_OK
+    if state.phase == "stopped":
+        return EXIT_OK
+    if state.advice:
+        print(f"loratui: {state.advice}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def cmd_demo(folder: Path, headless: bool) -> int:
+    """Build (or reuse) the demo workspace, then train headless or open the app."""
+    from loratui.demo import ensure_demo_workspace
+
+    print(f"preparing the demo workspace in {folder.resolve()} …", file=sys.stderr)
+    try:
+        workspace = ensure_demo_workspace(folder)
+    except (OSError, RuntimeError) as exc:
+        print(f"loratui: could not build the demo workspace in {folder}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if headless:
+        return cmd_train(workspace.config, [], detach=False)
+    return run_app(workspace.config, [])
+
+
+def run_app(config: Path | None, overrides: list[str]) -> int:
+    """Open the terminal app."""
+    from loratui.app import LoraTuiApp
+
+    LoraTuiApp(config_path=config, overrides=overrides).run()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``loratui`` command."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "demo":
+        args = _demo_parser().parse_args(argv[1:])
+        return cmd_demo(args.dir, args.headless)
+    if argv and argv[0] == "train":
+        args = _train_parser().parse_args(argv[1:])
+        return cmd_train(args.config, args.overrides, args.detach)
+    args = _app_parser().parse_args(argv)
+    config = args.config
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    if config is not None and not config.exists():
+        print(f"loratui: {config}: no such file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_app(config, args.overrides)

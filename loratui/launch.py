@@ -1,0 +1,100 @@
+"""Checking a config and starting the training process (no torch: the trainer is a child).
+
+A detached start goes through a short-lived helper (``python -m loratui.detach``) that starts
+the trainer in a new session and exits at once, so the trainer is nobody's child: closing the
+app, a dropped SSH link (SIGHUP goes to the terminal's session, not the trainer's) or a killed
+app leaves it running. Starting the trainer directly from asyncio would not do: an asyncio
+subprocess transport kills its child when it is closed or garbage-collected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from trainer.config import Config, Problem
+from trainer.config_toml import ConfigFileError, load_config
+from trainer.plan import DatasetScan
+from trainer.preflight import preflight
+from trainer.rundir import RunPaths, create_run_dir, write_pid
+
+
+@dataclass
+class CheckedConfig:
+    """A config file read, validated and checked against the files it names."""
+
+    path: Path
+    config: Config | None = None
+    problems: list[Problem] = field(default_factory=list)
+    scan: DatasetScan | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.problems
+
+
+def check_config(path: Path | str, overrides: Iterable[str] = ()) -> CheckedConfig:
+    """Read and check a config; every problem is collected, nothing is written."""
+    checked = CheckedConfig(Path(path))
+    try:
+        checked.config, checked.problems = load_config(path, overrides)
+    except ConfigFileError as exc:
+        checked.problems = [Problem(str(exc.path), exc.message)]
+        return checked
+    if not checked.problems:
+        result = preflight(checked.config)
+        checked.problems, checked.scan = result.problems, result.scan
+    return checked
+
+
+def trainer_command(run: RunPaths) -> list[str]:
+    """The command line of the training process for a run."""
+    return [sys.executable, "-m", "trainer", str(run.root)]
+
+
+def _detach_command(run: RunPaths) -> list[str]:
+    return [sys.executable, "-m", "loratui.detach", str(run.log), "--", *trainer_command(run)]
+
+
+def _record_pid(run: RunPaths, output: str) -> int:
+    try:
+        pid = int(output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError(f"the trainer did not start: {output.strip() or 'no output'}") from None
+    # The trainer writes its pid too; writing it here makes the run visible at once.
+    write_pid(run, pid)
+    return pid
+
+
+def start_detached(run: RunPaths) -> int:
+    """Start the trainer detached from this process and terminal; return its pid."""
+    result = subprocess.run(_detach_command(run), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            cwd=run.root, timeout=60)
+    return _record_pid(run, result.stdout + result.stderr if result.returncode else result.stdout)
+
+
+async def start_detached_async(run: RunPaths) -> int:
+    """``start_detached`` for the app's event loop (the helper exits at once, so nothing is left to kill)."""
+    process = await asyncio.create_subprocess_exec(*_detach_command(run), stdin=subprocess.DEVNULL,
+                                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                   cwd=run.root)
+    stdout, stderr = await process.communicate()
+    text = stdout.decode() if process.returncode == 0 else (stdout + stderr).decode()
+    return _record_pid(run, text)
+
+
+def start_foreground(run: RunPaths) -> subprocess.Popen:
+    """Start the trainer as an ordinary child (same terminal session: Ctrl-C reaches it too)."""
+    with open(run.log, "ab") as log:
+        return subprocess.Popen(trainer_command(run), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=run.root)
+
+
+def new_run(checked: CheckedConfig) -> RunPaths:
+    """Create the run folder for a checked config (call only when ``checked.ok``)."""
+    assert checked.config is not None and checked.ok
+    return create_run_dir(checked.config)

@@ -1,0 +1,5 @@
+"""Screens of the loratui app."""
+
+from loratui.screens.train import TrainScreen
+
+__all__ = ["TrainScreen"]

@@ -1,0 +1,94 @@
+"""The app, driven with Textual's Pilot: load a config, start a real run, see it arrive."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from loratui.app import LoraTuiApp
+from loratui.demo import demo_config, write_dataset
+from loratui.widgets import RunStatus
+from trainer.config import with_value
+from trainer.config_toml import save_config
+from trainer.rundir import pid_alive, read_pid
+
+
+async def _until(pilot, predicate, timeout=90.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await pilot.pause(0.2)
+    return False
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_sd15):
+    """A demo-like workspace on the tiny model, with a run long enough to watch."""
+    write_dataset(tmp_path / "dataset")
+    config = with_value(demo_config(), "model.base", str(tiny_sd15))
+    config = with_value(config, "training.epochs", 40)
+    path = tmp_path / "loratui.toml"
+    save_config(config, path)
+    return path
+
+
+@pytest.mark.slow
+async def test_start_a_run_and_watch_steps_arrive(workspace):
+    app = LoraTuiApp(workspace)
+    async with app.run_test(size=(100, 32)) as pilot:
+        screen = app.screen
+        assert await _until(pilot, lambda: screen.checked is not None)
+        summary = str(screen.query_one("#summary").render())
+        assert "12 images" in summary and "1200 steps" in summary
+        await pilot.press("s")
+        status = screen.query_one(RunStatus)
+        try:
+            assert await _until(pilot, lambda: status.state.step >= 3)
+            assert status.state.total_steps == 1200
+            assert "step " in str(status.query_one("#run-text").render())
+            log_text = "\n".join(screen.query_one("Log").lines)
+            assert "start: 12 images" in log_text
+            pid = read_pid(screen.run)
+            assert pid is not None and pid_alive(pid)
+        finally:
+            pid = read_pid(screen.run) if screen.run else None
+            if pid and pid_alive(pid):
+                os.kill(pid, signal.SIGTERM)
+        assert await _until(pilot, lambda: screen.run_state.phase == "stopped")
+        assert screen.run_state.last_checkpoint and Path(screen.run_state.last_checkpoint).exists()
+
+
+async def test_a_config_with_problems_lists_them_and_will_not_start(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[dataset]\npath = "nowhere"\n[training]\nbatch_size = 0\nbatchsize = 2\n')
+    app = LoraTuiApp(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        screen = app.screen
+        assert await _until(pilot, lambda: screen.checked is not None, timeout=10)
+        problems = str(screen.query_one("#problems").render())
+        assert "model.base: is required." in problems
+        assert "training.batch_size" in problems
+        assert "Did you mean 'batch_size'?" in problems
+        await pilot.press("s")
+        await pilot.pause(0.2)
+        assert screen.run is None
+        assert not (tmp_path / "runs").exists()
+
+
+async def test_typing_a_config_path_loads_it(tmp_path, dataset):
+    path = tmp_path / "typed.toml"
+    save_config(with_value(demo_config(), "dataset.path", str(dataset)), path)
+    app = LoraTuiApp(None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert "Type the path" in str(screen.query_one("#summary").render())
+        await pilot.click("#config-path")
+        await pilot.press(*str(path), "enter")
+        assert await _until(pilot, lambda: screen.checked is not None, timeout=10)
+        # The demo config names a model folder that is not there: the problem is shown, by name.
+        assert "model.base" in str(screen.query_one("#problems").render())
