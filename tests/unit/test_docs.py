@@ -1,0 +1,35 @@
+"""The README stays true: its commands are the ones CI runs, its reference is the schema's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from trainer.config import FIELDS
+from trainer.config_reference import END, START, markdown_reference
+
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text()
+
+
+def _code_blocks(text: str) -> list[str]:
+    return [block.strip() for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)]
+
+
+def test_the_first_two_commands_are_install_and_demo_then_the_test_suite():
+    demo, tests = _code_blocks(README)[:2]
+    assert demo.endswith("loratui demo")
+    assert "pytest" in tests and '".[test]"' in tests
+
+
+def test_ci_runs_the_readmes_test_command():
+    tests = _code_blocks(README)[1]
+    assert tests in (REPO / ".ci" / "run").read_text()
+    assert "torch==2.13.0" in tests  # a bare `torch` would pull a multi-GB CUDA build
+
+
+def test_the_config_reference_is_generated_from_the_schema():
+    block = README.split(START, 1)[1].split(END, 1)[0].strip()
+    assert block == markdown_reference(), "run: python -m trainer.config_reference --write README.md"
+    for key in FIELDS:
+        assert f"`{key.split('.')[-1]}`" in block
