@@ -127,7 +127,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     metadata = training_metadata(config, arch, resolution=resolution, images=len(images), total_steps=total_steps,
                                  batches_per_epoch=per_epoch, tag_frequency=tag_frequency(captions),
                                  started_at=started_at, session_id=new_session_id())
-    events.emit("start", run=paths.root.name, arch=arch, device=str(precision.device), precision=precision.name,
+    device_name = torch.cuda.get_device_name(precision.device) if precision.device.type == "cuda" else "cpu"
+    events.emit("start", run=paths.root.name, arch=arch, device=device_name, precision=precision.name,
                 resolution=resolution, images=len(images), samples_per_epoch=sum(repeats),
                 batches_per_epoch=per_epoch, epochs=config.training.epochs, batch_size=batch_size,
                 total_steps=total_steps, formula_steps=sum(repeats) * config.training.epochs / batch_size,
@@ -162,7 +163,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             step += 1
             epoch_losses.append(loss_value)
             events.emit("step", step=step, total_steps=total_steps, epoch=epoch, loss=loss_value,
-                        lr=scheduler.get_last_lr()[0], seconds_per_step=round(time.perf_counter() - tick, 5))
+                        lr=scheduler.get_last_lr()[0], seconds_per_step=round(time.perf_counter() - tick, 5),
+                        **_gpu_memory(precision.device))
             if stop.requested:
                 saved = save_lora(paths.checkpoints / f"{config.output.name}-step{step:06d}.safetensors",
                                   network, metadata, epoch=epoch, step=step, precision=config.output.save_precision)
@@ -187,6 +189,14 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     events.emit("done", step=step, total_steps=total_steps, output=str(final),
                 seconds=round(time.time() - started_at, 2))
     return final
+
+
+def _gpu_memory(device: torch.device) -> dict[str, float]:
+    """Peak and total GPU memory in GiB (nothing on a CPU), for the monitor and the figures."""
+    if device.type != "cuda":
+        return {}
+    return {"vram_peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3),
+            "vram_total_gib": round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)}
 
 
 def _training_step(model: BaseModel, images: list[CachedImage], batch: list[int], config: Config,
