@@ -20,7 +20,7 @@ from trainer.errors import OOM_ADVICE, TrainerError
 from trainer.events import EventWriter
 from trainer.preflight import preflight
 from trainer.quiet import quiet_libraries
-from trainer.rundir import RunPaths, write_pid
+from trainer.rundir import RunPaths, pid_alive, read_pid, write_pid
 
 
 def _install_signal_handlers(stop) -> None:
@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = RunPaths(args.run_dir.resolve())
     if not paths.config.is_file():
         print(f"{paths.config} does not exist: the run directory is incomplete.", file=sys.stderr)
+        return 2
+    other = read_pid(paths)
+    if other is not None and other != os.getpid() and pid_alive(other):
+        # Two trainers on one run folder would interleave their events and overwrite files.
+        print(f"{paths.root} is already being trained by process {other}.", file=sys.stderr)
         return 2
     quiet_libraries()
     write_pid(paths, os.getpid())

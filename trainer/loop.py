@@ -62,13 +62,6 @@ def choose_precision(requested: str) -> Precision:
     return Precision(device, torch.float32, False, "fp32")
 
 
-def _caption(image: CachedImage, config: Config, rng: random.Random) -> str:
-    text = with_trigger(read_caption(image.source.caption_path), config.dataset.trigger_word)
-    if config.dataset.shuffle_captions:
-        text = shuffle_tags(text, config.dataset.keep_tokens, rng)
-    return text
-
-
 def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: StopRequest,
                  scan: DatasetScan) -> Path | None:
     """Train the LoRA the config describes; return the final file, or None when stopped early."""
@@ -104,14 +97,20 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     # Latents: every image encoded once; undecodable ones are skipped with a warning.
     def progress(done: int, total: int) -> None:
         events.emit("status", phase="caching", message="Encoding images", current=done, total=total)
+        if stop.requested:  # encoding a large dataset takes minutes; a stop must not wait for it
+            raise _StoppedBeforeTraining
 
     def skipped(image, why: str) -> None:
         events.emit("warning", code="image_skipped", file=str(image.path), message=f"{image.path.name} {why}; skipped.")
 
     for path, why in scan.skipped:
         events.emit("warning", code="image_skipped", file=str(path), message=f"{path.name}: {why}; skipped.")
-    images = cache_latents(scan.images, model.vae, resolution, config.dataset.buckets, config.dataset.flip,
-                           seed, progress, skipped)
+    try:
+        images = cache_latents(scan.images, model.vae, resolution, config.dataset.buckets, config.dataset.flip,
+                               seed, progress, skipped)
+    except _StoppedBeforeTraining:
+        events.emit("stopped", step=0, epoch=0, reason=stop.reason, checkpoint=None)
+        return None
     if not images:
         raise TrainerError("dataset", f"none of the images in {config.dataset.path} could be decoded.",
                            "Check the warnings above for each file's reason.")
@@ -142,12 +141,13 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     trainable = [p for p in network.parameters() if p.requires_grad]
 
     # Train.
+    gpu_total = _gpu_total(precision.device)
     step, nan_streak = 0, 0
     for epoch in range(1, config.training.epochs + 1):
         epoch_losses = []
         for batch in epoch_batches(buckets, repeats, batch_size, random.Random(seed * 100003 + epoch)):
             tick = time.perf_counter()
-            loss = _training_step(model, images, batch, config, precision, rng, train_te)
+            loss = _training_step(model, images, captions, batch, config, precision, rng, train_te)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 # Skip this update; a run that keeps diverging is stopped with advice.
@@ -164,7 +164,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             epoch_losses.append(loss_value)
             events.emit("step", step=step, total_steps=total_steps, epoch=epoch, loss=loss_value,
                         lr=scheduler.get_last_lr()[0], seconds_per_step=round(time.perf_counter() - tick, 5),
-                        **_gpu_memory(precision.device))
+                        **_gpu_memory(precision.device, gpu_total))
             if stop.requested:
                 saved = save_lora(paths.checkpoints / f"{config.output.name}-step{step:06d}.safetensors",
                                   network, metadata, epoch=epoch, step=step, precision=config.output.save_precision)
@@ -191,26 +191,41 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     return final
 
 
-def _gpu_memory(device: torch.device) -> dict[str, float]:
-    """Peak and total GPU memory in GiB (nothing on a CPU), for the monitor and the figures."""
+class _StoppedBeforeTraining(Exception):
+    """A stop was requested while the run was still being prepared."""
+
+
+def _gpu_total(device: torch.device) -> float | None:
     if device.type != "cuda":
+        return None
+    return round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)
+
+
+def _gpu_memory(device: torch.device, total: float | None) -> dict[str, float]:
+    """Peak and total GPU memory in GiB (nothing on a CPU), for the monitor and the figures."""
+    if total is None:
         return {}
-    return {"vram_peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3),
-            "vram_total_gib": round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)}
+    return {"vram_peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3), "vram_total_gib": total}
 
 
-def _training_step(model: BaseModel, images: list[CachedImage], batch: list[int], config: Config,
-                   precision: Precision, rng: random.Random, train_te: bool) -> torch.Tensor:
-    """One forward pass: noise the latents, predict, and return the loss."""
+def _training_step(model: BaseModel, images: list[CachedImage], captions: list[str], batch: list[int],
+                   config: Config, precision: Precision, rng: random.Random, train_te: bool) -> torch.Tensor:
+    """One forward pass: noise the latents, predict, and return the loss.
+
+    ``captions`` are read once before training (trigger word in place); only the shuffle
+    happens here, so no file is read inside the loop.
+    """
     device = precision.device
     chosen = [images[i] for i in batch]
     latents = torch.stack([image.pick_latents(rng) for image in chosen]).to(device)
-    captions = [_caption(image, config, rng) for image in chosen]
+    texts = [captions[i] for i in batch]
+    if config.dataset.shuffle_captions:
+        texts = [shuffle_tags(text, config.dataset.keep_tokens, rng) for text in texts]
     autocast = torch.autocast(device.type, dtype=precision.weight_dtype) if precision.autocast \
         else contextlib.nullcontext()
     with autocast:
         with contextlib.nullcontext() if train_te else torch.no_grad():
-            hidden, pooled = encode_text(model, tokenize(model, captions))
+            hidden, pooled = encode_text(model, tokenize(model, texts))
         noise = torch.randn_like(latents)
         timesteps = torch.randint(0, model.noise_scheduler.config.num_train_timesteps, (len(batch),),
                                   device=device)

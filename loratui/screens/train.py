@@ -58,6 +58,8 @@ class TrainScreen(Screen):
         checked: CheckedConfig
         plan: StepPlan | None
         arch: str | None
+        mtime: int | None
+        """The file's modification time just before it was read."""
 
     def __init__(self, config_path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> None:
         super().__init__()
@@ -67,6 +69,8 @@ class TrainScreen(Screen):
         """``--set`` overrides from the command line, applied on every load."""
         self.checked: CheckedConfig | None = None
         """The last check of the config, or None while it runs."""
+        self.checked_mtime: int | None = None
+        """The config file's modification time when it was last checked."""
         self.run_state = RunState()
         """What the followed run is doing."""
         self.run: RunPaths | None = None
@@ -102,8 +106,15 @@ class TrainScreen(Screen):
         self.query_one("#problems", Static).update("")
         self._check_worker(path)
 
+    def _config_mtime(self) -> int | None:
+        try:
+            return self.config_path.stat().st_mtime_ns if self.config_path else None
+        except OSError:
+            return None
+
     @work(thread=True, exclusive=True, group="config", exit_on_error=False)
     def _check_worker(self, path: Path) -> None:
+        mtime = self._config_mtime()
         checked = check_config(path, self.overrides)
         plan = arch = None
         if checked.ok and checked.scan is not None and checked.config is not None:
@@ -112,10 +123,11 @@ class TrainScreen(Screen):
             resolution = effective_resolution(config, arch or "sd15")
             plan = plan_steps(checked.scan.images, resolution, config.training.batch_size,
                               config.training.epochs, config.dataset.buckets)
-        self.post_message(self.ConfigChecked(checked, plan, arch))
+        self.post_message(self.ConfigChecked(checked, plan, arch, mtime))
 
     def on_train_screen_config_checked(self, message: ConfigChecked) -> None:
         self.checked = message.checked
+        self.checked_mtime = message.mtime
         config, plan = message.checked.config, message.plan
         summary = self.query_one("#summary", Static)
         problems = self.query_one("#problems", Static)
@@ -160,7 +172,16 @@ class TrainScreen(Screen):
         if not self.checked.ok:
             self.notify("The config has problems; they are listed above.", severity="error")
             return
-        self.run = new_run(self.checked)
+        if self._config_mtime() != self.checked_mtime:
+            # Never train a config other than the one on screen: check the edited file first.
+            self.notify("The config changed on disk; checking it again. Press s once it is loaded.")
+            self.check(self.checked.path)
+            return
+        try:
+            self.run = new_run(self.checked)
+        except OSError as exc:
+            self.notify(f"Could not create the run folder: {exc}", severity="error")
+            return
         self.run_state = RunState()
         try:
             pid = await start_detached_async(self.run)

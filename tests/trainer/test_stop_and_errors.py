@@ -34,6 +34,10 @@ def test_a_stop_signal_finishes_the_step_saves_and_exits_cleanly(signum, tiny_sd
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
         assert _wait_for(lambda: len(of_type(read_events(run.events), "step")) >= 3)
+        # A second trainer on the same run folder is refused instead of interleaving events.
+        second = subprocess.run([sys.executable, "-m", "trainer", str(run.root)], capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, timeout=60)
+        assert second.returncode == 2 and "already being trained" in second.stderr
         process.send_signal(signum)
         assert process.wait(timeout=60) == 0
     finally:
@@ -77,3 +81,27 @@ def test_an_unloadable_model_is_one_error_event(tmp_path, dataset, make_config, 
     assert [e["type"] for e in events if e["type"] in ("error", "done", "stopped")] == ["error"]
     assert events[-1]["code"] == "model"
     assert str(broken) in events[-1]["message"]
+
+
+def test_a_stop_while_images_are_encoded_ends_at_once_without_training(tiny_sd15, tmp_path, make_config):
+    from PIL import Image
+
+    data = tmp_path / "many"
+    data.mkdir()
+    for index in range(600):
+        Image.new("RGB", (128, 128), (index % 256, 80, 160)).save(data / f"{index:04d}.png")
+    run = new_run(make_config(tiny_sd15, data))
+    with open(run.log, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "trainer", str(run.root)], stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert _wait_for(lambda: any(e.get("phase") == "caching" for e in read_events(run.events)))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+    events = read_events(run.events)
+    assert events[-1]["type"] == "stopped" and events[-1]["step"] == 0 and events[-1]["checkpoint"] is None
+    assert of_type(events, "step") == [] and of_type(events, "start") == []
+    caching = [e for e in events if e.get("phase") == "caching"]
+    assert caching[-1]["current"] < 600

@@ -92,3 +92,19 @@ async def test_typing_a_config_path_loads_it(tmp_path, dataset):
         assert await _until(pilot, lambda: screen.checked is not None, timeout=10)
         # The demo config names a model folder that is not there: the problem is shown, by name.
         assert "model.base" in str(screen.query_one("#problems").render())
+
+
+async def test_an_edited_config_is_checked_again_before_it_can_start(workspace):
+    app = LoraTuiApp(workspace)
+    async with app.run_test(size=(100, 32)) as pilot:
+        screen = app.screen
+        assert await _until(pilot, lambda: screen.checked is not None, timeout=20)
+        assert "1200 steps" in str(screen.query_one("#summary").render())
+        text = workspace.read_text().replace("epochs = 40", "epochs = 2")
+        workspace.write_text(text)
+        os.utime(workspace, ns=(time.time_ns(), time.time_ns() + 10**9))
+        await pilot.press("s")
+        await pilot.pause(0.1)
+        assert screen.run is None  # nothing started from the stale check
+        assert await _until(pilot, lambda: screen.checked is not None
+                            and "60 steps" in str(screen.query_one("#summary").render()), timeout=20)
