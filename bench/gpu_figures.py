@@ -34,7 +34,7 @@ def sd15_model(folder: Path) -> None:
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from trainer.tiny import _scheduler, build_tokenizer
+    from trainer.tiny import build_tokenizer, ddpm_scheduler
 
     tokenizer = build_tokenizer()
     with torch.device(BUILD_DEVICE):
@@ -46,8 +46,9 @@ def sd15_model(folder: Path) -> None:
                                             num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
                                             hidden_act="quick_gelu", eos_token_id=tokenizer.eos_token_id,
                                             bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id))
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=_scheduler(),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
+                                   scheduler=ddpm_scheduler(), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
     pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
 
 
@@ -57,7 +58,7 @@ def sdxl_model(folder: Path) -> None:
     from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from trainer.tiny import _scheduler, build_tokenizer
+    from trainer.tiny import build_tokenizer, ddpm_scheduler
 
     tokenizer = build_tokenizer()
     ids = dict(eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
@@ -78,7 +79,7 @@ def sdxl_model(folder: Path) -> None:
                                                             num_hidden_layers=32, num_attention_heads=20,
                                                             projection_dim=1280, hidden_act="gelu", **ids))
     pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text, text_encoder_2=text_2, tokenizer=tokenizer,
-                                     tokenizer_2=build_tokenizer(), unet=unet, scheduler=_scheduler())
+                                     tokenizer_2=build_tokenizer(), unet=unet, scheduler=ddpm_scheduler())
     pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
 
 

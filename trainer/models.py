@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from trainer.errors import TrainerError
-from trainer.preflight import local_model_arch
+from trainer.preflight import arch_from_model_index, local_model_arch
 
 
 @dataclass
@@ -50,7 +50,7 @@ def detect_arch(base: str) -> str:
     except Exception as exc:  # network errors, missing repos, unreadable files
         raise TrainerError("model", f"cannot read the model description of {base}: {exc}",
                            "Check model.base; a hub id needs network access on this box.") from exc
-    return "sdxl" if "text_encoder_2" in index or "XL" in str(index.get("_class_name", "")) else "sd15"
+    return arch_from_model_index(index)
 
 
 def load_base_model(base: str, arch: str, dtype: torch.dtype, device: torch.device) -> BaseModel:

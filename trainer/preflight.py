@@ -51,6 +51,11 @@ def check_model(base: str) -> list[Problem]:
     return []
 
 
+def arch_from_model_index(index: dict) -> str:
+    """``sdxl`` when a diffusers model_index.json names SDXL's second text encoder, else ``sd15``."""
+    return "sdxl" if "text_encoder_2" in index or "XL" in str(index.get("_class_name", "")) else "sd15"
+
+
 def local_model_arch(base: str) -> str | None:
     """``sdxl`` or ``sd15`` for a local diffusers folder, read from its files; None otherwise."""
     path = Path(base)
@@ -59,10 +64,9 @@ def local_model_arch(base: str) -> str | None:
     if (path / "text_encoder_2").is_dir():
         return "sdxl"
     try:
-        index = json.loads((path / "model_index.json").read_text())
+        return arch_from_model_index(json.loads((path / "model_index.json").read_text()))
     except (OSError, ValueError):
         return "sd15" if (path / "unet").is_dir() else None
-    return "sdxl" if "text_encoder_2" in index or "XL" in str(index.get("_class_name", "")) else "sd15"
 
 
 def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:

@@ -70,7 +70,7 @@ def _vae():
                          latent_channels=4, norm_num_groups=4, sample_size=64)
 
 
-def _scheduler():
+def ddpm_scheduler():
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
@@ -91,7 +91,7 @@ def build_sd15(out_dir: Path, seed: int = 0) -> Path:
                                 block_out_channels=(32, 64), layers_per_block=1,
                                 cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8)
     pipe = StableDiffusionPipeline(vae=_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer)),
-                                   tokenizer=tokenizer, unet=unet, scheduler=_scheduler(),
+                                   tokenizer=tokenizer, unet=unet, scheduler=ddpm_scheduler(),
                                    safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(out_dir, safe_serialization=True)
@@ -117,7 +117,7 @@ def build_sdxl(out_dir: Path, seed: int = 0) -> Path:
     pipe = StableDiffusionXLPipeline(vae=_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer)),
                                      text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer)),
                                      tokenizer=tokenizer, tokenizer_2=build_tokenizer(), unet=unet,
-                                     scheduler=_scheduler(), force_zeros_for_empty_prompt=True)
+                                     scheduler=ddpm_scheduler(), force_zeros_for_empty_prompt=True)
     pipe.save_pretrained(out_dir, safe_serialization=True)
     return Path(out_dir)
 
