@@ -17,6 +17,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep the latent cache of every run the tests start out of the user's home."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 def _build_tiny(folder: Path, arch: str) -> Path:
     # Built in a child process so the test process itself stays free of torch where it matters.
     subprocess.run([sys.executable, "-m", "trainer.tiny", str(folder), "--arch", arch], check=True,
@@ -46,14 +52,14 @@ def dataset(tmp_path) -> Path:
     return folder
 
 
-def write_config(folder: Path, model: Path, dataset: Path, **sections) -> Path:
+def write_config(folder: Path, base_model: Path, images: Path, **sections) -> Path:
     """Write a small, fast config (128 px, a handful of steps) with per-section overrides."""
     from trainer.config import from_dict, validate
     from trainer.config_toml import dumps
 
     base = {
-        "model": {"base": str(model)},
-        "dataset": {"path": str(dataset), "trigger_word": "zkmascot", "repeats": 1, "resolution": 128},
+        "model": {"base": str(base_model)},
+        "dataset": {"path": str(images), "trigger_word": "zkmascot", "repeats": 1, "resolution": 128},
         "optimizer": {"name": "adamw", "unet_lr": 1e-3, "text_encoder_lr": 1e-3},
         "scheduler": {"name": "constant"},
         "training": {"epochs": 1, "batch_size": 2},
@@ -71,9 +77,9 @@ def write_config(folder: Path, model: Path, dataset: Path, **sections) -> Path:
 
 @pytest.fixture
 def make_config(tmp_path):
-    """Factory: ``make_config(model, dataset, training={"epochs": 2})`` → config path."""
-    def make(model: Path, dataset: Path, **sections) -> Path:
-        return write_config(tmp_path, model, dataset, **sections)
+    """Factory: ``make_config(model, images_folder, training={"epochs": 2})`` → config path."""
+    def make(base_model: Path, images: Path, **sections) -> Path:
+        return write_config(tmp_path, base_model, images, **sections)
     return make
 
 

@@ -1,4 +1,4 @@
-"""``python -m trainer RUN_DIR``: train the LoRA described by RUN_DIR/config.toml.
+"""``python -m trainer RUN_DIR [--resume]``: train the LoRA described by RUN_DIR/config.toml.
 
 The process is meant to run detached: it reads nothing from stdin, writes its progress to
 RUN_DIR/events.jsonl and lets stdout/stderr (redirected to trainer.log by whoever starts it)
@@ -46,6 +46,8 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="Train the LoRA a run directory describes.")
     parser.add_argument("run_dir", type=Path, help="a run directory holding config.toml")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the state saved with the run's last checkpoint")
     args = parser.parse_args(argv)
 
     paths = RunPaths(args.run_dir.resolve())
@@ -61,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     write_pid(paths, os.getpid())
     events = EventWriter(paths.events)
     try:
-        return _run(paths, events)
+        return _run(paths, events, args.resume)
     finally:
         events.close()
         paths.pid.unlink(missing_ok=True)
 
 
-def _run(paths: RunPaths, events: EventWriter) -> int:
+def _run(paths: RunPaths, events: EventWriter, resume: bool) -> int:
     try:
         config, problems = load_config(paths.config)
     except ConfigFileError as exc:
@@ -83,12 +85,17 @@ def _run(paths: RunPaths, events: EventWriter) -> int:
                     problems=[vars(p) for p in checked.problems])
         return 2
 
+    if resume and paths.final_lora(config.output.name).exists():
+        events.emit("error", code="resume", message=f"{paths.root.name} already finished; there is nothing to resume.",
+                    advice=f"The LoRA is {paths.final_lora(config.output.name)}.")
+        return 2
+
     from trainer.loop import StopRequest, run_training  # torch is imported from here on
 
     stop = StopRequest()
     _install_signal_handlers(stop)
     try:
-        run_training(config, paths, events, stop, checked.scan)
+        run_training(config, paths, events, stop, checked.scan, resume=resume)
         return 0
     except TrainerError as exc:
         events.emit("error", code=exc.code, message=exc.message, advice=exc.advice)

@@ -45,6 +45,9 @@ class ModelConfig:
                         required=True)
     arch: str = setting("auto", "`sd15` or `sdxl`; `auto` reads it from the model "
                         "(Pony and Illustrious are SDXL).", choices=("auto", "sd15", "sdxl"))
+    clip_skip: int = setting(1, "SD1.5 only: condition on the text encoder's N-th layer from the end; 2 suits "
+                             "anime models descended from NovelAI. SDXL always uses its penultimate layer.",
+                             minimum=1, maximum=4)
 
 
 @dataclass
@@ -68,7 +71,15 @@ class DatasetConfig:
     flip: bool = setting(False, "Also train on mirrored images. Leave off for subjects whose "
                          "left and right differ (a side parting, a logo, text).")
     buckets: bool = setting(True, "Group images by aspect ratio instead of cropping all to a "
-                            "square (sides are multiples of 64; smaller images are not upscaled).")
+                            "square (sides are multiples of 64).")
+    bucket_upscale: bool = setting(False, "Scale images smaller than the training size up to it; off keeps "
+                                   "them at their own size in a smaller bucket.")
+    caption_dropout: float = setting(0.0, "Share of uses where an image is trained with an empty caption, "
+                                     "which keeps the LoRA from leaning on the caption alone (kohya's "
+                                     "caption_dropout_rate).", minimum=0.0, maximum=1.0)
+    cache_latents_to_disk: bool = setting(True, "Keep each encoded image in a cache folder, so the next run on "
+                                          "the same images, sizes and VAE skips encoding them.")
+    cache_dir: str = setting("", "Folder for that cache; empty uses ~/.cache/loratui (or $XDG_CACHE_HOME).")
 
 
 @dataclass
@@ -128,6 +139,12 @@ class TrainingConfig:
                                         "memory (needs batch size 1). Not available in this version yet.")
     seed: int = setting(42, "Seed for noise, shuffling and initial weights; the same seed and "
                         "data give the same run.", minimum=0, maximum=2**32 - 1)
+    min_snr_gamma: float = setting(0.0, "Min-SNR loss weighting: caps the weight of easy, low-noise steps "
+                                   "(5 is the usual value; 0 turns it off). Often steadies training.",
+                                   minimum=0.0, maximum=100.0)
+    noise_offset: float = setting(0.0, "Adds a per-channel shift to the noise so the LoRA can learn very dark "
+                                  "and very bright images (0.0357 is a common value; 0 turns it off).",
+                                  minimum=0.0, maximum=1.0)
 
 
 @dataclass

@@ -1,22 +1,37 @@
-"""Decoding training images and caching their latents.
+"""Decoding training images and encoding them into latents, once, with an optional disk cache.
 
 Each image is decoded once, turned upright (EXIF), converted to RGB, scaled to cover its
-bucket and centre-cropped, then encoded by the VAE. Training reads only the cached latents,
-so the VAE never runs inside the training loop. With flip augmentation the mirrored image is
-encoded too and each use picks one of the two at random.
+bucket and centre-cropped, then encoded by the VAE. Training reads only the latents, so the
+VAE never runs inside the loop. With flip augmentation the mirrored image is encoded too and
+each use picks one of the two at random.
+
+The disk cache keys each entry by the image file's bytes, its bucket, the flip setting and the
+VAE's weights, so a later run on the same data reuses the work and a changed image, size or
+VAE never reads a stale entry. The latent is sampled from the VAE's distribution with a
+generator seeded by that key, so a cached and a freshly encoded latent are the same.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from trainer.plan import DatasetImage, assign_bucket
+from trainer.fileio import atomic_write
+from trainer.plan import DatasetImage, assign_bucket, crop_geometry
+
+CACHE_VERSION = 1
+"""Bump when the encoding changes, so old cache entries are never read."""
 
 
 @dataclass
@@ -41,6 +56,23 @@ class CachedImage:
         return self.latents
 
 
+@dataclass
+class CacheReport:
+    """What encoding the dataset did."""
+
+    encoded: int = 0
+    reused: int = 0
+    skipped: list[tuple[DatasetImage, str]] = field(default_factory=list)
+    cache_error: str | None = None
+    """Why the disk cache could not be written, if it could not (training goes on without it)."""
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/loratui`` or ``~/.cache/loratui``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "loratui"
+
+
 def load_rgb(path) -> Image.Image:
     """An image as upright 8-bit RGB, whatever its mode (transparency composited onto white)."""
     with Image.open(path) as opened:
@@ -58,16 +90,12 @@ def load_rgb(path) -> Image.Image:
     return image.convert("RGB")
 
 
-def fit_to_bucket(image: Image.Image, bucket: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
-    """Scale the image to cover the bucket and centre-crop it; return it and the crop's (top, left)."""
-    width, height = bucket
-    scale = max(width / image.width, height / image.height)
-    scaled_size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-    if scaled_size != image.size:
-        image = image.resize(scaled_size, Image.Resampling.LANCZOS)
-    left = (image.width - width) // 2
-    top = (image.height - height) // 2
-    return image.crop((left, top, left + width, top + height)), (top, left)
+def fit_to_bucket(image: Image.Image, bucket: tuple[int, int]) -> Image.Image:
+    """Scale the image to cover the bucket and centre-crop it (see ``plan.crop_geometry``)."""
+    scaled, (top, left) = crop_geometry(image.width, image.height, bucket)
+    if scaled != image.size:
+        image = image.resize(scaled, Image.Resampling.LANCZOS)
+    return image.crop((left, top, left + bucket[0], top + bucket[1]))
 
 
 def to_pixels(image: Image.Image) -> torch.Tensor:
@@ -76,32 +104,75 @@ def to_pixels(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def cache_latents(images: list[DatasetImage], vae: torch.nn.Module, resolution: int, use_buckets: bool,
-                  flip: bool, seed: int,
-                  on_progress: Callable[[int, int], None] = lambda done, total: None,
-                  on_skip: Callable[[DatasetImage, str], None] = lambda image, why: None) -> list[CachedImage]:
-    """Encode every image once; images that fail to decode are reported and left out."""
+def vae_fingerprint(vae: torch.nn.Module) -> str:
+    """A hash of the VAE's configuration and weights: cache entries of another VAE never match."""
+    digest = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(vae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _entry_key(source: DatasetImage, bucket: tuple[int, int], flip: bool, vae_id: str) -> str:
+    digest = hashlib.sha256(source.path.read_bytes())
+    digest.update(f"|{bucket}|{flip}|{vae_id}|v{CACHE_VERSION}".encode())
+    return digest.hexdigest()
+
+
+def _read_entry(path: Path) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    try:
+        with safe_open(str(path), "pt") as handle:
+            latents = handle.get_tensor("latents")
+            flipped = handle.get_tensor("flipped") if "flipped" in handle.keys() else None
+    except Exception:  # a torn or foreign entry is simply re-encoded
+        return None
+    return latents, flipped
+
+
+def _encode(vae: torch.nn.Module, image: Image.Image, flip: bool, key: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     device = next(vae.parameters()).device
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    scaling = vae.config.scaling_factor
+    variants = [image] + ([ImageOps.mirror(image)] if flip else [])
+    pixels = torch.stack([to_pixels(v) for v in variants]).to(device)
+    # The sample is drawn with a generator seeded by the entry's key: the same image gives the
+    # same latent in every run, cached or not.
+    generator = torch.Generator(device="cpu").manual_seed(int(key[:15], 16))
+    with torch.no_grad():
+        distribution = vae.encode(pixels).latent_dist
+        noise = torch.randn(distribution.mean.shape, generator=generator).to(device)
+        latents = ((distribution.mean + distribution.std * noise) * vae.config.scaling_factor).float().cpu()
+    return latents[0].contiguous(), (latents[1].contiguous() if flip else None)
+
+
+def cache_latents(images: list[DatasetImage], vae: torch.nn.Module, resolution: int, use_buckets: bool,
+                  upscale: bool, flip: bool, cache_dir: Path | None,
+                  on_progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[list[CachedImage], CacheReport]:
+    """Encode every image once (or read it from the disk cache); undecodable images are reported and left out."""
+    report = CacheReport()
+    vae_id = vae_fingerprint(vae) if cache_dir is not None else ""
     cached = []
     for done, source in enumerate(images, start=1):
-        try:
-            image = load_rgb(source.path)
-        except Exception as exc:  # Pillow raises many types for damaged files
-            on_skip(source, f"cannot be decoded ({exc})")
-            on_progress(done, len(images))
-            continue
-        bucket = assign_bucket(image.width, image.height, resolution, use_buckets)
-        fitted, crop = fit_to_bucket(image, bucket)
-        variants = [fitted] + ([ImageOps.mirror(fitted)] if flip else [])
-        pixels = torch.stack([to_pixels(v) for v in variants]).to(device)
-        with torch.no_grad():
-            distribution = vae.encode(pixels).latent_dist
-            noise = torch.randn(distribution.mean.shape, generator=generator).to(device)
-            latents = (distribution.mean + distribution.std * noise) * scaling
-        latents = latents.float().cpu()
-        cached.append(CachedImage(source, bucket, latents[0], latents[1] if flip else None,
-                                  (image.height, image.width), crop))
+        bucket = assign_bucket(source.width, source.height, resolution, use_buckets, upscale)
+        _, crop = crop_geometry(source.width, source.height, bucket)
+        key = _entry_key(source, bucket, flip, vae_id)
+        entry = cache_dir / key[:2] / f"{key}.safetensors" if cache_dir is not None else None
+        result = _read_entry(entry) if entry is not None and entry.is_file() else None
+        if result is not None:
+            report.reused += 1
+        else:
+            try:
+                image = load_rgb(source.path)
+            except Exception as exc:  # Pillow raises many types for damaged files
+                report.skipped.append((source, f"cannot be decoded ({exc})"))
+                on_progress(done, len(images))
+                continue
+            result = _encode(vae, fit_to_bucket(image, bucket), flip, key)
+            report.encoded += 1
+            if entry is not None and report.cache_error is None:
+                tensors = {"latents": result[0]} | ({"flipped": result[1]} if result[1] is not None else {})
+                try:
+                    atomic_write(entry, lambda tmp: save_file(tensors, str(tmp)))
+                except OSError as exc:
+                    report.cache_error = f"{cache_dir}: {exc.strerror or exc}"
+        cached.append(CachedImage(source, bucket, result[0], result[1], (source.height, source.width), crop))
         on_progress(done, len(images))
-    return cached
+    return cached, report

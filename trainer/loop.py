@@ -1,12 +1,11 @@
 """The training run, from a validated config to a saved LoRA.
 
 Read top to bottom; the section comments are the table of contents:
-device and precision → base model → network → latents → plan → optimizer → train → save.
+device and precision → base model → network → latents → plan → optimizer → resume → train → save.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -14,19 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from trainer.captions import read_caption, shuffle_tags, tag_frequency, with_trigger
 from trainer.checkpoint import new_session_id, prune_checkpoints, save_lora, training_metadata
 from trainer.config import Config, effective_resolution
-from trainer.data import CachedImage, cache_latents
+from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.errors import NAN_ADVICE, TrainerError
 from trainer.events import EventWriter
-from trainer.models import BaseModel, detect_arch, encode_text, load_base_model, sdxl_time_ids, tokenize
+from trainer.models import detect_arch, load_base_model, sdxl_time_ids
 from trainer.networks.lora import LoRANetwork, NetworkSpec
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.plan import DatasetScan, count_batches, epoch_batches
 from trainer.rundir import RunPaths
+from trainer.state import Fingerprint, Progress, load_state, restore, save_state
+from trainer.step import TextEmbeddingCache, apply_update, choose_precision, diffusion_loss, encode_captions
 
 NAN_PATIENCE = 3
 """Consecutive non-finite losses tolerated (their updates are skipped) before the run stops."""
@@ -40,31 +40,16 @@ class StopRequest:
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class Precision:
-    """How the run computes: the base weights' dtype and whether autocast is on."""
-
-    device: torch.device
-    weight_dtype: torch.dtype
-    autocast: bool
-    name: str
+class _StoppedBeforeTraining(Exception):
+    """A stop was requested while the run was still being prepared."""
 
 
-def choose_precision(requested: str) -> Precision:
-    """fp32 on a CPU; the requested mixed precision on a GPU (the LoRA weights stay fp32)."""
-    if not torch.cuda.is_available():
-        return Precision(torch.device("cpu"), torch.float32, False, "fp32")
-    device = torch.device("cuda")
-    if requested == "bf16" and torch.cuda.is_bf16_supported():
-        return Precision(device, torch.bfloat16, True, "bf16")
-    if requested in ("fp16", "bf16"):
-        return Precision(device, torch.float16, True, "fp16")
-    return Precision(device, torch.float32, False, "fp32")
+def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: StopRequest, scan: DatasetScan,
+                 resume: bool = False) -> Path | None:
+    """Train the LoRA the config describes; return the final file, or None when stopped early.
 
-
-def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: StopRequest,
-                 scan: DatasetScan) -> Path | None:
-    """Train the LoRA the config describes; return the final file, or None when stopped early."""
+    With ``resume`` the run continues from the state saved with its last checkpoint.
+    """
     started_at = time.time()
     seed = config.training.seed
     torch.manual_seed(seed)
@@ -74,18 +59,21 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     precision = choose_precision(config.training.mixed_precision)
     arch = config.model.arch if config.model.arch != "auto" else detect_arch(config.model.base)
     resolution = effective_resolution(config, arch)
+    if arch == "sdxl" and config.model.clip_skip != 1:
+        events.emit("warning", code="clip_skip_ignored", message="model.clip_skip applies to SD1.5 only; SDXL "
+                    "always uses its penultimate text-encoder layer, so the setting is ignored.")
 
     # Base model.
     events.emit("status", phase="loading", message=f"Loading {arch} model from {config.model.base}")
     model = load_base_model(config.model.base, arch, precision.weight_dtype, precision.device)
+    model.clip_skip = config.model.clip_skip if arch == "sd15" else 1
     if config.training.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
 
     # Network.
     train_te = config.optimizer.text_encoder_lr > 0
     spec = NetworkSpec(config.network.dim, config.network.alpha,
-                       config.network.conv_dim if config.network.type == "locon" else 0,
-                       config.network.conv_alpha)
+                       config.network.conv_dim if config.network.type == "locon" else 0, config.network.conv_alpha)
     network = LoRANetwork(model.unet, model.text_encoders, arch, spec, train_te).to(precision.device)
     network.attach()
     model.unet.train()
@@ -94,27 +82,39 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         if config.training.gradient_checkpointing:
             encoder.gradient_checkpointing_enable()
 
-    # Latents: every image encoded once; undecodable ones are skipped with a warning.
+    # Latents: every image encoded once (or read from the disk cache); undecodable ones are skipped.
     def progress(done: int, total: int) -> None:
         events.emit("status", phase="caching", message="Encoding images", current=done, total=total)
         if stop.requested:  # encoding a large dataset takes minutes; a stop must not wait for it
             raise _StoppedBeforeTraining
 
-    def skipped(image, why: str) -> None:
-        events.emit("warning", code="image_skipped", file=str(image.path), message=f"{image.path.name} {why}; skipped.")
-
     for path, why in scan.skipped:
         events.emit("warning", code="image_skipped", file=str(path), message=f"{path.name}: {why}; skipped.")
+    cache_dir = Path(config.dataset.cache_dir or default_cache_dir()) / "latents" \
+        if config.dataset.cache_latents_to_disk else None
     try:
-        images = cache_latents(scan.images, model.vae, resolution, config.dataset.buckets, config.dataset.flip,
-                               seed, progress, skipped)
+        images, report = cache_latents(scan.images, model.vae, resolution, config.dataset.buckets,
+                                       config.dataset.bucket_upscale, config.dataset.flip, cache_dir, progress)
     except _StoppedBeforeTraining:
         events.emit("stopped", step=0, epoch=0, reason=stop.reason, checkpoint=None)
         return None
+    for source, why in report.skipped:
+        events.emit("warning", code="image_skipped", file=str(source.path), message=f"{source.path.name} {why}; skipped.")
+    if report.cache_error:
+        events.emit("warning", code="cache_unwritable", message=f"The latent cache cannot be written "
+                    f"({report.cache_error}); training goes on without it.")
     if not images:
         raise TrainerError("dataset", f"none of the images in {config.dataset.path} could be decoded.",
                            "Check the warnings above for each file's reason.")
+    events.emit("status", phase="caching", message=f"Images ready: {report.encoded} encoded, "
+                f"{report.reused} from the cache", current=len(scan.images), total=len(scan.images))
     model.vae.to("cpu")  # the VAE is not needed again; give its memory back to training
+
+    # Captions: read once; the text encoders' outputs are cached when nothing can change them.
+    captions = [with_trigger(read_caption(i.source.caption_path), config.dataset.trigger_word) for i in images]
+    text_cache = None
+    if not train_te and not config.dataset.shuffle_captions:
+        text_cache = TextEmbeddingCache(model, captions, precision)
 
     # Plan: the exact step count, from the same buckets the batches are drawn from.
     buckets = [image.bucket for image in images]
@@ -122,16 +122,10 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     batch_size = config.training.batch_size
     per_epoch = count_batches(buckets, repeats, batch_size)
     total_steps = per_epoch * config.training.epochs
-    captions = [with_trigger(read_caption(i.source.caption_path), config.dataset.trigger_word) for i in images]
+    fingerprint = Fingerprint(total_steps, per_epoch, len(images))
     metadata = training_metadata(config, arch, resolution=resolution, images=len(images), total_steps=total_steps,
                                  batches_per_epoch=per_epoch, tag_frequency=tag_frequency(captions),
                                  started_at=started_at, session_id=new_session_id())
-    device_name = torch.cuda.get_device_name(precision.device) if precision.device.type == "cuda" else "cpu"
-    events.emit("start", run=paths.root.name, arch=arch, device=device_name, precision=precision.name,
-                resolution=resolution, images=len(images), samples_per_epoch=sum(repeats),
-                batches_per_epoch=per_epoch, epochs=config.training.epochs, batch_size=batch_size,
-                total_steps=total_steps, formula_steps=sum(repeats) * config.training.epochs / batch_size,
-                trainable_parameters=sum(p.numel() for p in network.parameters()))
 
     # Optimizer and schedule.
     optimizer = build_optimizer(config.optimizer,
@@ -140,59 +134,99 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     scaler = torch.amp.GradScaler("cuda") if precision.weight_dtype == torch.float16 else None
     trainable = [p for p in network.parameters() if p.requires_grad]
 
+    # Resume: the saved state replaces weights, optimizer, schedule, generators and position.
+    done = Progress()
+    if resume:
+        state = load_state(paths.state)
+        done = restore(state, fingerprint=fingerprint, network=network, optimizer=optimizer, scheduler=scheduler,
+                       scaler=scaler, rng=rng)
+        metadata = state["metadata"]
+    device_name = torch.cuda.get_device_name(precision.device) if precision.device.type == "cuda" else "cpu"
+    events.emit("start", run=paths.root.name, arch=arch, device=device_name, precision=precision.name,
+                resolution=resolution, images=len(images), samples_per_epoch=sum(repeats),
+                batches_per_epoch=per_epoch, epochs=config.training.epochs, batch_size=batch_size,
+                total_steps=total_steps, formula_steps=sum(repeats) * config.training.epochs / batch_size,
+                trainable_parameters=sum(p.numel() for p in network.parameters()),
+                text_encoder_outputs_cached=text_cache is not None, resumed_from_step=done.step if resume else None)
+
+    def checkpoint(path: Path, epoch: int) -> Path:
+        # The LoRA and the state that resumes after it are saved together.
+        saved = save_lora(path, network, metadata, epoch=epoch, step=done.step, precision=config.output.save_precision)
+        save_state(paths.state, progress=done, fingerprint=fingerprint, network=network, optimizer=optimizer,
+                   scheduler=scheduler, scaler=scaler, rng=rng, metadata=metadata)
+        events.emit("checkpoint", epoch=epoch, step=done.step, path=str(saved))
+        return saved
+
     # Train.
     gpu_total = _gpu_total(precision.device)
-    step, nan_streak = 0, 0
-    for epoch in range(1, config.training.epochs + 1):
-        epoch_losses = []
-        for batch in epoch_batches(buckets, repeats, batch_size, random.Random(seed * 100003 + epoch)):
+    while done.epoch <= config.training.epochs:
+        batches = epoch_batches(buckets, repeats, batch_size, random.Random(seed * 100003 + done.epoch))
+        for batch in batches[done.batch_in_epoch:]:
             tick = time.perf_counter()
-            loss = _training_step(model, images, captions, batch, config, precision, rng, train_te)
+            chosen = [images[i] for i in batch]
+            texts = [_caption_for_step(captions[i], config, rng) for i in batch]
+            latents = torch.stack([image.pick_latents(rng) for image in chosen]).to(precision.device)
+            conditioning = text_cache.lookup(texts, precision.device) if text_cache is not None \
+                else encode_captions(model, texts, precision, train_te)
+            loss = diffusion_loss(model, latents, conditioning, _time_ids(chosen, arch, precision.device), precision,
+                                  config.training.noise_offset, config.training.min_snr_gamma)
             loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                # Skip this update; a run that keeps diverging is stopped with advice.
-                nan_streak += 1
-                optimizer.zero_grad(set_to_none=True)
-                if nan_streak >= NAN_PATIENCE:
-                    raise TrainerError("nan", f"the loss was not a number for {nan_streak} steps in a row "
-                                       f"(step {step + 1}).", NAN_ADVICE)
+            if math.isfinite(loss_value):
+                done.nan_streak = 0
+                apply_update(loss, optimizer, scaler, trainable, config.optimizer.max_grad_norm)
             else:
-                nan_streak = 0
-                _apply_update(loss, optimizer, scaler, trainable, config.optimizer.max_grad_norm)
+                # Skip this update; a run that keeps diverging is stopped with advice.
+                done.nan_streak += 1
+                optimizer.zero_grad(set_to_none=True)
+                if done.nan_streak >= NAN_PATIENCE:
+                    raise TrainerError("nan", f"the loss was not a number for {done.nan_streak} steps in a row "
+                                       f"(step {done.step + 1}).", NAN_ADVICE)
             scheduler.step()
-            step += 1
-            epoch_losses.append(loss_value)
-            events.emit("step", step=step, total_steps=total_steps, epoch=epoch, loss=loss_value,
+            done.step += 1
+            done.batch_in_epoch += 1
+            done.epoch_losses.append(loss_value)
+            events.emit("step", step=done.step, total_steps=total_steps, epoch=done.epoch, loss=loss_value,
                         lr=scheduler.get_last_lr()[0], seconds_per_step=round(time.perf_counter() - tick, 5),
                         **_gpu_memory(precision.device, gpu_total))
             if stop.requested:
-                saved = save_lora(paths.checkpoints / f"{config.output.name}-step{step:06d}.safetensors",
-                                  network, metadata, epoch=epoch, step=step, precision=config.output.save_precision)
-                events.emit("checkpoint", epoch=epoch, step=step, path=str(saved))
-                events.emit("stopped", step=step, total_steps=total_steps, epoch=epoch, reason=stop.reason,
-                            checkpoint=str(saved))
+                saved = checkpoint(paths.checkpoints / f"{config.output.name}-step{done.step:06d}.safetensors", done.epoch)
+                events.emit("stopped", step=done.step, total_steps=total_steps, epoch=done.epoch,
+                            reason=stop.reason, checkpoint=str(saved))
                 return None
 
-        finite = [v for v in epoch_losses if math.isfinite(v)]
-        events.emit("epoch", epoch=epoch, epochs=config.training.epochs, step=step,
+        finite = [v for v in done.epoch_losses if math.isfinite(v)]
+        events.emit("epoch", epoch=done.epoch, epochs=config.training.epochs, step=done.step,
                     mean_loss=sum(finite) / len(finite) if finite else None)
+        finished_epoch = done.epoch
+        done.epoch, done.batch_in_epoch, done.epoch_losses = done.epoch + 1, 0, []
         every = config.output.save_every_n_epochs
-        if every and epoch % every == 0 and epoch < config.training.epochs:
-            saved = save_lora(paths.checkpoint(config.output.name, epoch), network, metadata, epoch=epoch, step=step,
-                              precision=config.output.save_precision)
+        if every and finished_epoch % every == 0 and finished_epoch < config.training.epochs:
+            checkpoint(paths.checkpoint(config.output.name, finished_epoch), finished_epoch)
             prune_checkpoints(paths.checkpoints, config.output.name, config.output.keep_last_n_checkpoints)
-            events.emit("checkpoint", epoch=epoch, step=step, path=str(saved))
 
     # Save.
     final = save_lora(paths.final_lora(config.output.name), network, metadata, epoch=config.training.epochs,
-                      step=step, precision=config.output.save_precision)
-    events.emit("done", step=step, total_steps=total_steps, output=str(final),
+                      step=done.step, precision=config.output.save_precision)
+    events.emit("done", step=done.step, total_steps=total_steps, output=str(final),
                 seconds=round(time.time() - started_at, 2))
     return final
 
 
-class _StoppedBeforeTraining(Exception):
-    """A stop was requested while the run was still being prepared."""
+def _caption_for_step(caption: str, config: Config, rng: random.Random) -> str:
+    """This step's version of a caption: dropped now and then, tags shuffled if asked."""
+    if config.dataset.caption_dropout and rng.random() < config.dataset.caption_dropout:
+        return ""
+    if config.dataset.shuffle_captions:
+        return shuffle_tags(caption, config.dataset.keep_tokens, rng)
+    return caption
+
+
+def _time_ids(chosen: list[CachedImage], arch: str, device: torch.device) -> torch.Tensor | None:
+    """SDXL's size and crop conditioning for a batch (None for SD1.5)."""
+    if arch != "sdxl":
+        return None
+    rows = [sdxl_time_ids(i.original_size, i.crop_top_left, (i.bucket[1], i.bucket[0])) for i in chosen]
+    return torch.stack(rows).to(device)
 
 
 def _gpu_total(device: torch.device) -> float | None:
@@ -206,56 +240,3 @@ def _gpu_memory(device: torch.device, total: float | None) -> dict[str, float]:
     if total is None:
         return {}
     return {"vram_peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3), "vram_total_gib": total}
-
-
-def _training_step(model: BaseModel, images: list[CachedImage], captions: list[str], batch: list[int],
-                   config: Config, precision: Precision, rng: random.Random, train_te: bool) -> torch.Tensor:
-    """One forward pass: noise the latents, predict, and return the loss.
-
-    ``captions`` are read once before training (trigger word in place); only the shuffle
-    happens here, so no file is read inside the loop.
-    """
-    device = precision.device
-    chosen = [images[i] for i in batch]
-    latents = torch.stack([image.pick_latents(rng) for image in chosen]).to(device)
-    texts = [captions[i] for i in batch]
-    if config.dataset.shuffle_captions:
-        texts = [shuffle_tags(text, config.dataset.keep_tokens, rng) for text in texts]
-    autocast = torch.autocast(device.type, dtype=precision.weight_dtype) if precision.autocast \
-        else contextlib.nullcontext()
-    with autocast:
-        with contextlib.nullcontext() if train_te else torch.no_grad():
-            hidden, pooled = encode_text(model, tokenize(model, texts))
-        noise = torch.randn_like(latents)
-        timesteps = torch.randint(0, model.noise_scheduler.config.num_train_timesteps, (len(batch),),
-                                  device=device)
-        noisy = model.noise_scheduler.add_noise(latents, noise, timesteps)
-        extra = {}
-        if model.arch == "sdxl":
-            time_ids = torch.stack([sdxl_time_ids(i.original_size, i.crop_top_left, (i.bucket[1], i.bucket[0]))
-                                    for i in chosen]).to(device)
-            extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids}
-        prediction = model.unet(noisy.to(precision.weight_dtype), timesteps, hidden, **extra).sample
-    if model.prediction_type == "v_prediction":
-        target = model.noise_scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
-    return F.mse_loss(prediction.float(), target.float())
-
-
-def _apply_update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, params: list,
-                  max_grad_norm: float) -> None:
-    """Backward pass, gradient clipping and the optimizer step (with fp16 loss scaling if needed)."""
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        if max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        if max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)

@@ -29,6 +29,8 @@ class BaseModel:
     vae: torch.nn.Module
     unet: torch.nn.Module
     noise_scheduler: Any
+    clip_skip: int = 1
+    """SD1.5: which text-encoder layer from the end conditions the UNet (1 = the last)."""
 
     @property
     def prediction_type(self) -> str:
@@ -95,8 +97,13 @@ def encode_text(model: BaseModel, token_ids: list[torch.Tensor]) -> tuple[torch.
     """The UNet's text conditioning: (hidden states, pooled embedding or None for SD1.5)."""
     device = model.unet.device
     if model.arch == "sd15":
-        hidden = model.text_encoders[0](token_ids[0].to(device)).last_hidden_state
-        return hidden, None
+        encoder = model.text_encoders[0]
+        if model.clip_skip == 1:
+            return encoder(token_ids[0].to(device)).last_hidden_state, None
+        # Clip skip takes an earlier layer and, as A1111 and sd-scripts do, applies the final norm.
+        output = encoder(token_ids[0].to(device), output_hidden_states=True)
+        norm = getattr(encoder, "final_layer_norm", None) or encoder.text_model.final_layer_norm
+        return norm(output.hidden_states[-model.clip_skip]), None
     first = model.text_encoders[0](token_ids[0].to(device), output_hidden_states=True)
     second = model.text_encoders[1](token_ids[1].to(device), output_hidden_states=True)
     hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)

@@ -148,6 +148,15 @@ def assign_bucket(width: int, height: int, resolution: int, use_buckets: bool = 
     return min(bucket_candidates(resolution), key=lambda b: (abs(math.log(b[0] / b[1]) - aspect), -b[0] * b[1]))
 
 
+def crop_geometry(width: int, height: int, bucket: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """How an image is fitted to its bucket: the (width, height) it is scaled to so that it covers
+    the bucket, and the (top, left) corner of the centred crop. SDXL is conditioned on the crop."""
+    bucket_width, bucket_height = bucket
+    scale = max(bucket_width / width, bucket_height / height)
+    scaled = (max(bucket_width, round(width * scale)), max(bucket_height, round(height * scale)))
+    return scaled, ((scaled[1] - bucket_height) // 2, (scaled[0] - bucket_width) // 2)
+
+
 def epoch_batches(buckets: list[tuple[int, int]], repeats: list[int], batch_size: int,
                   rng: random.Random) -> list[list[int]]:
     """One epoch's batches of image indices, each batch from a single bucket.

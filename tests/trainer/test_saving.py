@@ -1,0 +1,82 @@
+"""Saving LoRA files: atomic under failure, the metadata sd-scripts writes, nothing overwritten."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import trainer.checkpoint as checkpoint
+from tests.trainer.helpers import of_type, train
+from trainer.networks.lora import LoRANetwork, NetworkSpec
+
+REQUIRED_METADATA = [
+    "ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_network_args", "ss_base_model_version",
+    "ss_sd_model_name", "ss_learning_rate", "ss_unet_lr", "ss_text_encoder_lr", "ss_num_train_images",
+    "ss_num_epochs", "ss_epoch", "ss_steps", "ss_max_train_steps", "ss_batch_size_per_device", "ss_resolution",
+    "ss_optimizer", "ss_lr_scheduler", "ss_mixed_precision", "ss_seed", "ss_tag_frequency", "ss_dataset_dirs",
+    "ss_output_name", "ss_training_started_at", "ss_training_finished_at",
+]
+
+
+def _network():
+    unet = torch.nn.Module()
+    unet.config = type("C", (), {"layers_per_block": 1, "up_block_types": []})()
+    block = type("Transformer2DModel", (torch.nn.Module,), {})()
+    block.proj_in = torch.nn.Linear(4, 4)
+    unet.add_module("mid", block)
+    return LoRANetwork(unet, [], "sd15", NetworkSpec(2, 1.0), train_text_encoders=False)
+
+
+def test_a_save_that_fails_midway_leaves_the_good_file(tmp_path, monkeypatch):
+    target = tmp_path / "lora.safetensors"
+    network = _network()
+    checkpoint.save_lora(target, network, {"ss_x": "1"}, epoch=1, step=1, precision="fp16")
+    good = target.read_bytes()
+
+    def disk_full(tensors, filename, metadata=None):
+        save_file(tensors, filename, metadata=metadata)
+        with open(filename, "r+b") as handle:
+            handle.truncate(10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save_lora(target, network, {"ss_x": "2"}, epoch=2, step=2, precision="fp16")
+    assert target.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["lora.safetensors"]
+
+
+def test_saved_files_carry_every_metadata_key_as_text(tiny_sd15, dataset, make_config):
+    run, events, status = train(make_config(tiny_sd15, dataset, training={"epochs": 2},
+                                            output={"save_every_n_epochs": 1}))
+    assert status == 0
+    for path in [run.final_lora("test"), *run.checkpoints.iterdir()]:
+        with safe_open(str(path), "pt") as handle:
+            meta = handle.metadata()
+        assert [k for k in REQUIRED_METADATA if k not in meta] == []
+        assert all(isinstance(v, str) for v in meta.values())
+    with safe_open(str(run.checkpoint("test", 1)), "pt") as handle:
+        assert handle.metadata()["ss_epoch"] == "1"
+    with safe_open(str(run.final_lora("test")), "pt") as handle:
+        meta = handle.metadata()
+    assert meta["ss_epoch"] == "2" and meta["ss_steps"] == str(len(of_type(events, "step")))
+    assert meta["ss_resolution"] == "(128, 128)"
+
+
+def test_every_option_at_once_trains(tiny_sd15, dataset, make_config):
+    run, events, status = train(make_config(
+        tiny_sd15, dataset, model={"clip_skip": 2},
+        training={"min_snr_gamma": 5.0, "noise_offset": 0.05, "gradient_checkpointing": True, "epochs": 1},
+        dataset={"flip": True, "caption_dropout": 0.1, "keep_tokens": 2, "bucket_upscale": True},
+        scheduler={"name": "cosine_with_restarts", "restarts": 2, "warmup_steps": 2},
+        optimizer={"name": "adamw8bit"}, output={"save_precision": "bf16"}))
+    assert status == 0, run.log.read_text()[-2000:]
+    assert events[-1]["type"] == "done"
+    tensors = load_file(run.final_lora("test"))
+    assert {t.dtype for t in tensors.values()} == {torch.bfloat16}
+    lrs = [s["lr"] for s in of_type(events, "step")]
+    assert lrs[0] < lrs[1]  # warm-up rises
