@@ -3,6 +3,7 @@
     loratui [CONFIG] [--set section.key=value …]     open the app on a config
     loratui demo [--dir DIR] [--headless]            build the demo workspace and train on it
     loratui train CONFIG [--set …] [--detach]        train without the app
+    loratui resume RUN_DIR [--detach]                continue a stopped or interrupted run
 
 Every problem with the input is printed as one line naming the file or setting, and the exit
 status is non-zero; nothing is written until the config and the files it names check out.
@@ -29,7 +30,8 @@ def _app_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loratui", description="Train SD1.5 and SDXL LoRAs from the terminal.",
         epilog="commands:\n  demo    build the demo workspace (tiny model, small dataset) and train on it\n"
-               "  train   train from a config without the app\n\n"
+               "  train   train from a config without the app\n"
+               "  resume  continue a stopped or interrupted run from its last checkpoint\n\n"
                "`loratui COMMAND --help` tells more.", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", type=Path,
                         help=f"the training config to open (default: ./{DEFAULT_CONFIG} when it exists)")
@@ -60,6 +62,15 @@ def _train_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loratui resume", description=(
+        "Continue a run that was stopped or interrupted, from the state saved with its last "
+        "checkpoint; it ends at the step count it planned, in the same run folder."))
+    parser.add_argument("run_dir", type=Path, help="the run folder (runs/<name>-<time>)")
+    parser.add_argument("--detach", action="store_true", help="run in the background and print the run folder")
+    return parser
+
+
 def _print_problems(problems) -> None:
     for problem in problems:
         print(f"loratui: {problem}", file=sys.stderr)
@@ -81,7 +92,10 @@ def cmd_train(config: Path, overrides: list[str], detach: bool) -> int:
         print(run.root)
         return EXIT_OK
     print(f"run folder: {run.root}", file=sys.stderr)
-    state = train_in_foreground(run)
+    return _finish(train_in_foreground(run))
+
+
+def _finish(state) -> int:
     if state.phase == "done":
         print(state.output)
         return EXIT_OK
@@ -90,6 +104,23 @@ def cmd_train(config: Path, overrides: list[str], detach: bool) -> int:
     if state.advice:
         print(f"loratui: {state.advice}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def cmd_resume(folder: Path, detach: bool) -> int:
+    """Resume a run in the foreground or detached."""
+    from loratui.headless import train_in_foreground
+    from loratui.launch import resumable_run, start_detached
+
+    run, why = resumable_run(folder)
+    if run is None:
+        print(f"loratui: {why}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if detach:
+        pid = start_detached(run, resume=True)
+        print(f"resumed in the background (pid {pid}); follow it with: tail -f {run.events}", file=sys.stderr)
+        print(run.root)
+        return EXIT_OK
+    return _finish(train_in_foreground(run, resume=True))
 
 
 def cmd_demo(folder: Path, headless: bool) -> int:
@@ -124,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "train":
         args = _train_parser().parse_args(argv[1:])
         return cmd_train(args.config, args.overrides, args.detach)
+    if argv and argv[0] == "resume":
+        args = _resume_parser().parse_args(argv[1:])
+        return cmd_resume(args.run_dir, args.detach)
     args = _app_parser().parse_args(argv)
     config = args.config
     if config is None and DEFAULT_CONFIG.is_file():

@@ -54,10 +54,10 @@ class ProgressPrinter:
             self._last_line = ""
 
 
-def follow(run: RunPaths, process: subprocess.Popen, stream: TextIO = sys.stderr) -> RunState:
-    """Report a running trainer's events until it exits; return the final state."""
+def follow(run: RunPaths, process: subprocess.Popen, stream: TextIO = sys.stderr, offset: int = 0) -> RunState:
+    """Report a running trainer's events (from ``offset`` in the events file) until it exits."""
     printer = ProgressPrinter(stream)
-    tail = LineTail(run.events)
+    tail = LineTail(run.events, offset=offset)
     state = RunState()
     stop_sent = False
     while True:
@@ -88,11 +88,13 @@ def follow(run: RunPaths, process: subprocess.Popen, stream: TextIO = sys.stderr
     return state
 
 
-def train_in_foreground(run: RunPaths, stream: TextIO = sys.stderr) -> RunState:
-    """Start the trainer for ``run`` and follow it to the end."""
-    process = start_foreground(run)
+def train_in_foreground(run: RunPaths, stream: TextIO = sys.stderr, resume: bool = False) -> RunState:
+    """Start the trainer for ``run`` (or resume it) and follow it to the end."""
+    # A resumed run's history is already known: report only what this process adds.
+    offset = LineTail.end_of(run.events)
+    process = start_foreground(run, resume)
     try:
-        return follow(run, process, stream)
+        return follow(run, process, stream, offset)
     finally:
         if process.poll() is None:
             process.wait()

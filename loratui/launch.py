@@ -20,7 +20,7 @@ from trainer.config import Config, Problem
 from trainer.config_toml import ConfigFileError, load_config
 from trainer.plan import DatasetScan
 from trainer.preflight import preflight
-from trainer.rundir import RunPaths, create_run_dir, write_pid
+from trainer.rundir import RunPaths, create_run_dir, pid_alive, read_pid, write_pid
 
 
 @dataclass
@@ -51,13 +51,13 @@ def check_config(path: Path | str, overrides: Iterable[str] = ()) -> CheckedConf
     return checked
 
 
-def trainer_command(run: RunPaths) -> list[str]:
+def trainer_command(run: RunPaths, resume: bool = False) -> list[str]:
     """The command line of the training process for a run."""
-    return [sys.executable, "-m", "trainer", str(run.root)]
+    return [sys.executable, "-m", "trainer", str(run.root)] + (["--resume"] if resume else [])
 
 
-def _detach_command(run: RunPaths) -> list[str]:
-    return [sys.executable, "-m", "loratui.detach", str(run.log), "--", *trainer_command(run)]
+def _detach_command(run: RunPaths, resume: bool = False) -> list[str]:
+    return [sys.executable, "-m", "loratui.detach", str(run.log), "--", *trainer_command(run, resume)]
 
 
 def _record_pid(run: RunPaths, output: str) -> int:
@@ -70,16 +70,16 @@ def _record_pid(run: RunPaths, output: str) -> int:
     return pid
 
 
-def start_detached(run: RunPaths) -> int:
+def start_detached(run: RunPaths, resume: bool = False) -> int:
     """Start the trainer detached from this process and terminal; return its pid."""
-    result = subprocess.run(_detach_command(run), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    result = subprocess.run(_detach_command(run, resume), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                             cwd=run.root, timeout=60)
     return _record_pid(run, result.stdout + result.stderr if result.returncode else result.stdout)
 
 
-async def start_detached_async(run: RunPaths) -> int:
+async def start_detached_async(run: RunPaths, resume: bool = False) -> int:
     """``start_detached`` for the app's event loop (the helper exits at once, so nothing is left to kill)."""
-    process = await asyncio.create_subprocess_exec(*_detach_command(run), stdin=subprocess.DEVNULL,
+    process = await asyncio.create_subprocess_exec(*_detach_command(run, resume), stdin=subprocess.DEVNULL,
                                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                                    cwd=run.root)
     stdout, stderr = await process.communicate()
@@ -87,11 +87,24 @@ async def start_detached_async(run: RunPaths) -> int:
     return _record_pid(run, text)
 
 
-def start_foreground(run: RunPaths) -> subprocess.Popen:
+def start_foreground(run: RunPaths, resume: bool = False) -> subprocess.Popen:
     """Start the trainer as an ordinary child (same terminal session: Ctrl-C reaches it too)."""
     with open(run.log, "ab") as log:
-        return subprocess.Popen(trainer_command(run), stdin=subprocess.DEVNULL, stdout=log,
+        return subprocess.Popen(trainer_command(run, resume), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=run.root)
+
+
+def resumable_run(folder: Path | str) -> tuple[RunPaths | None, str]:
+    """The run in ``folder`` if it can be resumed, else (None, why not)."""
+    run = RunPaths(Path(folder).resolve())
+    if not run.config.is_file():
+        return None, f"{folder} is not a run folder (it has no config.toml)"
+    pid = read_pid(run)
+    if pid is not None and pid_alive(pid):
+        return None, f"{folder} is still training (pid {pid})"
+    if not (run.state / "last.pt").is_file():
+        return None, f"{folder} has no saved state; runs save it with each checkpoint and when stopped"
+    return run, ""
 
 
 def new_run(checked: CheckedConfig) -> RunPaths:

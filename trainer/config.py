@@ -39,12 +39,16 @@ def setting(default: Any, doc: str, *, choices: tuple | None = None, minimum: fl
 class ModelConfig:
     """The base model the LoRA is trained against."""
 
-    base: str = setting("", "The base model: a diffusers folder, or a Hugging Face hub id "
-                        "such as `stable-diffusion-v1-5/stable-diffusion-v1-5` (downloaded when the box "
-                        "has network). Relative paths are read from the config file's folder.",
-                        required=True)
+    base: str = setting("", "The base model: a single-file checkpoint (`.safetensors`, or `.ckpt` read as "
+                        "plain tensors only), a diffusers folder, or a Hugging Face hub id such as "
+                        "`stable-diffusion-v1-5/stable-diffusion-v1-5` (downloaded when the box has network). "
+                        "Relative paths are read from the config file's folder.", required=True)
     arch: str = setting("auto", "`sd15` or `sdxl`; `auto` reads it from the model "
                         "(Pony and Illustrious are SDXL).", choices=("auto", "sd15", "sdxl"))
+    single_file_config: str = setting("", "For a single-file checkpoint only: a diffusers folder or hub id that "
+                                      "supplies the component configs and tokenizers (the weights come from the "
+                                      "file). Empty: the official SD1.5 or SDXL base repository, whose small "
+                                      "config files are fetched from the hub once.")
     clip_skip: int = setting(1, "SD1.5 only: condition on the text encoder's N-th layer from the end; 2 suits "
                              "anime models descended from NovelAI. SDXL always uses its penultimate layer.",
                              minimum=1, maximum=4)

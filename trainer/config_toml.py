@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from trainer.config import (FIELDS, SECTIONS, Config, Problem, from_dict, get_value, suggest, validate,
                             with_value)
 from trainer.fileio import atomic_write_text
+from trainer.model_ref import looks_like_hub_id
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -106,14 +107,6 @@ def load_config(path: Path | str, overrides: Iterable[str] = ()) -> tuple[Config
     return resolve_paths(config, path.resolve().parent), problems
 
 
-def looks_like_hub_id(reference: str) -> bool:
-    """True for ``org/name`` references, which name a model on the Hugging Face hub."""
-    if reference.startswith(("/", ".", "~")) or reference.endswith((".safetensors", ".ckpt")):
-        return False
-    parts = reference.split("/")
-    return len(parts) == 2 and all(parts) and "\\" not in reference
-
-
 def resolve_paths(config: Config, base_dir: Path) -> Config:
     """Make the config's local paths absolute, relative to ``base_dir`` (the config's folder).
 
@@ -124,11 +117,15 @@ def resolve_paths(config: Config, base_dir: Path) -> Config:
             return value
         return str((base_dir / Path(value).expanduser()).resolve())
 
-    base = config.model.base
-    if base and not (looks_like_hub_id(base) and not (base_dir / base).exists()):
-        base = absolute(base)
-    config = with_value(config, "model.base", base)
+    def model_reference(value: str) -> str:
+        if value and looks_like_hub_id(value) and not (base_dir / value).exists():
+            return value
+        return absolute(value)
+
+    config = with_value(config, "model.base", model_reference(config.model.base))
+    config = with_value(config, "model.single_file_config", model_reference(config.model.single_file_config))
     config = with_value(config, "dataset.path", absolute(config.dataset.path))
+    config = with_value(config, "dataset.cache_dir", absolute(config.dataset.cache_dir))
     return with_value(config, "output.dir", absolute(config.output.dir))
 
 
@@ -186,5 +183,5 @@ def loads(text: str) -> tuple[Config, list[Problem]]:
     return config, problems + validate(config)
 
 
-__all__ = ["ConfigFileError", "apply_overrides", "dumps", "load_config", "loads", "looks_like_hub_id",
+__all__ = ["ConfigFileError", "apply_overrides", "dumps", "load_config", "loads",
            "parse_override", "read_toml", "resolve_paths", "save_config"]

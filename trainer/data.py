@@ -113,10 +113,16 @@ def vae_fingerprint(vae: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _entry_key(source: DatasetImage, bucket: tuple[int, int], flip: bool, vae_id: str) -> str:
+def _image_key(source: DatasetImage, bucket: tuple[int, int], flip: bool) -> str:
+    """What is encoded: the file's bytes, fitted to this bucket, with or without its mirror image."""
     digest = hashlib.sha256(source.path.read_bytes())
-    digest.update(f"|{bucket}|{flip}|{vae_id}|v{CACHE_VERSION}".encode())
+    digest.update(f"|{bucket}|{flip}".encode())
     return digest.hexdigest()
+
+
+def _entry_key(image_key: str, vae_id: str) -> str:
+    """Where its latents are cached: the encoded input, the VAE that encoded it, the cache format."""
+    return hashlib.sha256(f"{image_key}|{vae_id}|v{CACHE_VERSION}".encode()).hexdigest()
 
 
 def _read_entry(path: Path) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -129,13 +135,13 @@ def _read_entry(path: Path) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     return latents, flipped
 
 
-def _encode(vae: torch.nn.Module, image: Image.Image, flip: bool, key: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _encode(vae: torch.nn.Module, image: Image.Image, flip: bool, image_key: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     device = next(vae.parameters()).device
     variants = [image] + ([ImageOps.mirror(image)] if flip else [])
     pixels = torch.stack([to_pixels(v) for v in variants]).to(device)
-    # The sample is drawn with a generator seeded by the entry's key: the same image gives the
-    # same latent in every run, cached or not.
-    generator = torch.Generator(device="cpu").manual_seed(int(key[:15], 16))
+    # The sample is drawn with a generator seeded by the image: the same image gives the same
+    # latent in every run, cached or not, whichever file the VAE came from.
+    generator = torch.Generator(device="cpu").manual_seed(int(image_key[:15], 16))
     with torch.no_grad():
         distribution = vae.encode(pixels).latent_dist
         noise = torch.randn(distribution.mean.shape, generator=generator).to(device)
@@ -153,7 +159,8 @@ def cache_latents(images: list[DatasetImage], vae: torch.nn.Module, resolution: 
     for done, source in enumerate(images, start=1):
         bucket = assign_bucket(source.width, source.height, resolution, use_buckets, upscale)
         _, crop = crop_geometry(source.width, source.height, bucket)
-        key = _entry_key(source, bucket, flip, vae_id)
+        image_key = _image_key(source, bucket, flip)
+        key = _entry_key(image_key, vae_id)
         entry = cache_dir / key[:2] / f"{key}.safetensors" if cache_dir is not None else None
         result = _read_entry(entry) if entry is not None and entry.is_file() else None
         if result is not None:
@@ -165,7 +172,7 @@ def cache_latents(images: list[DatasetImage], vae: torch.nn.Module, resolution: 
                 report.skipped.append((source, f"cannot be decoded ({exc})"))
                 on_progress(done, len(images))
                 continue
-            result = _encode(vae, fit_to_bucket(image, bucket), flip, key)
+            result = _encode(vae, fit_to_bucket(image, bucket), flip, image_key)
             report.encoded += 1
             if entry is not None and report.cache_error is None:
                 tensors = {"latents": result[0]} | ({"flipped": result[1]} if result[1] is not None else {})

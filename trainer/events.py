@@ -92,9 +92,18 @@ class LineTail:
     writer finishes it, so a reader never sees half an event. The file may not exist yet.
     """
 
-    def __init__(self, path: Path | str, max_chunk: int = 1 << 20) -> None:
+    @staticmethod
+    def end_of(path: Path | str) -> int:
+        """The current size of a file (0 when it does not exist): an offset that skips its history."""
+        try:
+            return Path(path).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def __init__(self, path: Path | str, max_chunk: int = 1 << 20, offset: int = 0) -> None:
         self.path = Path(path)
-        self._offset = 0
+        self._offset = offset
+        """Where the next read starts; a reader that only wants what comes next starts at the end."""
         self._pending = b""
         self._max_chunk = max_chunk
 

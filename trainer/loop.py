@@ -65,7 +65,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
 
     # Base model.
     events.emit("status", phase="loading", message=f"Loading {arch} model from {config.model.base}")
-    model = load_base_model(config.model.base, arch, precision.weight_dtype, precision.device)
+    model = load_base_model(config.model.base, arch, precision.weight_dtype, precision.device,
+                            config.model.single_file_config)
     model.clip_skip = config.model.clip_skip if arch == "sd15" else 1
     if config.training.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()

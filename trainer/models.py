@@ -9,6 +9,7 @@ SDXL pipeline, so a LoRA trained here behaves the same when sampled there.
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import torch
 
 from trainer.errors import TrainerError
-from trainer.preflight import arch_from_model_index, local_model_arch
+from trainer.model_ref import (DEFAULT_SINGLE_FILE_CONFIGS, arch_from_checkpoint_keys, arch_from_model_index,
+                               local_model_arch, safetensors_keys)
 
 
 @dataclass
@@ -42,6 +44,8 @@ def detect_arch(base: str) -> str:
 
     A local folder is read directly; a hub id needs its model_index.json downloaded.
     """
+    if Path(base).is_file():
+        return checkpoint_arch(Path(base))
     local = local_model_arch(base)
     if local is not None:
         return local
@@ -55,14 +59,68 @@ def detect_arch(base: str) -> str:
     return arch_from_model_index(index)
 
 
-def load_base_model(base: str, arch: str, dtype: torch.dtype, device: torch.device) -> BaseModel:
-    """Load every component of a diffusers model (a folder or a hub id), frozen, on ``device``.
+def checkpoint_arch(path: Path) -> str:
+    """``sd15`` or ``sdxl`` for a single-file checkpoint; a ``.ckpt`` is read as plain tensors only."""
+    try:
+        if path.suffix.lower() == ".safetensors":
+            keys = safetensors_keys(path)
+        else:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # legacy (non-zip) pickles cannot be memory-mapped
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            keys = list(state.get("state_dict", state).keys()) if isinstance(state, dict) else []
+            del state
+    except pickle.UnpicklingError as exc:
+        raise TrainerError("model", f"{path} holds more than tensors (a .ckpt is a Python pickle, which can run "
+                           "code when opened), so it was not loaded.",
+                           "Use a .safetensors version of the model; most model pages offer one.") from exc
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise TrainerError("model", f"{path} cannot be read: {exc}", "Check that the download finished.") from exc
+    try:
+        return arch_from_checkpoint_keys(keys)
+    except ValueError as exc:
+        raise TrainerError("model", f"{path} {exc}.", "Point model.base at an SD1.5 or SDXL checkpoint.") from exc
 
-    The VAE stays in fp32: it only encodes the images once, and SDXL's VAE overflows in fp16.
+
+def _load_single_file(path: Path, arch: str, config_source: str) -> tuple[list, list, Any, Any, Any]:
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    source = config_source or DEFAULT_SINGLE_FILE_CONFIGS[arch]
+    local = Path(source).is_dir()
+    pipeline = StableDiffusionXLPipeline if arch == "sdxl" else StableDiffusionPipeline
+    extra = {} if arch == "sdxl" else {"safety_checker": None, "feature_extractor": None,
+                                        "requires_safety_checker": False}
+    try:
+        # fp32 first: the VAE stays fp32, and the rest is cast once, below, without double rounding.
+        pipe = pipeline.from_single_file(str(path), config=source, local_files_only=local, **extra)
+    except Exception as exc:  # diffusers raises many types for missing configs, offline hubs and bad files
+        advice = ("Check that model.single_file_config is a diffusers folder of the same architecture." if local else
+                  f"Loading a single file needs the small config files of {source}; if this box has no network, "
+                  "set model.single_file_config to a local diffusers folder of the same architecture.")
+        raise TrainerError("model", f"cannot load {path}: {exc}".splitlines()[0], advice) from exc
+    tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if arch == "sdxl" else [])
+    encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if arch == "sdxl" else [])
+    return tokenizers, encoders, pipe.vae, pipe.unet, pipe.scheduler.config
+
+
+def load_base_model(base: str, arch: str, dtype: torch.dtype, device: torch.device,
+                    single_file_config: str = "") -> BaseModel:
+    """Load every component of the base model, frozen, on ``device``.
+
+    ``base`` is a single-file checkpoint, a diffusers folder or a hub id. The VAE stays in fp32:
+    it only encodes the images once, and SDXL's VAE overflows in fp16.
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+    if Path(base).is_file():
+        tokenizers, encoders, vae, unet, scheduler_config = _load_single_file(Path(base), arch, single_file_config)
+        # Every SD1.5/SDXL sampler config describes the same training noise schedule.
+        scheduler = DDPMScheduler.from_config(scheduler_config)
+        for module in [*encoders, unet]:
+            module.to(dtype)
+        return _frozen(BaseModel(arch, tokenizers, encoders, vae.to(torch.float32), unet, scheduler), device)
     try:
         tokenizers = [CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")]
         encoders: list[torch.nn.Module] = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder",
@@ -77,11 +135,15 @@ def load_base_model(base: str, arch: str, dtype: torch.dtype, device: torch.devi
     except (OSError, ValueError, EnvironmentError) as exc:
         raise TrainerError("model", f"cannot load the model {base}: {exc}",
                            "Check model.base and model.arch (SDXL models need arch sdxl or auto).") from exc
-    for module in [*encoders, vae, unet]:
+    return _frozen(BaseModel(arch, tokenizers, encoders, vae, unet, scheduler), device)
+
+
+def _frozen(model: BaseModel, device: torch.device) -> BaseModel:
+    for module in [*model.text_encoders, model.vae, model.unet]:
         module.requires_grad_(False)
         module.eval()
         module.to(device)
-    return BaseModel(arch, tokenizers, encoders, vae, unet, scheduler)
+    return model
 
 
 def tokenize(model: BaseModel, captions: list[str]) -> list[torch.Tensor]:

@@ -6,13 +6,12 @@ do, so neither the app nor the trainer starts a run (or creates a run folder) th
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer.config import Config, Problem
-from trainer.config_toml import looks_like_hub_id
+from trainer.model_ref import check_model
 from trainer.plan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
 
 
@@ -27,46 +26,6 @@ class Preflight:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def check_model(base: str) -> list[Problem]:
-    """Problems with the base-model reference (a hub id is not checked: that needs network)."""
-    if not base:
-        return []  # "is required" comes from config validation
-    path = Path(base)
-    if not path.exists():
-        if looks_like_hub_id(base):
-            return []
-        return [Problem("model.base", f"{base} does not exist. Point it at a diffusers model folder "
-                        "(one with model_index.json) or a hub id such as "
-                        "stable-diffusion-v1-5/stable-diffusion-v1-5.")]
-    if path.is_file():
-        if path.suffix.lower() in (".safetensors", ".ckpt"):
-            return [Problem("model.base", f"{base} is a single-file checkpoint, which this version "
-                            "cannot load yet. Use a diffusers model folder or a hub id.")]
-        return [Problem("model.base", f"{base} is a file loratui does not recognise as a model.")]
-    if not (path / "model_index.json").is_file() and not (path / "unet").is_dir():
-        return [Problem("model.base", f"{base} is a folder but not a diffusers model: it has no "
-                        "model_index.json and no unet/ folder.")]
-    return []
-
-
-def arch_from_model_index(index: dict) -> str:
-    """``sdxl`` when a diffusers model_index.json names SDXL's second text encoder, else ``sd15``."""
-    return "sdxl" if "text_encoder_2" in index or "XL" in str(index.get("_class_name", "")) else "sd15"
-
-
-def local_model_arch(base: str) -> str | None:
-    """``sdxl`` or ``sd15`` for a local diffusers folder, read from its files; None otherwise."""
-    path = Path(base)
-    if not path.is_dir():
-        return None
-    if (path / "text_encoder_2").is_dir():
-        return "sdxl"
-    try:
-        return arch_from_model_index(json.loads((path / "model_index.json").read_text()))
-    except (OSError, ValueError):
-        return "sd15" if (path / "unet").is_dir() else None
 
 
 def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:

@@ -50,10 +50,10 @@ def build_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=list(MERGES), model_max_length=77)
 
 
-def _text_config(tokenizer, projection_dim: int = 32):
+def _text_config(tokenizer, hidden_size: int = 32, projection_dim: int = 32):
     from transformers import CLIPTextConfig
 
-    return CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+    return CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                           num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
                           projection_dim=projection_dim, hidden_act="quick_gelu",
                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -111,11 +111,13 @@ def build_sdxl(out_dir: Path, seed: int = 0) -> Path:
                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
                                 block_out_channels=(32, 64), layers_per_block=1,
                                 transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4),
-                                use_linear_projection=True, cross_attention_dim=64,
+                                use_linear_projection=True, cross_attention_dim=32 + 48,
                                 addition_embed_type="text_time", addition_time_embed_dim=8,
                                 projection_class_embeddings_input_dim=6 * 8 + 32, norm_num_groups=8)
     pipe = StableDiffusionXLPipeline(vae=_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer)),
-                                     text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer)),
+                                     # The second encoder is wider than the first, as in the real SDXL
+                                     # (768 and 1280): tools tell the two apart by their width.
+                                     text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer, 48)),
                                      tokenizer=tokenizer, tokenizer_2=build_tokenizer(), unet=unet,
                                      scheduler=ddpm_scheduler(), force_zeros_for_empty_prompt=True)
     pipe.save_pretrained(out_dir, safe_serialization=True)

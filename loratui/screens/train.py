@@ -27,7 +27,7 @@ from loratui.widgets import RunStatus
 from trainer.config import effective_resolution
 from trainer.events import LineTail, parse_event
 from trainer.plan import StepPlan, plan_steps
-from trainer.preflight import local_model_arch
+from trainer.model_ref import local_model_arch
 from trainer.rundir import RunPaths, pid_alive
 
 POLL_SECONDS = 0.25

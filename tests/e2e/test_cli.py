@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from loratui.cli import main
+from trainer.config_toml import load_config
 from trainer.events import read_events
-from trainer.rundir import pid_alive
+from trainer.rundir import create_run_dir, pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -98,3 +100,30 @@ def test_detached_training_outlives_its_starter_and_finishes(tmp_path, tiny_sd15
     assert events[-1]["type"] == "done", (run / "trainer.log").read_text()[-2000:]
     assert Path(events[-1]["output"]).is_file()
     assert not (run / "pid").exists()
+
+
+def test_resume_from_the_command_line(tmp_path, tiny_sd15, dataset, capsys):
+    config = _config(tmp_path, dataset, tiny_sd15)
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    loaded, problems = load_config(config, ["dataset.resolution=128", "dataset.repeats=1", "training.epochs=4",
+                                            "training.batch_size=1", 'optimizer.name="adamw"'])
+    assert not problems, problems
+    run = create_run_dir(loaded)
+    assert main(["resume", str(run.root)]) == 2
+    assert "no saved state" in capsys.readouterr().err
+    with open(run.log, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "trainer", str(run.root)], stdout=log, stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(e["type"] == "step" for e in read_events(run.events)):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    result = _loratui("resume", str(run.root), "--detach")
+    assert result.returncode == 0, result.stderr
+    pid = int((run.root / "pid").read_text())
+    while pid_alive(pid) and time.monotonic() < deadline + 120:
+        time.sleep(0.2)
+    events = read_events(run.events)
+    assert events[-1]["type"] == "done" and events[-1]["step"] == events[-1]["total_steps"]

@@ -56,7 +56,7 @@ def test_clip_skip_takes_an_earlier_layer_through_the_final_norm(sd15):
 
 def test_sdxl_conditioning_joins_both_encoders(sdxl):
     hidden, pooled = encode_text(sdxl, tokenize(sdxl, ["a", "b"]))
-    assert hidden.shape == (2, 77, 64) and pooled.shape == (2, 32)
+    assert hidden.shape == (2, 77, 32 + 48) and pooled.shape == (2, 32)
 
 
 def test_cached_text_embeddings_equal_fresh_ones(sdxl):

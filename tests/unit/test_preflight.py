@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from trainer.config import Config, with_value
-from trainer.preflight import check_model, local_model_arch, preflight
+from trainer.model_ref import check_model, local_model_arch
+from trainer.preflight import preflight
 
 
 def _config(model, dataset, out):
@@ -60,7 +61,7 @@ def test_model_reference_kinds(tmp_path, model_folder):
     assert check_model("stable-diffusion-v1-5/stable-diffusion-v1-5") == []  # hub id: not checked offline
     single = tmp_path / "model.safetensors"
     single.write_bytes(b"x")
-    assert "single-file" in check_model(str(single))[0].message
+    assert "too short" in check_model(str(single))[0].message
     (tmp_path / "empty_dir").mkdir()
     assert "not a diffusers model" in check_model(str(tmp_path / "empty_dir"))[0].message
 
