@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Log, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from loratui.launch import CheckedConfig, check_config, new_run, start_detached_async
+from loratui.launch import CheckedConfig, check_config, new_run, resumable_run, start_detached_async
 from loratui.messages import RunUpdate
 from loratui.run_state import RunState, describe_event
 from loratui.widgets import RunStatus
@@ -46,6 +46,7 @@ class TrainScreen(Screen):
 
     BINDINGS = [
         Binding("s", "start", "Start training", id="start-training"),
+        Binding("r", "resume", "Resume run", id="resume-run"),
         Binding("ctrl+r", "reload", "Re-check config", id="reload-config"),
         Binding("escape", "leave_input", "Leave field", show=False, id="leave-input"),
     ]
@@ -193,11 +194,39 @@ class TrainScreen(Screen):
         self.query_one(RunStatus).show(self.run_state)
         self.follow(self.run, pid)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Resume shows in the footer only once the followed run has stopped with a saved state.
+        if action == "resume":
+            return self.run is not None and self.run_state.phase in ("stopped", "failed") \
+                and (self.run.state / "last.pt").is_file()
+        return True
+
+    async def action_resume(self) -> None:
+        """Continue the followed run from its last checkpoint, in a new detached process."""
+        if self.run is None:
+            return
+        run, why = resumable_run(self.run.root)
+        if run is None:
+            self.notify(f"Cannot resume: {why}.", severity="warning")
+            return
+        # Only what the resumed process adds is new: the history is already on screen.
+        offsets = (LineTail.end_of(run.events), LineTail.end_of(run.log))
+        try:
+            pid = await start_detached_async(run, resume=True)
+        except (OSError, RuntimeError) as exc:
+            self.notify(f"Could not resume: {exc}", severity="error")
+            return
+        self.run_state.phase = "starting"
+        self.query_one(Log).write_line(f"{time.strftime('%H:%M:%S')} resuming {run.root.name} (pid {pid})")
+        self.query_one(RunStatus).show(self.run_state)
+        self.refresh_bindings()
+        self.follow(run, pid, *offsets)
+
     @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
-    def follow(self, run: RunPaths, pid: int) -> None:
+    def follow(self, run: RunPaths, pid: int, events_offset: int = 0, log_offset: int = 0) -> None:
         """Tail the run's events and output, posting one RunUpdate per poll that found something."""
         worker = get_current_worker()
-        events_tail, log_tail = LineTail(run.events), LineTail(run.log)
+        events_tail, log_tail = LineTail(run.events, offset=events_offset), LineTail(run.log, offset=log_offset)
         while not worker.is_cancelled:
             alive = pid_alive(pid)
             events = [e for e in map(parse_event, events_tail.read_lines()) if e is not None]
@@ -225,6 +254,7 @@ class TrainScreen(Screen):
             self.run_state.advice = f"Its last output is in {self.run.log if self.run else 'trainer.log'}."
             log.write_line(f"error: {self.run_state.error_message} {self.run_state.advice}")
         self.query_one(RunStatus).show(self.run_state)
+        self.refresh_bindings()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # One place for worker failures: report them instead of crashing the app.

@@ -61,6 +61,19 @@ async def test_start_a_run_and_watch_steps_arrive(workspace):
                 os.kill(pid, signal.SIGTERM)
         assert await _until(pilot, lambda: screen.run_state.phase == "stopped")
         assert screen.run_state.last_checkpoint and Path(screen.run_state.last_checkpoint).exists()
+        stopped_at = screen.run_state.step
+
+        # Resume from the app: the same run folder, steps go on after the stop.
+        await pilot.press("r")
+        try:
+            assert await _until(pilot, lambda: screen.run_state.step > stopped_at + 2)
+            assert screen.run_state.phase == "training"
+            assert "resuming" in "\n".join(screen.query_one("Log").lines)
+        finally:
+            pid = read_pid(screen.run)
+            if pid and pid_alive(pid):
+                os.kill(pid, signal.SIGTERM)
+        assert await _until(pilot, lambda: screen.run_state.phase == "stopped")
 
 
 async def test_a_config_with_problems_lists_them_and_will_not_start(tmp_path):
