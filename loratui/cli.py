@@ -4,6 +4,7 @@
     loratui demo [--dir DIR] [--headless]            build the demo workspace and train on it
     loratui train CONFIG [--set …] [--detach]        train without the app
     loratui resume RUN_DIR [--detach]                continue a stopped or interrupted run
+    loratui check CONFIG [--set …] [--format json]   the guide's advice on a config, before renting
 
 Every problem with the input is printed as one line naming the file or setting, and the exit
 status is non-zero; nothing is written until the config and the files it names check out.
@@ -31,7 +32,8 @@ def _app_parser() -> argparse.ArgumentParser:
         prog="loratui", description="Train SD1.5 and SDXL LoRAs from the terminal.",
         epilog="commands:\n  demo    build the demo workspace (tiny model, small dataset) and train on it\n"
                "  train   train from a config without the app\n"
-               "  resume  continue a stopped or interrupted run from its last checkpoint\n\n"
+               "  resume  continue a stopped or interrupted run from its last checkpoint\n"
+               "  check   the guide's warnings and fixes for a config (exit 1 on a danger)\n\n"
                "`loratui COMMAND --help` tells more.", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", type=Path,
                         help=f"the training config to open (default: ./{DEFAULT_CONFIG} when it exists)")
@@ -71,6 +73,17 @@ def _resume_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loratui check", description=(
+        "Check a config against the guide's rules of thumb: each finding with its severity, the setting "
+        "it concerns and, where there is one, the fix. Exit status 1 when any finding is a danger, "
+        "2 when the config cannot be used at all, else 0."))
+    parser.add_argument("config", type=Path, help="the training config (TOML)")
+    _add_overrides(parser)
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    return parser
+
+
 def _print_problems(problems) -> None:
     for problem in problems:
         print(f"loratui: {problem}", file=sys.stderr)
@@ -104,6 +117,47 @@ def _finish(state) -> int:
     if state.advice:
         print(f"loratui: {state.advice}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def cmd_check(config: Path, overrides: list[str], output_format: str) -> int:
+    """Print the guide's findings for a config."""
+    import json
+
+    from loratui.rules import worst
+    from loratui.workspace import Workspace
+    from trainer.config_toml import ConfigFileError
+
+    workspace = Workspace()
+    try:
+        workspace.load(config, overrides)
+    except ConfigFileError as exc:
+        print(f"loratui: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = workspace.assess()
+    _print_problems(result.problems)
+    if output_format == "json":
+        print(json.dumps([f.to_json() for f in result.findings], indent=2))
+    else:
+        _print_findings(config, result)
+    if result.problems:
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED if worst(result.findings) == "danger" else EXIT_OK
+
+
+def _print_findings(config: Path, result) -> None:
+    from trainer.config_toml import toml_value
+
+    plan = result.plan
+    if plan is not None:
+        print(f"{config}: {plan.images} images, {plan.total_steps} steps "
+              f"(guide's formula: {plan.formula_steps:g}), {len(result.findings)} findings")
+    for finding in result.findings:
+        print(f"{finding.severity.upper():6} {finding.field}: {finding.message} [{finding.rule}]")
+        if finding.fix:
+            flags = " ".join(f"--set {k}={toml_value(v)}" for k, v in finding.fix.changes.items())
+            print(f"       fix: {finding.fix.label}   ({flags})")
+    if not result.findings:
+        print("No advice: this config follows the guide.")
 
 
 def cmd_resume(folder: Path, detach: bool) -> int:
@@ -148,13 +202,26 @@ def run_app(config: Path | None, overrides: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``loratui`` command."""
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # The reader went away (`loratui check … | head`): stop quietly, as Unix tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "demo":
         args = _demo_parser().parse_args(argv[1:])
         return cmd_demo(args.dir, args.headless)
     if argv and argv[0] == "train":
         args = _train_parser().parse_args(argv[1:])
         return cmd_train(args.config, args.overrides, args.detach)
+    if argv and argv[0] == "check":
+        args = _check_parser().parse_args(argv[1:])
+        return cmd_check(args.config, args.overrides, args.format)
     if argv and argv[0] == "resume":
         args = _resume_parser().parse_args(argv[1:])
         return cmd_resume(args.run_dir, args.detach)

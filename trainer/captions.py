@@ -8,7 +8,10 @@ the rest is shuffled each time the caption is used.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
+
+from trainer.plan import DatasetImage
 
 
 def split_tags(caption: str) -> list[str]:
@@ -58,3 +61,32 @@ def tag_frequency(captions: list[str]) -> dict[str, int]:
         for tag in set(split_tags(caption)):
             counts[tag] = counts.get(tag, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+@dataclass(frozen=True)
+class CaptionStats:
+    """How a dataset's captions stand: the guide's "all images tagged and have the trigger word"."""
+
+    images: int
+    missing: tuple[Path, ...]
+    """Images with no caption file."""
+    empty: tuple[Path, ...]
+    """Images whose caption file is empty."""
+    without_trigger: tuple[Path, ...]
+    """Images whose caption lacks the trigger word as a tag (the trainer adds it; the file lacks it)."""
+
+
+def caption_stats(images: list[DatasetImage], trigger: str) -> CaptionStats:
+    """Read every caption once and count what is missing."""
+    missing, empty, without = [], [], []
+    trigger = trigger.strip()
+    for image in images:
+        if image.caption_path is None:
+            missing.append(image.path)
+            continue
+        tags = split_tags(read_caption(image.caption_path))
+        if not tags:
+            empty.append(image.path)
+        if trigger and trigger not in tags:
+            without.append(image.path)
+    return CaptionStats(len(images), tuple(missing), tuple(empty), tuple(without))

@@ -1,0 +1,32 @@
+"""Rules about optimizer and schedule combinations."""
+
+from __future__ import annotations
+
+from loratui.rules import guide
+from loratui.rules.engine import Context, Fix, rule
+
+
+@rule("compat.schedule_free_needs_constant", "scheduler.name",
+      "Schedule-free optimizers with anything but a constant schedule.")
+def schedule_free(ctx: Context):
+    if ctx.config.optimizer.name not in guide.SCHEDULE_FREE_OPTIMIZERS or ctx.config.scheduler.name == "constant":
+        return None
+    return "danger", (f"{ctx.config.optimizer.name} replaces the learning-rate schedule with its own averaging; a "
+                      f"{ctx.config.scheduler.name} schedule on top fights it. Use constant."), \
+        Fix({"scheduler.name": "constant"}, "use a constant schedule")
+
+
+@rule("compat.rex_with_came", "optimizer.name", "The REX schedule is tuned for the CAME optimizer.")
+def rex_with_came(ctx: Context):
+    if ctx.config.scheduler.name != "rex" or ctx.config.optimizer.name == "came":
+        return None
+    return "tip", "REX restarts pair best with CAME, which the guide recommends together.", \
+        Fix({"optimizer.name": "came"}, "switch to CAME")
+
+
+@rule("compat.restarts_without_cycles", "scheduler.restarts", "Cosine with restarts set to a single cycle.")
+def restarts_of_one(ctx: Context):
+    if ctx.config.scheduler.name != "cosine_with_restarts" or ctx.config.scheduler.restarts > 1:
+        return None
+    return "tip", ("cosine_with_restarts with 1 cycle is plain cosine. The guide's proven setting is 3 "
+                   "cycles."), Fix({"scheduler.restarts": 3}, "use 3 cycles")

@@ -1,0 +1,112 @@
+"""The config being worked on, shared by the app's screens (pure Python, no widgets).
+
+The form edits the config as the file has it (relative paths stay relative, so saving never
+rewrites them); assessments and runs use a copy with the paths resolved against the file's
+folder. Every change bumps ``version``, so a background assessment of an older version is
+recognised as stale and dropped.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from loratui.assess import Assessment, DatasetFacts, assess
+from loratui.presets import Preset, closest_preset
+from loratui.rules import Fix
+from trainer.config import FIELDS, Config, Problem, from_dict, get_value, with_value
+from trainer.config_toml import apply_overrides, dumps, read_toml, resolve_paths
+from trainer.fileio import atomic_write_text
+
+
+@dataclass
+class Workspace:
+    """One config file and everything known about it."""
+
+    path: Path | None = None
+    config: Config = field(default_factory=Config)
+    """The config as edited (paths as written in the file)."""
+    saved: Config | None = None
+    """The config as last loaded or saved, to tell unsaved changes."""
+    explicit: set[str] = field(default_factory=set)
+    """Settings the file (or the user, since) set on purpose, rather than left to their defaults."""
+    parse_problems: list[Problem] = field(default_factory=list)
+    """Problems found while reading the file (unknown keys, wrong types)."""
+    assessment: Assessment | None = None
+    advanced: bool = False
+    """Whether the form shows every setting or only the guide's proven-settings ones."""
+    preset: Preset | None = None
+    version: int = 0
+    backed_up: bool = False
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.resolve().parent if self.path else Path.cwd()
+
+    @property
+    def dirty(self) -> bool:
+        """True when the form holds changes not yet saved to the file."""
+        return self.saved is None or self.config != self.saved
+
+    def resolved(self) -> Config:
+        """The config with its paths made absolute, as a run uses it."""
+        return resolve_paths(self.config, self.base_dir)
+
+    def load(self, path: Path, overrides: Iterable[str] = ()) -> None:
+        """Read a config file (raises ConfigFileError when it cannot be parsed)."""
+        data = read_toml(path)
+        problems = apply_overrides(data, overrides)
+        config, parse_problems = from_dict(data)
+        self.path, self.config, self.saved = Path(path), config, config
+        self.parse_problems = problems + parse_problems
+        self.explicit = {key for key in FIELDS if _present(data, key)}
+        self.preset = closest_preset(config)
+        self.assessment, self.backed_up = None, False
+        self.version += 1
+
+    def set(self, key: str, value: Any) -> None:
+        """Change one setting."""
+        if get_value(self.config, key) == value:
+            return
+        self.config = with_value(self.config, key, value)
+        self.explicit.add(key)
+        self.parse_problems = [p for p in self.parse_problems if p.field != key]
+        self.version += 1
+
+    def apply_fix(self, fix: Fix) -> None:
+        for key, value in fix.changes.items():
+            self.set(key, value)
+
+    def apply_preset(self, preset: Preset) -> None:
+        for key, value in preset.values.items():
+            self.set(key, value)
+        self.preset = preset
+
+    def assess(self, facts: DatasetFacts | None = None) -> Assessment:
+        """Assess the current config (thread-safe: it reads a snapshot and changes nothing)."""
+        return assess(self.resolved(), facts, self.parse_problems)
+
+    def save(self, path: Path | None = None) -> Path | None:
+        """Write the config (atomically); the first overwrite in a session keeps the old file as ``.bak``.
+
+        Returns the backup's path when one was made.
+        """
+        target = Path(path or self.path or "loratui.toml")
+        backup = None
+        if target.exists() and not self.backed_up:
+            backup = target.with_name(target.name + ".bak")
+            shutil.copy2(target, backup)
+            self.backed_up = True
+        atomic_write_text(target, dumps(self.config))
+        self.path, self.saved = target, self.config
+        return backup
+
+
+def _present(data: dict, key: str) -> bool:
+    if "." not in key:
+        return key in data
+    section, name = key.split(".", 1)
+    return isinstance(data.get(section), dict) and name in data[section]
+

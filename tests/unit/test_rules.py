@@ -1,0 +1,161 @@
+"""Every rule of the guide: a case where it fires and one where it stays quiet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loratui.rules import RULES, Context, evaluate, worst
+from trainer.captions import CaptionStats
+from trainer.config import Config, validate, with_value
+from trainer.plan import DatasetImage, DatasetScan, plan_steps
+
+ROOT = Path("/data/zkchar")
+
+
+def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", folder: str | None = None,
+         missing: int = 0, without_trigger: int = 0, **settings) -> Context:
+    """A context for a dataset of ``images`` pictures and a config with ``section__key=value`` settings."""
+    config = with_value(Config(), "dataset.trigger_word", "zkchar")
+    config = with_value(config, "dataset.resolution", 1024 if arch == "sdxl" else 768)
+    config = with_value(config, "training.epochs", 10)
+    for key, value in settings.items():
+        config = with_value(config, key.replace("__", "."), value)
+    parent = ROOT / folder if folder else ROOT
+    repeats = int(folder.split("_")[0]) if folder else config.dataset.repeats
+    files = [DatasetImage(parent / f"{i:03d}.png", parent / f"{i:03d}.txt", *size, repeats) for i in range(images)]
+    scan = DatasetScan(ROOT, files)
+    resolution = config.dataset.resolution or 1024
+    plan = plan_steps(files, resolution, config.training.batch_size, config.training.epochs) if files else None
+    captions = CaptionStats(images, tuple(f.path for f in files[:missing]), (),
+                            tuple(f.path for f in files[missing:missing + without_trigger]))
+    return Context(config, arch, scan, plan, captions)
+
+
+def fired(context: Context, rule_id: str):
+    return [f for f in evaluate(context) if f.rule == rule_id]
+
+
+def test_the_proven_character_setup_is_quiet():
+    # 25 images × 10 repeats × 10 epochs ÷ 4 = 630 steps, the guide's own example.
+    assert evaluate(make(25)) == []
+
+
+# Each case: (rule id, a context where it fires, the severity, a context where it does not).
+CASES = {
+    "dataset.size": [(make(3), "danger", make(25)), (make(7), "warn", make(25)), (make(12), "tip", make(25)),
+                     (make(60), "tip", make(25)), (make(17), "tip", make(25)),
+                     (make(30, kind="style"), "warn", make(120, kind="style")),
+                     (make(300, kind="style", dataset__repeats=1, training__epochs=2), "tip",
+                      make(120, kind="style", dataset__repeats=2, training__epochs=2))],
+    "captions.missing": [(make(25, missing=3), "warn", make(25)), (make(25, missing=25), "danger", make(25))],
+    "captions.trigger_missing": [(make(25, without_trigger=4), "tip", make(25))],
+    "captions.no_trigger_word": [(make(25, dataset__trigger_word=""), "warn",
+                                  make(25, dataset__trigger_word="", kind="style"))],
+    "dataset.small_images": [(make(25, size=(512, 512)), "tip", make(25))],
+    "steps.range": [(make(25, training__epochs=2), "danger", make(25)),
+                    (make(25, training__epochs=40), "danger", make(25)),
+                    (make(25, dataset__repeats=9, training__epochs=4), "warn", make(25)),
+                    (make(25, training__epochs=14), "tip", make(25)),
+                    (make(12, dataset__repeats=20, training__epochs=10, training__batch_size=4), "warn",
+                     make(12, dataset__repeats=20, training__epochs=15, training__batch_size=4)),
+                    (make(12, dataset__repeats=20, training__epochs=15, training__batch_size=2), "tip",
+                     make(12, dataset__repeats=20, training__epochs=15, training__batch_size=4))],
+    "epochs.high_lr": [(make(5, training__epochs=30), "warn", make(5, training__epochs=30, optimizer__unet_lr=3e-4))],
+    "batch.too_big": [(make(25, training__batch_size=12), "danger", make(25, training__batch_size=8))],
+    "batch.fused_needs_one": [(make(25, training__fused_backward_pass=True), "danger",
+                               make(25, training__fused_backward_pass=True, training__batch_size=1))],
+    "lr.unet_too_high": [(make(25, optimizer__unet_lr=2e-3), "danger", make(25, optimizer__unet_lr=1e-3))],
+    "lr.text_encoder_too_high": [(make(25, optimizer__text_encoder_lr=5e-3), "danger", make(25))],
+    "lr.text_encoder_vs_unet": [(make(25, optimizer__text_encoder_lr=5e-4), "warn", make(25)),
+                                (make(25, optimizer__text_encoder_lr=3e-4), "tip",
+                                 make(25, optimizer__text_encoder_lr=0.0))],
+    "lr.free_optimizer_small_lr": [(make(25, optimizer__name="prodigy"), "danger",
+                                    make(25, optimizer__name="prodigy", optimizer__unet_lr=1.0,
+                                         optimizer__text_encoder_lr=1.0))],
+    "network.proven_dim_alpha": [(make(25, network__dim=32, network__alpha=16.0), "tip",
+                                  make(80, kind="style", network__dim=32, network__alpha=16.0))],
+    "network.alpha_above_dim": [(make(25, network__alpha=16.0), "warn", make(25))],
+    "network.style_locon": [(make(100, kind="style"), "tip", make(100, kind="style", network__type="locon"))],
+    "resolution.architecture": [(make(25, dataset__resolution=768), "warn", make(25)),
+                                (make(25, arch="sd15", dataset__resolution=1024), "warn", make(25, arch="sd15")),
+                                (make(25, arch="sd15", dataset__resolution=512, size=(768, 768)), "tip",
+                                 make(25, arch="sd15", size=(768, 768)))],
+    "tiny.repeats": [(make(12), "warn", make(12, dataset__repeats=20))],
+    "tiny.epochs": [(make(12), "warn", make(12, training__epochs=15))],
+    "tiny.batch": [(make(12), "warn", make(12, training__batch_size=2))],
+    "tiny.unet_lr": [(make(12), "warn", make(12, optimizer__unet_lr=3e-4))],
+    "tiny.text_encoder_lr": [(make(12), "warn", make(12, optimizer__text_encoder_lr=5e-5))],
+    "compat.schedule_free_needs_constant": [(make(25, optimizer__name="prodigy_plus"), "danger",
+                                             make(25, optimizer__name="prodigy_plus", scheduler__name="constant"))],
+    "compat.rex_with_came": [(make(25, scheduler__name="rex"), "tip",
+                              make(25, scheduler__name="rex", optimizer__name="came"))],
+    "compat.restarts_without_cycles": [(make(25, scheduler__restarts=1), "tip", make(25))],
+}
+
+
+def test_every_rule_has_cases():
+    assert sorted(CASES) == sorted(r.id for r in RULES)
+
+
+@pytest.mark.parametrize("rule_id,index", [(rule, i) for rule, cases in CASES.items() for i in range(len(cases))])
+def test_rule_fires_and_stays_quiet(rule_id, index):
+    firing, severity, quiet = CASES[rule_id][index]
+    found = fired(firing, rule_id)
+    assert [f.severity for f in found] == [severity]
+    assert fired(quiet, rule_id) == []
+    finding = found[0]
+    assert finding.field and len(finding.message) > 20
+
+
+@pytest.mark.parametrize("rule_id,index", [(rule, i) for rule, cases in CASES.items() for i in range(len(cases))])
+def test_a_fix_resolves_its_finding_and_is_a_valid_config(rule_id, index):
+    firing = CASES[rule_id][index][0]
+    finding = fired(firing, rule_id)[0]
+    if finding.fix is None:
+        return
+    fixed = finding.fix.apply(firing.config)
+    assert fixed != firing.config
+    hard = [p for p in validate(fixed) if p.field not in ("model.base", "dataset.path")]
+    # Fixes never produce impossible values (later-version options aside, which their tests set on purpose).
+    assert all(p.field in ("training.fused_backward_pass", "optimizer.name", "scheduler.name") for p in hard), hard
+    again = make(firing.image_count, arch=firing.arch, size=(firing.scan.images[0].width, firing.scan.images[0].height),
+                 kind=fixed.kind, **{k.replace(".", "__"): v for k, v in _changed(fixed).items()})
+    assert fired(again, rule_id) == [], (finding.fix, fired(again, rule_id))
+
+
+def _changed(config: Config) -> dict:
+    from trainer.config import FIELDS, get_value
+
+    base = make(1).config
+    return {k: get_value(config, k) for k in FIELDS if "." in k and get_value(config, k) != get_value(base, k)
+            and k != "dataset.path"}
+
+
+def test_findings_come_dangers_first_and_worst_says_so():
+    findings = evaluate(make(12, optimizer__unet_lr=5e-3))
+    severities = [f.severity for f in findings]
+    assert severities == sorted(severities, key=["danger", "warn", "tip"].index)
+    assert worst(findings) == "danger"
+    assert worst([]) is None
+
+
+def test_json_form():
+    finding = fired(make(25, training__batch_size=12), "batch.too_big")[0]
+    assert finding.to_json() == {"rule": "batch.too_big", "severity": "danger", "field": "training.batch_size",
+                                 "message": finding.message,
+                                 "fix": {"set": {"training.batch_size": 4}, "label": "set the batch size to 4"}}
+
+
+def test_steps_fix_prefers_epochs_and_lands_in_the_aim():
+    context = make(25, training__epochs=2)
+    fix = fired(context, "steps.range")[0].fix
+    assert list(fix.changes) == ["training.epochs"]
+    epochs = fix.changes["training.epochs"]
+    assert 500 <= context.plan.batches_per_epoch * epochs <= 750
+
+
+def test_repeat_folders_are_counted_in_the_tiny_rules():
+    # 12 images in a 20_zkchar folder have 20 repeats even though dataset.repeats says 10.
+    assert fired(make(12, folder="20_zkchar"), "tiny.repeats") == []
