@@ -28,59 +28,36 @@ BUILD_DEVICE = "cuda"
 """Where the full-size models are initialised (a GPU does it in seconds; `--build-on-cpu` for a dry run)."""
 
 
-def sd15_model(folder: Path) -> None:
-    """A full-size SD1.5 pipeline folder (UNet 860M, CLIP-L text encoder) with random weights."""
+def _full_size_pipeline(arch: str):
+    """The real architecture (configs from trainer.shape_tables) with random weights, built on BUILD_DEVICE."""
     import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from trainer.tiny import build_tokenizer, ddpm_scheduler
-
-    tokenizer = build_tokenizer()
-    with torch.device(BUILD_DEVICE):
-        unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
-        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
-                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                            sample_size=512)
-        text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072,
-                                            num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
-                                            hidden_act="quick_gelu", eos_token_id=tokenizer.eos_token_id,
-                                            bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id))
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
-                                   scheduler=ddpm_scheduler(), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
-
-
-def sdxl_model(folder: Path) -> None:
-    """A full-size SDXL base pipeline folder (UNet 2.6B, CLIP-L + bigG encoders) with random weights."""
-    import torch
-    from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+    from trainer.shape_tables import CLIP_BIG_G, CLIP_L, SD15_UNET, SDXL_UNET, VAE
     from trainer.tiny import build_tokenizer, ddpm_scheduler
 
     tokenizer = build_tokenizer()
     ids = dict(eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-               pad_token_id=tokenizer.pad_token_id, vocab_size=49408, max_position_embeddings=77)
+               pad_token_id=tokenizer.pad_token_id)
     with torch.device(BUILD_DEVICE):
-        unet = UNet2DConditionModel(
-            sample_size=128, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            block_out_channels=(320, 640, 1280), layers_per_block=2, transformer_layers_per_block=(1, 2, 10),
-            attention_head_dim=(5, 10, 20), cross_attention_dim=2048, use_linear_projection=True,
-            addition_embed_type="text_time", addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816)
-        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
-                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                            sample_size=1024, scaling_factor=0.13025)
-        text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                            num_attention_heads=12, hidden_act="quick_gelu", **ids))
-        text_2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=1280, intermediate_size=5120,
-                                                            num_hidden_layers=32, num_attention_heads=20,
-                                                            projection_dim=1280, hidden_act="gelu", **ids))
-    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text, text_encoder_2=text_2, tokenizer=tokenizer,
-                                     tokenizer_2=build_tokenizer(), unet=unet, scheduler=ddpm_scheduler())
-    pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
+        text = CLIPTextModel(CLIPTextConfig(**CLIP_L, **ids))
+        if arch == "sd15":
+            return StableDiffusionPipeline(
+                vae=AutoencoderKL(**VAE, sample_size=512), text_encoder=text, tokenizer=tokenizer,
+                unet=UNet2DConditionModel(**SD15_UNET), scheduler=ddpm_scheduler(), safety_checker=None,
+                feature_extractor=None, requires_safety_checker=False)
+        return StableDiffusionXLPipeline(
+            vae=AutoencoderKL(**VAE, sample_size=1024, scaling_factor=0.13025), text_encoder=text,
+            text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_BIG_G, **ids)), tokenizer=tokenizer,
+            tokenizer_2=build_tokenizer(), unet=UNet2DConditionModel(**SDXL_UNET), scheduler=ddpm_scheduler())
+
+
+def full_size_model(arch: str, folder: Path) -> None:
+    """Save a full-size ``arch`` pipeline folder with random fp16 weights."""
+    import torch
+
+    _full_size_pipeline(arch).to(torch.float16).save_pretrained(folder, safe_serialization=True)
 
 
 def train(model: Path, dataset: Path, work: Path, label: str, **settings) -> dict:
@@ -129,7 +106,7 @@ def main() -> int:
     if args.only_build:
         global BUILD_DEVICE
         BUILD_DEVICE = "cpu"
-        (sd15_model if args.only_build == "sd15" else sdxl_model)(args.out / f"full-{args.only_build}")
+        full_size_model(args.only_build, args.out / f"full-{args.only_build}")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path("/tmp/loratui-gpu")
@@ -180,7 +157,7 @@ def main() -> int:
     for arch, runs in plans.items():
         folder = work / f"full-{arch}"
         began = time.time()
-        (sd15_model if arch == "sd15" else sdxl_model)(folder)
+        full_size_model(arch, folder)
         print(f"built full-size {arch} in {time.time() - began:.0f} s", flush=True)
         torch.cuda.empty_cache()
         for settings in runs:

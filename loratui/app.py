@@ -1,32 +1,160 @@
-"""The loratui Textual app."""
+"""The loratui Textual app: three screens over one shared workspace.
+
+- Checklist (F1): the guide's quick-start checklist, ticked from the real state.
+- Setup (F2): every setting with the guide's advice inline.
+- Train (F3): start the run and follow it.
+
+The app owns the workspace (the config being worked on) and is the one place that changes it:
+screens call ``change_setting``, ``apply_fix`` and friends, then everyone hears about the new
+state through the ``workspace_changed`` signal. Assessing (which reads the dataset) runs in a
+thread worker; an assessment of an outdated config is dropped.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.signal import Signal
+from textual.worker import Worker, WorkerState, get_current_worker
 
-from loratui.screens import TrainScreen
+from loratui.presets import Preset
+from loratui.rules import Fix
+from loratui.screens import ChecklistScreen, HelpScreen, SetupScreen, TrainScreen
 from loratui.themes import LORATUI_THEME, STYLESHEET
+from loratui.workspace import Workspace
+from trainer.config_toml import ConfigFileError
+
+ASSESS_DELAY = 0.25
+"""Seconds of quiet typing before the config is assessed again."""
+
+
+def _detect_gpus() -> list:
+    from loratui.estimates import detect_gpus
+
+    return detect_gpus()
 
 
 class LoraTuiApp(App):
-    """Train a LoRA from the terminal: load a config, start the trainer, watch it run."""
+    """Train a LoRA from the terminal: checklist, settings with live advice, and the run."""
 
     TITLE = "loratui"
     CSS_PATH = STYLESHEET
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit", priority=True)]
+    MODES = {"checklist": ChecklistScreen, "setup": SetupScreen, "train": TrainScreen}
+    BINDINGS = [
+        Binding("f1", "switch_mode('checklist')", "Checklist", id="mode-checklist", priority=True),
+        Binding("f2", "switch_mode('setup')", "Setup", id="mode-setup", priority=True),
+        Binding("f3", "switch_mode('train')", "Train", id="mode-train", priority=True),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+    ]
     """App-wide keys; each screen adds its own."""
 
-    def __init__(self, config_path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(self, config_path: Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                 gpus: list | None = None, mode: str | None = None) -> None:
         super().__init__()
         self.config_path = config_path
         """The config opened at start, if any."""
         self.overrides = list(overrides)
-        """``--set`` overrides applied to every config this app loads."""
+        """``--set`` overrides applied to the config file at load."""
+        self.gpus = gpus if gpus is not None else _detect_gpus()
+        """The GPUs on this machine (empty without one), for the estimates."""
+        self.workspace = Workspace()
+        """The config being worked on, shared by every screen."""
+        self.workspace_changed: Signal[Workspace] = Signal(self, "workspace-changed")
+        """Published after every change to the workspace or its assessment."""
+        self.start_mode = mode
+        self._assessing = None
 
     def on_mount(self) -> None:
         self.register_theme(LORATUI_THEME)
         self.theme = LORATUI_THEME.name
-        self.push_screen(TrainScreen(self.config_path, self.overrides))
+        if self.config_path is not None:
+            self.load_config(self.config_path, announce=False)
+        self.switch_mode(self.start_mode or self._first_mode())
+
+    def _first_mode(self) -> str:
+        # A workspace that has never trained opens on the checklist; one with runs, on its runs.
+        output = self.workspace.resolved().output.dir if self.workspace.path else ""
+        has_runs = bool(output) and Path(output).is_dir() and any(Path(output).iterdir())
+        return "train" if has_runs else "checklist"
+
+    # Changing the workspace ---------------------------------------------------------------
+
+    def load_config(self, path: Path, announce: bool = True) -> bool:
+        """Load a config file into the workspace; False (with a notification) when it cannot be read."""
+        try:
+            self.workspace.load(path, self.overrides)
+        except ConfigFileError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return False
+        if announce:
+            self.notify(f"Loaded {path}.")
+        self._changed(assess_now=True)
+        return True
+
+    def change_setting(self, key: str, value: Any) -> None:
+        self.workspace.set(key, value)
+        self._changed()
+
+    def apply_fix(self, fix: Fix) -> None:
+        self.workspace.apply_fix(fix)
+        self._changed(assess_now=True)
+
+    def apply_preset(self, preset: Preset) -> None:
+        self.workspace.apply_preset(preset)
+        self._changed(assess_now=True)
+        self.notify(f"Preset: {preset.title}. {preset.description}")
+
+    def save_workspace(self) -> None:
+        try:
+            backup = self.workspace.save()
+        except OSError as exc:
+            self.notify(f"Could not save: {exc}", severity="error")
+            return
+        kept = f" (the previous file is kept as {backup.name})" if backup else ""
+        self.notify(f"Saved {self.workspace.path}{kept}.")
+        self.workspace_changed.publish(self.workspace)
+
+    def start_training(self) -> None:
+        """Go to the train screen and start the workspace's config there."""
+        self.switch_mode("train")
+        self.call_after_refresh(lambda: self.screen.run_action("start"))
+
+    def _changed(self, assess_now: bool = False) -> None:
+        self.workspace_changed.publish(self.workspace)
+        if self._assessing is not None:
+            self._assessing.stop()
+            self._assessing = None
+        if assess_now:
+            self.reassess()
+        else:
+            self._assessing = self.set_timer(ASSESS_DELAY, self.reassess)
+
+    @work(thread=True, exclusive=True, group="assess", exit_on_error=False)
+    def reassess(self) -> None:
+        """Assess the current config in the background and publish the result if still current."""
+        workspace = self.workspace
+        version = workspace.version
+        facts = workspace.assessment.facts if workspace.assessment else None
+        assessment = workspace.assess(facts, self.gpus)
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(self._install_assessment, version, assessment)
+
+    def _install_assessment(self, version: int, assessment) -> None:
+        if version != self.workspace.version:
+            return  # the config changed while this ran; a newer assessment is on its way
+        self.workspace.assessment = assessment
+        self.workspace.assessed_version = version
+        self.workspace_changed.publish(self.workspace)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # One place for failures of the app's own background work: say so instead of going quiet.
+        if event.state == WorkerState.ERROR and event.worker.group == "assess":
+            self.notify(f"Checking the config failed: {event.worker.error!r}", severity="error")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.current_mode))

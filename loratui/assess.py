@@ -8,11 +8,14 @@ every keystroke of the settings form.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
-from loratui.rules import Context, Finding, evaluate
+from loratui.estimates import (DurationEstimate, GpuInfo, VramEstimate, duration_estimate, lora_file_size,
+                               metadata_bytes, vram_estimate)
+from loratui.rules import Context, Finding, Fix, evaluate
 from trainer.captions import CaptionStats, caption_stats
-from trainer.config import Config, Problem, effective_resolution, validate
+from trainer.config import Config, Problem, effective_resolution, get_value, validate, with_value
 from trainer.model_ref import check_model, local_model_arch
 from trainer.plan import DatasetScan, StepPlan, plan_steps
 from trainer.preflight import check_dataset, check_output
@@ -43,6 +46,79 @@ def read_dataset(config: Config) -> DatasetFacts:
     return DatasetFacts(dataset_key(config), scan, captions, problems)
 
 
+@dataclass(frozen=True)
+class Estimates:
+    """What a run will cost, computed before launch (see loratui.estimates for how)."""
+
+    file_size: int
+    """Bytes of the finished LoRA file."""
+    vram: VramEstimate
+    gpu: GpuInfo | None
+    """The GPU the run would use (the first one), or None on a machine without one."""
+    duration: DurationEstimate | None
+    """None when no speed figure exists for this GPU and setting."""
+    savers: Fix | None
+    """Changes that make the run fit the GPU's memory, when it does not fit as set."""
+
+    @property
+    def fits(self) -> bool | None:
+        """Whether the run fits the GPU's memory (None without a GPU)."""
+        if self.gpu is None:
+            return None
+        return self.vram.total <= self.gpu.memory_total_mib * 2**20
+
+
+SAVERS = (("training.gradient_checkpointing", True, "turn on gradient checkpointing"),
+          ("optimizer.name", "adamw8bit", "use AdamW8bit"),
+          ("training.batch_size", 1, "use batch 1"))
+"""Memory savers in the order the guide reaches for them (resolution is a last resort, left to the user)."""
+
+
+def _vram(config: Config, arch: str, resolution: int) -> VramEstimate:
+    optimizer = config.optimizer.name if config.optimizer.name in ("adamw", "adamw8bit") else "adamw"
+    return vram_estimate(arch, resolution, config.training.batch_size, config.training.gradient_checkpointing,
+                         config.training.mixed_precision, optimizer, config.network.type, config.network.dim,
+                         config.network.conv_dim, config.optimizer.text_encoder_lr > 0, config.dataset.flip)
+
+
+def _savers(config: Config, arch: str, resolution: int, gpu: GpuInfo) -> Fix | None:
+    """The fewest savers, taken in the guide's order, that bring the run under the GPU's memory."""
+    budget = gpu.memory_total_mib * 2**20
+    changes: dict = {}
+    words = []
+    for key, value, label in SAVERS:
+        if get_value(config, key) == value:
+            continue
+        changes[key] = value
+        words.append(label)
+        trial = config
+        for changed_key, changed_value in changes.items():
+            trial = with_value(trial, changed_key, changed_value)
+        if _vram(trial, arch, resolution).total <= budget:
+            return Fix(dict(changes), ", ".join(words))
+    return None
+
+
+def estimate(config: Config, arch: str, plan: StepPlan | None, gpus: list[GpuInfo],
+             tag_frequency: dict[str, int] | None = None) -> Estimates:
+    """File size, memory, fit and duration of a run of ``config`` on this machine's first GPU."""
+    resolution = effective_resolution(config, arch)
+    network = config.network
+    size = lora_file_size(arch, network.type, network.dim, network.alpha, network.conv_dim, network.conv_alpha,
+                          config.optimizer.text_encoder_lr > 0, config.output.save_precision,
+                          metadata_bytes(tag_frequency))
+    vram = _vram(config, arch, resolution)
+    gpu = gpus[0] if gpus else None
+    duration = savers = None
+    if gpu is not None:
+        if plan is not None:
+            duration = duration_estimate(gpu.name, arch, resolution, config.training.batch_size,
+                                         config.training.gradient_checkpointing, plan.total_steps)
+        if vram.total > gpu.memory_total_mib * 2**20:
+            savers = _savers(config, arch, resolution, gpu)
+    return Estimates(size, vram, gpu, duration, savers)
+
+
 @dataclass
 class Assessment:
     """A config with its hard problems, its plan and the guide's findings."""
@@ -54,13 +130,16 @@ class Assessment:
     arch: str | None
     plan: StepPlan | None
     facts: DatasetFacts
+    estimates: Estimates | None = None
+    """None until the architecture is known."""
 
     @property
     def startable(self) -> bool:
         return not self.problems
 
 
-def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: Iterable[Problem] = ()) -> Assessment:
+def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: Iterable[Problem] = (),
+           gpus: list[GpuInfo] = ()) -> Assessment:
     """Assess an in-memory config; pass the last ``facts`` to skip re-reading an unchanged dataset."""
     if facts is None or facts.key != dataset_key(config):
         facts = read_dataset(config)
@@ -68,9 +147,15 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
         + check_output(config)
     arch = config.model.arch if config.model.arch != "auto" else local_model_arch(config.model.base)
     plan = None
-    if facts.scan is not None and facts.scan.images:
+    counts_valid = min(config.training.batch_size, config.training.epochs, config.dataset.repeats) >= 1
+    if facts.scan is not None and facts.scan.images and counts_valid:
         resolution = effective_resolution(config, arch or "sd15")
         plan = plan_steps(facts.scan.images, resolution, config.training.batch_size, config.training.epochs,
                           config.dataset.buckets)
-    context = Context(config, arch, facts.scan, plan, facts.captions)
-    return Assessment(config, problems, evaluate(context), arch, plan, facts)
+    estimates = None
+    # The tables describe the real SD1.5 and SDXL; the demo's tiny models are a thousand times smaller.
+    tiny_model = (Path(config.model.base) / "loratui-tiny.json").is_file()
+    if arch is not None and not validate(config) and not tiny_model:
+        estimates = estimate(config, arch, plan, list(gpus))
+    context = Context(config, arch, facts.scan, plan, facts.captions, estimates)
+    return Assessment(config, problems, evaluate(context), arch, plan, facts, estimates)

@@ -133,7 +133,9 @@ def cmd_check(config: Path, overrides: list[str], output_format: str) -> int:
     except ConfigFileError as exc:
         print(f"loratui: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    result = workspace.assess()
+    from loratui.estimates import detect_gpus
+
+    result = workspace.assess(gpus=detect_gpus())
     _print_problems(result.problems)
     if output_format == "json":
         print(json.dumps([f.to_json() for f in result.findings], indent=2))
@@ -147,10 +149,14 @@ def cmd_check(config: Path, overrides: list[str], output_format: str) -> int:
 def _print_findings(config: Path, result) -> None:
     from trainer.config_toml import toml_value
 
+    from loratui.summary import estimates_text
+
     plan = result.plan
     if plan is not None:
         print(f"{config}: {plan.images} images, {plan.total_steps} steps "
               f"(guide's formula: {plan.formula_steps:g}), {len(result.findings)} findings")
+    if result.estimates is not None:
+        print(f"estimates: {estimates_text(result.estimates)}")
     for finding in result.findings:
         print(f"{finding.severity.upper():6} {finding.field}: {finding.message} [{finding.rule}]")
         if finding.fix:

@@ -39,6 +39,11 @@ class Workspace:
     """Whether the form shows every setting or only the guide's proven-settings ones."""
     preset: Preset | None = None
     version: int = 0
+    """Bumped by every change to the config."""
+    assessed_version: int = -1
+    """The version ``assessment`` describes."""
+    loaded_mtime: int | None = None
+    """The file's modification time when it was loaded or saved."""
     backed_up: bool = False
 
     @property
@@ -59,6 +64,7 @@ class Workspace:
         data = read_toml(path)
         problems = apply_overrides(data, overrides)
         config, parse_problems = from_dict(data)
+        self.loaded_mtime = _mtime(Path(path))
         self.path, self.config, self.saved = Path(path), config, config
         self.parse_problems = problems + parse_problems
         self.explicit = {key for key in FIELDS if _present(data, key)}
@@ -84,9 +90,9 @@ class Workspace:
             self.set(key, value)
         self.preset = preset
 
-    def assess(self, facts: DatasetFacts | None = None) -> Assessment:
+    def assess(self, facts: DatasetFacts | None = None, gpus: list = ()) -> Assessment:
         """Assess the current config (thread-safe: it reads a snapshot and changes nothing)."""
-        return assess(self.resolved(), facts, self.parse_problems)
+        return assess(self.resolved(), facts, self.parse_problems, gpus)
 
     def save(self, path: Path | None = None) -> Path | None:
         """Write the config (atomically); the first overwrite in a session keeps the old file as ``.bak``.
@@ -100,8 +106,19 @@ class Workspace:
             shutil.copy2(target, backup)
             self.backed_up = True
         atomic_write_text(target, dumps(self.config))
-        self.path, self.saved = target, self.config
+        self.path, self.saved, self.loaded_mtime = target, self.config, _mtime(target)
         return backup
+
+    def file_changed_on_disk(self) -> bool:
+        """True when the file was changed by something else since it was loaded or saved."""
+        return self.path is not None and _mtime(self.path) != self.loaded_mtime
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _present(data: dict, key: str) -> bool:

@@ -20,7 +20,7 @@ from trainer.config import Config, effective_resolution
 from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.errors import NAN_ADVICE, TrainerError
 from trainer.events import EventWriter
-from trainer.models import detect_arch, load_base_model, sdxl_time_ids
+from trainer.models import detect_arch, load_base_model, place_for_training, sdxl_time_ids
 from trainer.networks.lora import LoRANetwork, NetworkSpec
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.plan import DatasetScan, count_batches, epoch_batches
@@ -109,7 +109,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                            "Check the warnings above for each file's reason.")
     events.emit("status", phase="caching", message=f"Images ready: {report.encoded} encoded, "
                 f"{report.reused} from the cache", current=len(scan.images), total=len(scan.images))
-    model.vae.to("cpu")  # the VAE is not needed again; give its memory back to training
+    place_for_training(model, precision.device)
 
     # Captions: read once; the text encoders' outputs are cached when nothing can change them.
     captions = [with_trigger(read_caption(i.source.caption_path), config.dataset.trigger_word) for i in images]

@@ -139,11 +139,21 @@ def load_base_model(base: str, arch: str, dtype: torch.dtype, device: torch.devi
 
 
 def _frozen(model: BaseModel, device: torch.device) -> BaseModel:
+    # Only the VAE goes to the GPU now: it encodes the images first, and keeping the UNet and
+    # text encoders off the GPU meanwhile keeps that phase from being the run's memory peak.
     for module in [*model.text_encoders, model.vae, model.unet]:
         module.requires_grad_(False)
         module.eval()
-        module.to(device)
+    model.vae.to(device)
     return model
+
+
+def place_for_training(model: BaseModel, device: torch.device) -> None:
+    """Once the images are encoded: the VAE leaves the GPU, the UNet and text encoders take its place."""
+    model.vae.to("cpu")
+    model.unet.to(device)
+    for encoder in model.text_encoders:
+        encoder.to(device)
 
 
 def tokenize(model: BaseModel, captions: list[str]) -> list[torch.Tensor]:

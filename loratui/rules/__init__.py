@@ -2,7 +2,8 @@
 
 ``evaluate(Context(...))`` returns every finding; ``RULES`` lists every rule with its id. Rule
 modules register themselves on import, in the order the guide tells its story: the dataset,
-the length of training, learning rates, the network, tiny datasets, combinations.
+the length of training, learning rates, the network, tiny datasets,
+combinations, and what the run costs.
 """
 
 from loratui.rules import dataset  # noqa: F401  (each import registers that module's rules)
@@ -11,6 +12,7 @@ from loratui.rules import rates  # noqa: F401
 from loratui.rules import network  # noqa: F401
 from loratui.rules import tiny  # noqa: F401
 from loratui.rules import compat  # noqa: F401
+from loratui.rules import output  # noqa: F401
 from loratui.rules.engine import RULES, SEVERITIES, Context, Finding, Fix, Rule, evaluate, worst
 
 __all__ = ["RULES", "SEVERITIES", "Context", "Finding", "Fix", "Rule", "evaluate", "worst"]

@@ -112,8 +112,19 @@ def rule(id: str, field: str, summary: str) -> Callable[[Callable[[Context], Any
 
 
 def evaluate(context: Context) -> list[Finding]:
-    """Every finding for a context, dangers first, then warnings, then tips (rule order within)."""
-    findings = [f for f in (r.check(context) for r in RULES) if f is not None]
+    """Every finding for a context, dangers first, then warnings, then tips (rule order within).
+
+    A rule that cannot judge an impossible value (a dim of 0) is skipped: validation already
+    reports the value, and advice must never break the form.
+    """
+    findings = []
+    for checked in RULES:
+        try:
+            finding = checked.check(context)
+        except (ArithmeticError, ValueError):
+            continue
+        if finding is not None:
+            findings.append(finding)
     order = {severity: index for index, severity in enumerate(reversed(SEVERITIES))}
     return sorted(findings, key=lambda f: order[f.severity])
 

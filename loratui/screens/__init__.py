@@ -1,5 +1,8 @@
 """Screens of the loratui app."""
 
+from loratui.screens.checklist import ChecklistScreen
+from loratui.screens.help import HelpScreen
+from loratui.screens.setup import SetupScreen
 from loratui.screens.train import TrainScreen
 
-__all__ = ["TrainScreen"]
+__all__ = ["ChecklistScreen", "HelpScreen", "SetupScreen", "TrainScreen"]

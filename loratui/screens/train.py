@@ -8,27 +8,24 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Log, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from loratui.launch import CheckedConfig, check_config, new_run, resumable_run, start_detached_async
+from loratui.launch import resumable_run, start_detached_async
 from loratui.messages import RunUpdate
 from loratui.run_state import RunState, describe_event
 from loratui.widgets import RunStatus
-from trainer.config import effective_resolution
+from loratui.summary import summary_line
+from loratui.workspace import Workspace
 from trainer.events import LineTail, parse_event
-from trainer.plan import StepPlan, plan_steps
-from trainer.model_ref import local_model_arch
-from trainer.rundir import RunPaths, pid_alive
+from trainer.rundir import RunPaths, create_run_dir, pid_alive
 
 POLL_SECONDS = 0.25
 LOG_LINES = 5000
@@ -42,46 +39,32 @@ def clean_output_line(line: str) -> str:
 
 
 class TrainScreen(Screen):
-    """Load a config, check it, start training and follow the run."""
+    """Start the workspace's config and follow the run."""
 
     BINDINGS = [
         Binding("s", "start", "Start training", id="start-training"),
         Binding("r", "resume", "Resume run", id="resume-run"),
-        Binding("ctrl+r", "reload", "Re-check config", id="reload-config"),
+        Binding("ctrl+r", "reload", "Re-read config", id="reload-config"),
         Binding("escape", "leave_input", "Leave field", show=False, id="leave-input"),
     ]
     """Keys of this screen (shown in the footer and the command palette)."""
 
-    @dataclass
-    class ConfigChecked(Message):
-        """A config was read and checked in the background."""
-
-        checked: CheckedConfig
-        plan: StepPlan | None
-        arch: str | None
-        mtime: int | None
-        """The file's modification time just before it was read."""
-
-    def __init__(self, config_path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.config_path = config_path
-        """The config file shown (None until the user types one)."""
-        self.overrides = list(overrides)
-        """``--set`` overrides from the command line, applied on every load."""
-        self.checked: CheckedConfig | None = None
-        """The last check of the config, or None while it runs."""
-        self.checked_mtime: int | None = None
-        """The config file's modification time when it was last checked."""
         self.run_state = RunState()
         """What the followed run is doing."""
         self.run: RunPaths | None = None
         """The run being followed, once started."""
 
+    @property
+    def workspace(self) -> Workspace:
+        return self.app.workspace
+
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="config-bar"):
             yield Label("Config ")
-            yield Input(str(self.config_path or ""), placeholder="path/to/config.toml, then Enter",
+            yield Input(str(self.workspace.path or ""), placeholder="path/to/config.toml, then Enter",
                         id="config-path")
         yield Static("", id="summary", markup=False)
         yield Static("", id="problems", markup=False)
@@ -91,95 +74,81 @@ class TrainScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one(Log).focus()
-        if self.config_path is not None:
-            self.check(self.config_path)
-        else:
-            self.query_one("#summary", Static).update("Type the path of a config and press Enter "
-                                                      "(`loratui demo` makes one to try).")
+        self.app.workspace_changed.subscribe(self, self.show_workspace)
+        self.show_workspace(self.workspace)
 
     # Config ---------------------------------------------------------------------------------
 
-    def check(self, path: Path) -> None:
-        """Check a config in the background; ConfigChecked arrives when done."""
-        self.config_path = path
-        self.checked = None
-        self.query_one("#summary", Static).update(f"Checking {path} …")
-        self.query_one("#problems", Static).update("")
-        self._check_worker(path)
-
-    def _config_mtime(self) -> int | None:
-        try:
-            return self.config_path.stat().st_mtime_ns if self.config_path else None
-        except OSError:
-            return None
-
-    @work(thread=True, exclusive=True, group="config", exit_on_error=False)
-    def _check_worker(self, path: Path) -> None:
-        mtime = self._config_mtime()
-        checked = check_config(path, self.overrides)
-        plan = arch = None
-        if checked.ok and checked.scan is not None and checked.config is not None:
-            config = checked.config
-            arch = local_model_arch(config.model.base)
-            resolution = effective_resolution(config, arch or "sd15")
-            plan = plan_steps(checked.scan.images, resolution, config.training.batch_size,
-                              config.training.epochs, config.dataset.buckets)
-        self.post_message(self.ConfigChecked(checked, plan, arch, mtime))
-
-    def on_train_screen_config_checked(self, message: ConfigChecked) -> None:
-        self.checked = message.checked
-        self.checked_mtime = message.mtime
-        config, plan = message.checked.config, message.plan
+    def show_workspace(self, workspace: Workspace) -> None:
+        """Show what the workspace's config will do, or what keeps it from starting."""
         summary = self.query_one("#summary", Static)
         problems = self.query_one("#problems", Static)
-        if not message.checked.ok or config is None:
-            summary.update(f"{message.checked.path}: fix these before training can start.")
-            problems.update("\n".join(f"• {p}" for p in message.checked.problems))
+        path_box = self.query_one("#config-path", Input)
+        if workspace.path is not None and not path_box.has_focus:
+            path_box.value = str(workspace.path)
+        if workspace.path is None:
+            summary.update("Type the path of a config and press Enter (`loratui demo` makes one to try).")
+            return
+        assessment = workspace.assessment
+        if assessment is None or workspace.assessed_version != workspace.version:
+            summary.update(f"Checking {workspace.path} …")
+            return
+        if not assessment.startable:
+            summary.update(f"{workspace.path}: fix these before training can start.")
+            problems.update("\n".join(f"• {p}" for p in assessment.problems))
             return
         problems.update("")
-        arch = message.arch or config.model.arch
-        lines = [f"{config.kind} LoRA · {arch} · {config.network.type} {config.network.dim}/{config.network.alpha:g}"
-                 f" · {config.optimizer.name} {config.optimizer.unet_lr:g}/{config.optimizer.text_encoder_lr:g}"
-                 f" · {config.scheduler.name}"]
+        config, plan = workspace.config, assessment.plan
+        lines = [f"{config.kind} LoRA · {assessment.arch or config.model.arch} · {config.network.type} "
+                 f"{config.network.dim}/{config.network.alpha:g} · {config.optimizer.name} "
+                 f"{config.optimizer.unet_lr:g}/{config.optimizer.text_encoder_lr:g} · {config.scheduler.name}"]
         if plan is not None:
             lines.append(f"{plan.images} images · {plan.batches_per_epoch} steps × {plan.epochs} epochs = "
                          f"{plan.total_steps} steps (guide's formula: {plan.formula_steps:g}) · batch {plan.batch_size}")
-        lines.append(f"runs go to {config.output.dir}")
+        lines.append(summary_line(assessment, self.app.gpus))
         summary.update("\n".join(lines))
 
     @on(Input.Submitted, "#config-path")
     def _path_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():
-            self.check(Path(event.value.strip()).expanduser())
+            self.app.load_config(Path(event.value.strip()).expanduser())
         self.query_one(Log).focus()
 
     def action_leave_input(self) -> None:
         self.query_one(Log).focus()
 
     def action_reload(self) -> None:
-        if self.config_path is not None:
-            self.check(self.config_path)
+        if self.workspace.path is not None:
+            self.app.load_config(self.workspace.path)
 
     # Training -------------------------------------------------------------------------------
 
     async def action_start(self) -> None:
-        """Start training the loaded config in a detached process and follow it."""
+        """Start training the workspace's config in a detached process and follow it."""
+        workspace = self.workspace
         if self.run is not None and not self.run_state.finished:
             self.notify("A run is already in progress.", severity="warning")
             return
-        if self.checked is None:
+        if workspace.path is None and workspace.saved is None:
             self.notify("Load a config first (type its path above and press Enter).", severity="warning")
             return
-        if not self.checked.ok:
+        if workspace.assessment is None or workspace.assessed_version != workspace.version:
+            self.notify("Still checking the config; try again in a moment.", severity="warning")
+            return
+        if not workspace.assessment.startable:
             self.notify("The config has problems; they are listed above.", severity="error")
             return
-        if self._config_mtime() != self.checked_mtime:
-            # Never train a config other than the one on screen: check the edited file first.
-            self.notify("The config changed on disk; checking it again. Press s once it is loaded.")
-            self.check(self.checked.path)
+        if workspace.file_changed_on_disk():
+            # Never train a config other than the one on screen: the file was edited elsewhere.
+            if workspace.dirty:
+                self.notify("The file changed on disk and this app holds unsaved changes: save (ctrl+s on the "
+                            "settings screen) or re-read it (ctrl+r) first.", severity="error")
+            else:
+                self.notify("The config changed on disk; reading it again. Press s once it is checked.")
+                self.app.load_config(workspace.path, announce=False)
             return
         try:
-            self.run = new_run(self.checked)
+            self.run = create_run_dir(workspace.resolved())
         except OSError as exc:
             self.notify(f"Could not create the run folder: {exc}", severity="error")
             return

@@ -17,6 +17,12 @@ from trainer.config_toml import save_config
 from trainer.rundir import pid_alive, read_pid
 
 
+def _checked(app) -> bool:
+    """True once the app's config has an up-to-date assessment."""
+    workspace = app.workspace
+    return workspace.assessment is not None and workspace.assessed_version == workspace.version
+
+
 async def _until(pilot, predicate, timeout=90.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -39,10 +45,10 @@ def workspace(tmp_path, tiny_sd15):
 
 @pytest.mark.slow
 async def test_start_a_run_and_watch_steps_arrive(workspace):
-    app = LoraTuiApp(workspace)
+    app = LoraTuiApp(workspace, gpus=[], mode="train")
     async with app.run_test(size=(100, 32)) as pilot:
         screen = app.screen
-        assert await _until(pilot, lambda: screen.checked is not None)
+        assert await _until(pilot, lambda: _checked(app))
         summary = str(screen.query_one("#summary").render())
         assert "12 images" in summary and "1200 steps" in summary
         await pilot.press("s")
@@ -79,10 +85,10 @@ async def test_start_a_run_and_watch_steps_arrive(workspace):
 async def test_a_config_with_problems_lists_them_and_will_not_start(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[dataset]\npath = "nowhere"\n[training]\nbatch_size = 0\nbatchsize = 2\n')
-    app = LoraTuiApp(path)
+    app = LoraTuiApp(path, gpus=[], mode="train")
     async with app.run_test(size=(100, 32)) as pilot:
         screen = app.screen
-        assert await _until(pilot, lambda: screen.checked is not None, timeout=10)
+        assert await _until(pilot, lambda: _checked(app), timeout=10)
         problems = str(screen.query_one("#problems").render())
         assert "model.base: is required." in problems
         assert "training.batch_size" in problems
@@ -96,22 +102,22 @@ async def test_a_config_with_problems_lists_them_and_will_not_start(tmp_path):
 async def test_typing_a_config_path_loads_it(tmp_path, dataset):
     path = tmp_path / "typed.toml"
     save_config(with_value(demo_config(), "dataset.path", str(dataset)), path)
-    app = LoraTuiApp(None)
+    app = LoraTuiApp(None, gpus=[], mode="train")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert "Type the path" in str(screen.query_one("#summary").render())
         await pilot.click("#config-path")
         await pilot.press(*str(path), "enter")
-        assert await _until(pilot, lambda: screen.checked is not None, timeout=10)
+        assert await _until(pilot, lambda: _checked(app), timeout=10)
         # The demo config names a model folder that is not there: the problem is shown, by name.
         assert "model.base" in str(screen.query_one("#problems").render())
 
 
 async def test_an_edited_config_is_checked_again_before_it_can_start(workspace):
-    app = LoraTuiApp(workspace)
+    app = LoraTuiApp(workspace, gpus=[], mode="train")
     async with app.run_test(size=(100, 32)) as pilot:
         screen = app.screen
-        assert await _until(pilot, lambda: screen.checked is not None, timeout=20)
+        assert await _until(pilot, lambda: _checked(app), timeout=20)
         assert "1200 steps" in str(screen.query_one("#summary").render())
         text = workspace.read_text().replace("epochs = 40", "epochs = 2")
         workspace.write_text(text)
@@ -119,5 +125,5 @@ async def test_an_edited_config_is_checked_again_before_it_can_start(workspace):
         await pilot.press("s")
         await pilot.pause(0.1)
         assert screen.run is None  # nothing started from the stale check
-        assert await _until(pilot, lambda: screen.checked is not None
+        assert await _until(pilot, lambda: _checked(app)
                             and "60 steps" in str(screen.query_one("#summary").render()), timeout=20)

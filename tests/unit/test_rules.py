@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from loratui.assess import estimate
+from loratui.estimates import GpuInfo
 from loratui.rules import RULES, Context, evaluate, worst
 from trainer.captions import CaptionStats
 from trainer.config import Config, validate, with_value
@@ -15,7 +17,7 @@ ROOT = Path("/data/zkchar")
 
 
 def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", folder: str | None = None,
-         missing: int = 0, without_trigger: int = 0, **settings) -> Context:
+         missing: int = 0, without_trigger: int = 0, gpu: GpuInfo | None = None, **settings) -> Context:
     """A context for a dataset of ``images`` pictures and a config with ``section__key=value`` settings."""
     config = with_value(Config(), "dataset.trigger_word", "zkchar")
     config = with_value(config, "dataset.resolution", 1024 if arch == "sdxl" else 768)
@@ -30,7 +32,13 @@ def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", fold
     plan = plan_steps(files, resolution, config.training.batch_size, config.training.epochs) if files else None
     captions = CaptionStats(images, tuple(f.path for f in files[:missing]), (),
                             tuple(f.path for f in files[missing:missing + without_trigger]))
-    return Context(config, arch, scan, plan, captions)
+    estimates = estimate(config, arch, plan, [gpu] if gpu else []) if arch else None
+    return Context(config, arch, scan, plan, captions, estimates)
+
+
+SMALL_GPU = GpuInfo("NVIDIA GeForce RTX 3060", 12288, 0)
+TINY_GPU = GpuInfo("NVIDIA GeForce GTX 1060 6GB", 6144, 0)
+BIG_GPU = GpuInfo("NVIDIA H100 80GB HBM3", 81559, 0)
 
 
 def fired(context: Context, rule_id: str):
@@ -92,6 +100,11 @@ CASES = {
     "compat.rex_with_came": [(make(25, scheduler__name="rex"), "tip",
                               make(25, scheduler__name="rex", optimizer__name="came"))],
     "compat.restarts_without_cycles": [(make(25, scheduler__restarts=1), "tip", make(25))],
+    "output.file_size": [(make(25, network__dim=32, network__alpha=16.0), "warn", make(25)),
+                         (make(25, arch="sd15", network__dim=4, network__alpha=2.0), "tip", make(25, arch="sd15"))],
+    "memory.fit": [(make(25, gpu=SMALL_GPU, training__batch_size=4, optimizer__name="adamw"), "danger",
+                    make(25, gpu=BIG_GPU, training__batch_size=4, optimizer__name="adamw")),
+                   (make(25, gpu=TINY_GPU), "danger", make(25))],
 }
 
 
@@ -120,8 +133,9 @@ def test_a_fix_resolves_its_finding_and_is_a_valid_config(rule_id, index):
     hard = [p for p in validate(fixed) if p.field not in ("model.base", "dataset.path")]
     # Fixes never produce impossible values (later-version options aside, which their tests set on purpose).
     assert all(p.field in ("training.fused_backward_pass", "optimizer.name", "scheduler.name") for p in hard), hard
+    gpu = firing.estimates.gpu if firing.estimates else None
     again = make(firing.image_count, arch=firing.arch, size=(firing.scan.images[0].width, firing.scan.images[0].height),
-                 kind=fixed.kind, **{k.replace(".", "__"): v for k, v in _changed(fixed).items()})
+                 kind=fixed.kind, gpu=gpu, **{k.replace(".", "__"): v for k, v in _changed(fixed).items()})
     assert fired(again, rule_id) == [], (finding.fix, fired(again, rule_id))
 
 

@@ -74,43 +74,74 @@ class NetworkSpec:
     conv_alpha: float = 0.0
 
 
-def _is_1x1(module: nn.Module) -> bool:
-    return isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1)
+@dataclass(frozen=True)
+class AdaptedLayer:
+    """One layer a network adapts: its kohya name, the layer itself and why it was chosen."""
+
+    name: str
+    module: nn.Module
+    group: str
+    """``unet_attention`` (a plain LoRA adapts it), ``unet_conv`` (only a LoCon does) or ``text_encoder``."""
+
+    @property
+    def is_spatial_conv(self) -> bool:
+        """A convolution wider than 1×1: it takes the LoCon's ``conv_dim`` rank instead of ``dim``."""
+        return isinstance(self.module, nn.Conv2d) and self.module.kernel_size != (1, 1)
 
 
-def _unet_adapters(unet: nn.Module, arch: str, spec: NetworkSpec) -> list[LoRAModule]:
+def unet_layers(unet: nn.Module, arch: str, with_conv_blocks: bool) -> list[AdaptedLayer]:
+    """Every UNet layer a LoRA adapts (and, with ``with_conv_blocks``, the ones a LoCon adds), in module order.
+
+    This is the one place the UNet's selection rule lives; the network and the size tables of
+    ``trainer.shape_tables`` both read it.
+    """
     config = unet.config
     layers = config.layers_per_block
     if not isinstance(layers, int):
         raise ValueError("UNets with a different layer count per block are not supported")
     with_attention = [t.startswith("CrossAttn") for t in config.up_block_types]
-    blocks = UNET_ATTENTION_BLOCKS + (UNET_CONV_BLOCKS if spec.conv_dim else ())
-    adapters = []
+    found = []
     for block_path, block in unet.named_modules():
-        if type(block).__name__ not in blocks:
+        kind = type(block).__name__
+        if kind in UNET_ATTENTION_BLOCKS:
+            group = "unet_attention"
+        elif with_conv_blocks and kind in UNET_CONV_BLOCKS:
+            group = "unet_conv"
+        else:
             continue
         for child_path, child in block.named_modules():
-            if not isinstance(child, (nn.Linear, nn.Conv2d)):
-                continue
-            full = f"{block_path}.{child_path}"
-            name = unet_lora_name(full, arch, layers, with_attention)
-            if isinstance(child, nn.Linear) or _is_1x1(child):
-                adapters.append(LoRAModule(name, child, spec.dim, spec.alpha))
-            elif spec.conv_dim:
-                adapters.append(LoRAModule(name, child, spec.conv_dim, spec.conv_alpha))
-    return adapters
+            if isinstance(child, (nn.Linear, nn.Conv2d)):
+                name = unet_lora_name(f"{block_path}.{child_path}", arch, layers, with_attention)
+                found.append(AdaptedLayer(name, child, group))
+    return found
 
 
-def _text_encoder_adapters(encoder: nn.Module, index: int, count: int, spec: NetworkSpec) -> list[LoRAModule]:
-    adapters = []
+def text_encoder_layers(encoder: nn.Module, index: int, count: int) -> list[AdaptedLayer]:
+    """Every linear layer of a text encoder's attention and MLP blocks that a LoRA adapts."""
+    found = []
     for block_path, block in encoder.named_modules():
         if not is_text_encoder_block(type(block).__name__):
             continue
         for child_path, child in block.named_modules():
             if isinstance(child, nn.Linear):
                 name = text_encoder_lora_name(f"{block_path}.{child_path}", index, count)
-                adapters.append(LoRAModule(name, child, spec.dim, spec.alpha))
+                found.append(AdaptedLayer(name, child, "text_encoder"))
+    return found
+
+
+def _unet_adapters(unet: nn.Module, arch: str, spec: NetworkSpec) -> list[LoRAModule]:
+    adapters = []
+    for layer in unet_layers(unet, arch, with_conv_blocks=bool(spec.conv_dim)):
+        if not layer.is_spatial_conv:
+            adapters.append(LoRAModule(layer.name, layer.module, spec.dim, spec.alpha))
+        elif spec.conv_dim:
+            adapters.append(LoRAModule(layer.name, layer.module, spec.conv_dim, spec.conv_alpha))
     return adapters
+
+
+def _text_encoder_adapters(encoder: nn.Module, index: int, count: int, spec: NetworkSpec) -> list[LoRAModule]:
+    return [LoRAModule(layer.name, layer.module, spec.dim, spec.alpha)
+            for layer in text_encoder_layers(encoder, index, count)]
 
 
 class LoRANetwork(nn.Module):

@@ -1,0 +1,44 @@
+"""How the settings form groups the config's fields, as the guide groups its advice.
+
+Basic mode shows the proven-settings fields a first run touches; advanced mode shows the rest.
+Every field of the schema appears in exactly one group (a test holds that).
+"""
+
+from __future__ import annotations
+
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("What you train", ("kind", "model.base", "model.arch", "model.single_file_config", "model.clip_skip")),
+    ("Dataset", ("dataset.path", "dataset.trigger_word", "dataset.repeats", "dataset.resolution", "dataset.flip",
+                 "dataset.caption_extension", "dataset.shuffle_captions", "dataset.keep_tokens",
+                 "dataset.caption_dropout", "dataset.buckets", "dataset.bucket_upscale",
+                 "dataset.cache_latents_to_disk", "dataset.cache_dir")),
+    ("Network", ("network.type", "network.dim", "network.alpha", "network.conv_dim", "network.conv_alpha")),
+    ("Learning rates", ("optimizer.name", "optimizer.unet_lr", "optimizer.text_encoder_lr",
+                        "optimizer.weight_decay", "optimizer.max_grad_norm")),
+    ("Schedule", ("training.epochs", "training.batch_size", "scheduler.name", "scheduler.restarts",
+                  "scheduler.warmup_steps", "training.min_snr_gamma", "training.noise_offset", "training.seed")),
+    ("Memory savers", ("training.mixed_precision", "training.gradient_checkpointing",
+                       "training.fused_backward_pass")),
+    ("Output", ("output.name", "output.dir", "output.save_every_n_epochs", "output.keep_last_n_checkpoints",
+                "output.save_precision", "output.sample_every_n_epochs", "output.sample_prompts")),
+)
+"""Section titles and their fields, in the order the form shows them."""
+
+BASIC: frozenset[str] = frozenset({
+    "kind", "model.base", "dataset.path", "dataset.trigger_word", "dataset.repeats", "dataset.resolution",
+    "dataset.flip", "network.type", "network.dim", "network.alpha", "optimizer.name", "optimizer.unet_lr",
+    "optimizer.text_encoder_lr", "training.epochs", "training.batch_size", "scheduler.name", "scheduler.restarts",
+    "training.mixed_precision", "training.gradient_checkpointing", "output.name", "output.save_every_n_epochs",
+})
+"""The fields basic mode shows: what the guide's proven settings and a first run touch."""
+
+HIDDEN: frozenset[str] = frozenset({"config_version"})
+"""Fields the form never shows (the file's schema version)."""
+
+
+def group_of(key: str) -> str | None:
+    """The title of the group that holds a field."""
+    for title, keys in GROUPS:
+        if key in keys:
+            return title
+    return None

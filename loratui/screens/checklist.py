@@ -1,0 +1,71 @@
+"""The quick-start checklist screen: the guide's three lists, ticked from the real state.
+
+Enter on an item opens the setup screen at the setting that fixes it.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.markup import escape
+from textual.screen import Screen
+from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option
+
+from loratui.checklist import SECTIONS, checklist
+from loratui.summary import summary_line
+from loratui.workspace import Workspace
+
+
+class ChecklistScreen(Screen):
+    """Before you start · Safe first run · Feeling fancy."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="checklist-summary", markup=False)
+        yield OptionList(id="checklist")
+        yield Static("Enter: go to the setting that fixes an item · F2 settings · F3 train · ? help",
+                     id="checklist-hint", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.workspace_changed.subscribe(self, self.show_workspace)
+        self.show_workspace(self.app.workspace)
+        self.query_one(OptionList).focus()
+
+    def show_workspace(self, workspace: Workspace) -> None:
+        """Tick every item from the workspace's current state."""
+        options: list[Option | None] = []
+        states = checklist(workspace)
+        for section in SECTIONS:
+            done = sum(1 for s in states if s.item.section == section and s.done)
+            total = sum(1 for s in states if s.item.section == section)
+            options.append(Option(f"[b]{section}[/b]  [dim]{done}/{total}[/dim]", disabled=True))
+            for index, state in enumerate(states):
+                if state.item.section != section:
+                    continue
+                mark = "[$success]✔[/]" if state.done else ("[$text-muted]·[/]" if not state.item.available else "[$error]✘[/]")
+                prompt = f" {mark} {escape(state.item.label)}"
+                if not state.done:
+                    prompt += f"\n     [$text-muted]{escape(state.why)}[/]"
+                options.append(Option(prompt, id=f"item-{index}", disabled=not state.item.available))
+        option_list = self.query_one(OptionList)
+        highlighted = option_list.highlighted
+        option_list.clear_options()
+        option_list.add_options(options)
+        if highlighted is not None and highlighted < option_list.option_count:
+            option_list.highlighted = highlighted
+        name = workspace.path.name if workspace.path else "no config loaded"
+        self.query_one("#checklist-summary", Static).update(f"{name} · {summary_line(workspace.assessment, self.app.gpus)}")
+
+    @on(OptionList.OptionSelected, "#checklist")
+    def _go(self, event: OptionList.OptionSelected) -> None:
+        index = int(event.option.id.split("-")[1])
+        target = checklist(self.app.workspace)[index].item.target
+        if target == "advanced":
+            self.app.workspace.advanced = True
+            self.app.workspace_changed.publish(self.app.workspace)
+            self.notify("Advanced mode is on: the settings screen (F2) shows every setting.")
+            return
+        self.app.switch_mode("setup")
+        self.app.call_after_refresh(lambda: self.app.screen.focus_setting(target))

@@ -1,0 +1,162 @@
+"""The setup screen: every setting, grouped as the guide groups them, with its advice inline.
+
+Typing in a field changes the workspace's config; the app re-assesses it in the background and
+publishes the result, and each field shows the findings about it under itself. ctrl+f applies
+the fix of the focused field's advice. Invalid text (a batch of "abc") is marked where it is
+and keeps the run from starting.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label, Select, Static
+
+from loratui.form_layout import BASIC, GROUPS
+from loratui.presets import BY_ID, PRESETS
+from loratui.summary import summary_line
+from loratui.widgets.setting_field import MARKS, SettingField
+from loratui.workspace import Workspace
+from trainer.config import FIELDS, get_value
+
+
+class SetupScreen(Screen):
+    """The settings form."""
+
+    BINDINGS = [
+        Binding("ctrl+f", "apply_fix", "Apply fix", id="apply-fix", priority=True),
+        Binding("ctrl+s", "save", "Save", id="save-config", priority=True),
+        Binding("ctrl+t", "train", "Train", id="train-from-setup", priority=True),
+        Binding("f4", "toggle_advanced", "Advanced", id="toggle-advanced"),
+    ]
+    """Keys of the form (shown in the footer and the command palette)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.invalid: dict[str, str] = {}
+        """Fields whose text does not parse, with why."""
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.app.workspace
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="setup-summary", markup=False)
+        with Horizontal(id="preset-bar"):
+            yield Label("Preset ")
+            yield Select([(p.title, p.id) for p in PRESETS], allow_blank=True, prompt="choose a starting point",
+                         id="preset")
+            yield Static("", id="preset-diff", markup=False)
+        with VerticalScroll(id="form"):
+            for title, keys in GROUPS:
+                yield Static(title, classes="group-title")
+                for key in keys:
+                    field = SettingField(FIELDS[key], get_value(self.workspace.config, key), advanced=key not in BASIC)
+                    field.set_class(key not in BASIC, "-advanced-only")
+                    yield field
+            yield Static("", id="hidden-advice", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.workspace_changed.subscribe(self, self.show_workspace)
+        self.show_workspace(self.workspace)
+
+    def fields(self) -> list[SettingField]:
+        return list(self.query(SettingField))
+
+    def show_workspace(self, workspace: Workspace) -> None:
+        """Bring every field, the preset bar and the summary in line with the workspace."""
+        self.set_class(workspace.advanced, "-advanced")
+        assessment = workspace.assessment
+        preset = workspace.preset
+        differences = preset.differences(workspace.config) if preset else {}
+        problems = assessment.problems if assessment else []
+        findings = assessment.findings if assessment else []
+        hidden = []
+        for field in self.fields():
+            field.set_value(get_value(workspace.config, field.key))
+            field.show_preset(differences.get(field.key))
+            mine = [f for f in findings if f.field == field.key]
+            field.show_advice([p for p in problems if p.field == field.key], mine)
+            if field.advanced and not workspace.advanced:
+                hidden += mine
+        others = [p for p in problems if p.field not in FIELDS]
+        lines = [f"{MARKS['error']} {p}" for p in others]
+        lines += [f"{MARKS[f.severity]} {f.field}: {f.message}" for f in hidden]
+        self.query_one("#hidden-advice", Static).update(
+            ("Advice about advanced settings (F4 shows them) and other problems:\n" + "\n".join(lines)) if lines else "")
+        with self.query_one("#preset", Select).prevent(Select.Changed):
+            self.query_one("#preset", Select).value = preset.id if preset else Select.NULL
+        count = len(differences)
+        diff_text = (f"{count} value differs from it" if count == 1 else f"{count} values differ from it") if preset else ""
+        self.query_one("#preset-diff", Static).update(diff_text)
+        name = workspace.path.name if workspace.path else "new config"
+        state = " (unsaved)" if workspace.dirty else ""
+        self.query_one("#setup-summary", Static).update(f"{name}{state} · {summary_line(assessment, self.app.gpus)}")
+
+    @on(SettingField.Changed)
+    def _changed(self, event: SettingField.Changed) -> None:
+        self.app.change_setting(event.key, event.value)
+
+    @on(SettingField.Invalid)
+    def _invalid(self, event: SettingField.Invalid) -> None:
+        if event.reason is None:
+            self.invalid.pop(event.key, None)
+        else:
+            self.invalid[event.key] = event.reason
+
+    @on(Select.Changed, "#preset")
+    def _preset(self, event: Select.Changed) -> None:
+        if event.value in BY_ID:
+            self.app.apply_preset(BY_ID[event.value])
+
+    def focused_field(self) -> SettingField | None:
+        node = self.focused
+        while node is not None and not isinstance(node, SettingField):
+            node = node.parent
+        return node
+
+    def action_apply_fix(self) -> None:
+        """Apply the first fix offered under the focused field."""
+        field = self.focused_field()
+        fixes = [f.fix for f in (field.findings if field else []) if f.fix]
+        if not fixes:
+            self.notify("No fix to apply here: move to a field with advice (ctrl+f works on the focused one).")
+            return
+        self.app.apply_fix(fixes[0])
+        self.notify(f"Applied: {fixes[0].label}.")
+
+    def action_toggle_advanced(self) -> None:
+        self.workspace.advanced = not self.workspace.advanced
+        self.show_workspace(self.workspace)
+
+    def _blocked(self) -> bool:
+        if self.invalid:
+            key, reason = next(iter(self.invalid.items()))
+            self.notify(f"{key}: {reason}. Fix it first.", severity="error")
+            self.query_one(f"#field-{key.replace('.', '-')}", SettingField).focus_editor()
+            return True
+        return False
+
+    def action_save(self) -> None:
+        if not self._blocked():
+            self.app.save_workspace()
+
+    def action_train(self) -> None:
+        if not self._blocked():
+            self.app.start_training()
+
+    def focus_setting(self, key: str) -> None:
+        """Show and focus one field (the checklist sends people here)."""
+        if key not in BASIC and not self.workspace.advanced:
+            self.workspace.advanced = True
+            self.show_workspace(self.workspace)
+        field = self.query_one(f"#field-{key.replace('.', '-')}", SettingField)
+        field.focus_editor(scroll_visible=False)
+        # Scroll once the layout has settled: advice being mounted above the field moves it.
+        self.call_after_refresh(self.query_one("#form", VerticalScroll).scroll_to_widget, field, top=True,
+                                animate=False)

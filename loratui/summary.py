@@ -1,0 +1,52 @@
+"""The one-line summary the screens show: steps, problems and advice, and the estimates."""
+
+from __future__ import annotations
+
+from loratui.assess import Assessment, Estimates
+from loratui.run_state import format_duration
+
+GIB = 2**30
+
+
+def estimates_text(estimates: Estimates | None) -> str:
+    """``file ~57 MB · 10.9 GiB of the RTX 4090's 24 ✓ · about 40–45 min`` (what is known of it)."""
+    if estimates is None:
+        return ""
+    need = estimates.vram.total / GIB
+    parts = [f"file ~{estimates.file_size / 1e6:.0f} MB" if estimates.file_size >= 1e6
+             else f"file ~{estimates.file_size / 1e3:.0f} kB"]
+    if estimates.gpu is None:
+        parts.append(f"GPU memory ~{need:.1f} GiB (no GPU here)")
+    else:
+        have = estimates.gpu.memory_total_mib / 1024
+        mark = "fits" if estimates.fits else "does NOT fit"
+        parts.append(f"GPU memory ~{need:.1f} of {have:.0f} GiB: {mark}")
+        duration = estimates.duration
+        if duration is None:
+            parts.append("no speed figure for this GPU yet")
+        else:
+            low, high = format_duration(duration.total_seconds_low), format_duration(duration.total_seconds_high)
+            parts.append(f"about {low}–{high} (user reports)")
+    return " · ".join(parts)
+
+
+def summary_line(assessment: Assessment | None, gpus: list) -> str:
+    """``630 steps (formula 625) · sdxl · 1 problem · 2 warnings`` and, when known, size and memory."""
+    if assessment is None:
+        return "checking…"
+    parts = []
+    plan = assessment.plan
+    if plan is not None:
+        parts.append(f"{plan.images} images · {plan.total_steps} steps (guide's formula {plan.formula_steps:g})")
+    parts.append(assessment.arch or "architecture unknown")
+    estimates = estimates_text(assessment.estimates)
+    if estimates:
+        parts.append(estimates)
+    if assessment.problems:
+        count = len(assessment.problems)
+        parts.append(f"{count} problem{'s' if count != 1 else ''} to fix")
+    for severity, word in (("danger", "danger"), ("warn", "warning"), ("tip", "tip")):
+        count = sum(1 for f in assessment.findings if f.severity == severity)
+        if count:
+            parts.append(f"{count} {word}{'s' if count != 1 else ''}")
+    return " · ".join(parts)

@@ -1,0 +1,47 @@
+"""Fixtures for the app's Pilot and snapshot tests."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from loratui.demo import write_dataset
+from trainer.config import Config, with_value
+from trainer.config_toml import save_config
+
+
+def assessed(app) -> bool:
+    """True once the app's config has an up-to-date assessment."""
+    workspace = app.workspace
+    return workspace.assessment is not None and workspace.assessed_version == workspace.version
+
+
+async def until(pilot, predicate, timeout: float = 30.0) -> bool:
+    """Let the app run until ``predicate()`` holds (or the timeout passes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await pilot.pause(0.05)
+    return False
+
+
+@pytest.fixture
+def light_workspace(tmp_path) -> Path:
+    """A workspace the app can assess without torch: a model folder with only its index, 12 images.
+
+    Paths in the config are relative, as a user writes them, so screens show the same text in
+    every test run (the snapshot tests rely on it).
+    """
+    (tmp_path / "model" / "unet").mkdir(parents=True)
+    (tmp_path / "model" / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    write_dataset(tmp_path / "dataset")
+    config = with_value(Config(), "model.base", "model")
+    config = with_value(config, "dataset.path", "dataset")
+    config = with_value(config, "dataset.trigger_word", "zkmascot")
+    path = tmp_path / "loratui.toml"
+    save_config(config, path)
+    return path

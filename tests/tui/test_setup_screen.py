@@ -1,0 +1,101 @@
+"""The settings form: typing changes the advice inline, fixes apply, bad input is caught."""
+
+from __future__ import annotations
+
+from loratui.app import LoraTuiApp
+from loratui.screens import SetupScreen
+from loratui.widgets.setting_field import SettingField
+from tests.tui.conftest import assessed, until
+from trainer.config_toml import loads
+
+
+def _advice(screen, key: str) -> str:
+    field = screen.query_one(f"#field-{key.replace('.', '-')}", SettingField)
+    return "\n".join(str(s.render()) for s in field.query(".advice"))
+
+
+async def _type(pilot, screen, key: str, text: str) -> None:
+    screen.query_one(f"#field-{key.replace('.', '-')}", SettingField).focus_editor()
+    await pilot.press("ctrl+a", "ctrl+k", *text)
+
+
+async def test_typing_a_risky_rate_shows_the_danger_and_ctrl_f_fixes_it(light_workspace):
+    app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SetupScreen)
+        assert await until(pilot, lambda: assessed(app))
+        assert "above 1e-3" not in _advice(screen, "optimizer.unet_lr")
+        await _type(pilot, screen, "optimizer.unet_lr", "2e-3")
+        assert await until(pilot, lambda: "above 1e-3" in _advice(screen, "optimizer.unet_lr"))
+        assert "✖" in _advice(screen, "optimizer.unet_lr")
+        await pilot.press("ctrl+f")
+        # 12 images: the fix picks the gentle tiny-dataset rate.
+        assert await until(pilot, lambda: app.workspace.config.optimizer.unet_lr == 3e-4)
+        assert await until(pilot, lambda: assessed(app) and "above 1e-3" not in _advice(screen, "optimizer.unet_lr"))
+        editor = screen.query_one("#editor-optimizer-unet_lr")
+        assert editor.value == "0.0003"
+
+
+async def test_text_that_does_not_parse_is_marked_and_blocks_the_start(light_workspace):
+    app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = app.screen
+        assert await until(pilot, lambda: assessed(app))
+        await _type(pilot, screen, "training.batch_size", "abc")
+        await pilot.pause(0.1)
+        assert "'abc' is not a whole number" in _advice(screen, "training.batch_size")
+        assert screen.query_one("#editor-training-batch_size").has_class("-invalid")
+        assert app.workspace.config.training.batch_size == 4  # the config keeps the last good value
+        await pilot.press("ctrl+t")
+        await pilot.pause(0.2)
+        assert app.current_mode == "setup"  # refused: nothing starts from a form with bad input
+
+        await _type(pilot, screen, "training.batch_size", "0")
+        assert await until(pilot, lambda: assessed(app) and "below the minimum" in _advice(screen, "training.batch_size"))
+        assert not app.workspace.assessment.startable
+
+
+async def test_a_preset_fills_the_form_and_the_form_shows_what_differs(light_workspace):
+    app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = app.screen
+        assert await until(pilot, lambda: assessed(app))
+        # Keyboard only: open the preset list, go to its last entry (the tiny-dataset preset), pick it.
+        screen.query_one("#preset").focus()
+        await pilot.press("enter", "end", "enter")
+        assert await until(pilot, lambda: app.workspace.config.training.batch_size == 2)
+        assert app.workspace.preset.id == "tiny"
+        assert await until(pilot, lambda: screen.query_one("#editor-dataset-repeats").value == "15")
+        assert "0 values differ" in str(screen.query_one("#preset-diff").render())
+        await _type(pilot, screen, "training.epochs", "18")
+        assert await until(pilot, lambda: "1 value differs" in str(screen.query_one("#preset-diff").render()))
+        field = screen.query_one("#field-training-epochs", SettingField)
+        assert "preset: 15" in str(field.query_one(".setting-preset").render())
+
+
+async def test_saving_keeps_relative_paths_and_a_backup(light_workspace):
+    original = light_workspace.read_text()
+    app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = app.screen
+        assert await until(pilot, lambda: assessed(app))
+        await _type(pilot, screen, "training.epochs", "12")
+        await until(pilot, lambda: app.workspace.config.training.epochs == 12)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+    saved, problems = loads(light_workspace.read_text())
+    assert saved.training.epochs == 12 and saved.dataset.path == "dataset" and saved.model.base == "model"
+    assert (light_workspace.parent / "loratui.toml.bak").read_text() == original
+
+
+async def test_advanced_mode_shows_every_setting(light_workspace):
+    app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = app.screen
+        advanced = screen.query_one("#field-training-min_snr_gamma", SettingField)
+        assert not advanced.display
+        await pilot.press("f4")
+        await pilot.pause(0.1)
+        assert advanced.display
+        assert app.workspace.advanced

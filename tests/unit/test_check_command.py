@@ -1,0 +1,51 @@
+"""`loratui check`: the guide's findings for a config, as text or JSON, with telling exit codes."""
+
+from __future__ import annotations
+
+import json
+
+from loratui.cli import main
+from loratui.demo import write_dataset
+
+
+def _workspace(tmp_path, images=25, **lines):
+    (tmp_path / "model" / "unet").mkdir(parents=True)
+    (tmp_path / "model" / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
+    write_dataset(tmp_path / "data", count=images)
+    config = tmp_path / "lora.toml"
+    config.write_text('kind = "character"\n[model]\nbase = "model"\n[dataset]\npath = "data"\n'
+                      'trigger_word = "zkmascot"\nresolution = 1024\n')
+    return config
+
+
+def test_a_config_that_follows_the_guide_exits_zero(tmp_path, capsys):
+    config = _workspace(tmp_path)
+    assert main(["check", str(config), "--set", "dataset.repeats=10", "--set", "training.epochs=10"]) == 0
+    out = capsys.readouterr().out
+    assert "25 images, 630 steps" in out
+
+
+def test_a_danger_exits_one_and_json_lists_every_finding(tmp_path, capsys):
+    config = _workspace(tmp_path)
+    assert main(["check", str(config), "--set", "optimizer.unet_lr=5e-3", "--format", "json"]) == 1
+    findings = json.loads(capsys.readouterr().out)
+    assert {"rule", "severity", "field", "message", "fix"} == set(findings[0])
+    danger = next(f for f in findings if f["rule"] == "lr.unet_too_high")
+    assert danger["severity"] == "danger" and danger["fix"]["set"] == {"optimizer.unet_lr": 5e-4}
+
+
+def test_text_output_names_the_fix_as_a_set_flag(tmp_path, capsys):
+    config = _workspace(tmp_path)
+    main(["check", str(config), "--set", "training.batch_size=12"])
+    out = capsys.readouterr().out
+    assert "DANGER training.batch_size" in out and "--set training.batch_size=4" in out
+
+
+def test_an_unusable_config_exits_two(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training\n")
+    assert main(["check", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    config = _workspace(tmp_path)
+    assert main(["check", str(config), "--set", "training.batch_size=0"]) == 2
+    assert "training.batch_size: 0 is below the minimum" in capsys.readouterr().err
