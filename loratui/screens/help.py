@@ -11,7 +11,8 @@ from textual.widgets import Markdown
 KEYS = {
     "checklist": "- **Enter** on an item: open the setting that fixes it\n",
     "setup": ("- **ctrl+f**: apply the fix shown under the focused setting\n- **ctrl+s**: save the config "
-              "(the first save keeps the old file as `.bak`)\n- **ctrl+t**: start training\n"
+              "(the first save keeps the old file as `.bak`)\n- **ctrl+o**: open another config\n"
+              "- **ctrl+t**: start training\n"
               "- **F4**: show every setting (advanced) or the proven ones only\n- **Tab / shift+Tab**: next "
               "and previous setting\n"),
     "train": ("- **s**: start training\n- **r**: resume a stopped run\n- **ctrl+r**: read the config file again\n"

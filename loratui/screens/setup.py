@@ -8,6 +8,8 @@ and keeps the run from starting.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,6 +19,7 @@ from textual.widgets import Footer, Header, Label, Select, Static
 
 from loratui.form_layout import BASIC, GROUPS
 from loratui.presets import BY_ID, PRESETS
+from loratui.screens.open_config import OpenConfigScreen
 from loratui.summary import summary_line
 from loratui.widgets.setting_field import MARKS, SettingField
 from loratui.workspace import Workspace
@@ -29,6 +32,7 @@ class SetupScreen(Screen):
     BINDINGS = [
         Binding("ctrl+f", "apply_fix", "Apply fix", id="apply-fix", priority=True),
         Binding("ctrl+s", "save", "Save", id="save-config", priority=True),
+        Binding("ctrl+o", "open", "Open", id="open-config", priority=True),
         Binding("ctrl+t", "train", "Train", id="train-from-setup", priority=True),
         Binding("f4", "toggle_advanced", "Advanced", id="toggle-advanced"),
     ]
@@ -145,6 +149,17 @@ class SetupScreen(Screen):
     def action_save(self) -> None:
         if not self._blocked():
             self.app.save_workspace()
+
+    def action_open(self) -> None:
+        """Ask for another config file and load it (unsaved changes are dropped, so say so)."""
+        def opened(path: str | None) -> None:
+            if path:
+                self.app.load_config(Path(path).expanduser())
+
+        if self.workspace.dirty and self.workspace.path is not None:
+            self.notify("Opening another config drops the unsaved changes here (ctrl+s saves them first).",
+                        severity="warning")
+        self.app.push_screen(OpenConfigScreen(str(self.workspace.path or "")), opened)
 
     def action_train(self) -> None:
         if not self._blocked():

@@ -99,3 +99,16 @@ async def test_advanced_mode_shows_every_setting(light_workspace):
         await pilot.pause(0.1)
         assert advanced.display
         assert app.workspace.advanced
+
+
+async def test_ctrl_o_opens_another_config(light_workspace):
+    other = light_workspace.parent / "other.toml"
+    other.write_text(light_workspace.read_text().replace("epochs = 10", "epochs = 7"))
+    app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
+    async with app.run_test(size=(100, 40)) as pilot:
+        assert await until(pilot, lambda: assessed(app))
+        await pilot.press("ctrl+o")
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+a", "ctrl+k", *str(other), "enter")
+        assert await until(pilot, lambda: app.workspace.path == other and assessed(app))
+        assert app.screen.query_one("#editor-training-epochs").value == "7"

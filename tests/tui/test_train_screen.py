@@ -127,3 +127,23 @@ async def test_an_edited_config_is_checked_again_before_it_can_start(workspace):
         assert screen.run is None  # nothing started from the stale check
         assert await _until(pilot, lambda: _checked(app)
                             and "60 steps" in str(screen.query_one("#summary").render()), timeout=20)
+
+
+@pytest.mark.slow
+async def test_from_the_checklist_to_a_started_run_with_the_keyboard_alone(workspace):
+    app = LoraTuiApp(workspace, gpus=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.current_mode == "checklist"  # a new workspace opens on the checklist
+        assert await _until(pilot, lambda: _checked(app), timeout=20)
+        await pilot.press("down", "enter")  # the first item: go and fix it in the settings
+        assert await _until(pilot, lambda: app.current_mode == "setup", timeout=10)
+        await pilot.press("ctrl+t")  # train from the settings screen
+        assert await _until(pilot, lambda: app.current_mode == "train", timeout=10)
+        screen = app.screen
+        try:
+            assert await _until(pilot, lambda: screen.run_state.step >= 2)
+        finally:
+            pid = read_pid(screen.run) if screen.run else None
+            if pid and pid_alive(pid):
+                os.kill(pid, signal.SIGTERM)
+        assert await _until(pilot, lambda: screen.run_state.phase == "stopped")
