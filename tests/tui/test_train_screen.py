@@ -12,24 +12,10 @@ import pytest
 from loratui.app import LoraTuiApp
 from loratui.demo import demo_config, write_dataset
 from loratui.widgets import RunStatus
+from tests.tui.conftest import assessed, until
 from trainer.config import with_value
 from trainer.config_toml import save_config
 from trainer.rundir import pid_alive, read_pid
-
-
-def _checked(app) -> bool:
-    """True once the app's config has an up-to-date assessment."""
-    workspace = app.workspace
-    return workspace.assessment is not None and workspace.assessed_version == workspace.version
-
-
-async def _until(pilot, predicate, timeout=90.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await pilot.pause(0.2)
-    return False
 
 
 @pytest.fixture
@@ -48,13 +34,13 @@ async def test_start_a_run_and_watch_steps_arrive(workspace):
     app = LoraTuiApp(workspace, gpus=[], mode="train")
     async with app.run_test(size=(100, 32)) as pilot:
         screen = app.screen
-        assert await _until(pilot, lambda: _checked(app))
+        assert await until(pilot, lambda: assessed(app), timeout=90)
         summary = str(screen.query_one("#summary").render())
         assert "12 images" in summary and "1200 steps" in summary
         await pilot.press("s")
         status = screen.query_one(RunStatus)
         try:
-            assert await _until(pilot, lambda: status.state.step >= 3)
+            assert await until(pilot, lambda: status.state.step >= 3, timeout=90)
             assert status.state.total_steps == 1200
             assert "step " in str(status.query_one("#run-text").render())
             log_text = "\n".join(screen.query_one("Log").lines)
@@ -65,21 +51,21 @@ async def test_start_a_run_and_watch_steps_arrive(workspace):
             pid = read_pid(screen.run) if screen.run else None
             if pid and pid_alive(pid):
                 os.kill(pid, signal.SIGTERM)
-        assert await _until(pilot, lambda: screen.run_state.phase == "stopped")
+        assert await until(pilot, lambda: screen.run_state.phase == "stopped", timeout=90)
         assert screen.run_state.last_checkpoint and Path(screen.run_state.last_checkpoint).exists()
         stopped_at = screen.run_state.step
 
         # Resume from the app: the same run folder, steps go on after the stop.
         await pilot.press("r")
         try:
-            assert await _until(pilot, lambda: screen.run_state.step > stopped_at + 2)
+            assert await until(pilot, lambda: screen.run_state.step > stopped_at + 2, timeout=90)
             assert screen.run_state.phase == "training"
             assert "resuming" in "\n".join(screen.query_one("Log").lines)
         finally:
             pid = read_pid(screen.run)
             if pid and pid_alive(pid):
                 os.kill(pid, signal.SIGTERM)
-        assert await _until(pilot, lambda: screen.run_state.phase == "stopped")
+        assert await until(pilot, lambda: screen.run_state.phase == "stopped", timeout=90)
 
 
 async def test_a_config_with_problems_lists_them_and_will_not_start(tmp_path):
@@ -88,7 +74,7 @@ async def test_a_config_with_problems_lists_them_and_will_not_start(tmp_path):
     app = LoraTuiApp(path, gpus=[], mode="train")
     async with app.run_test(size=(100, 32)) as pilot:
         screen = app.screen
-        assert await _until(pilot, lambda: _checked(app), timeout=10)
+        assert await until(pilot, lambda: assessed(app), timeout=10)
         problems = str(screen.query_one("#problems").render())
         assert "model.base: is required." in problems
         assert "training.batch_size" in problems
@@ -108,7 +94,7 @@ async def test_typing_a_config_path_loads_it(tmp_path, dataset):
         assert "Type the path" in str(screen.query_one("#summary").render())
         await pilot.click("#config-path")
         await pilot.press(*str(path), "enter")
-        assert await _until(pilot, lambda: _checked(app), timeout=10)
+        assert await until(pilot, lambda: assessed(app), timeout=10)
         # The demo config names a model folder that is not there: the problem is shown, by name.
         assert "model.base" in str(screen.query_one("#problems").render())
 
@@ -117,7 +103,7 @@ async def test_an_edited_config_is_checked_again_before_it_can_start(workspace):
     app = LoraTuiApp(workspace, gpus=[], mode="train")
     async with app.run_test(size=(100, 32)) as pilot:
         screen = app.screen
-        assert await _until(pilot, lambda: _checked(app), timeout=20)
+        assert await until(pilot, lambda: assessed(app), timeout=20)
         assert "1200 steps" in str(screen.query_one("#summary").render())
         text = workspace.read_text().replace("epochs = 40", "epochs = 2")
         workspace.write_text(text)
@@ -125,7 +111,7 @@ async def test_an_edited_config_is_checked_again_before_it_can_start(workspace):
         await pilot.press("s")
         await pilot.pause(0.1)
         assert screen.run is None  # nothing started from the stale check
-        assert await _until(pilot, lambda: _checked(app)
+        assert await until(pilot, lambda: assessed(app)
                             and "60 steps" in str(screen.query_one("#summary").render()), timeout=20)
 
 
@@ -134,16 +120,16 @@ async def test_from_the_checklist_to_a_started_run_with_the_keyboard_alone(works
     app = LoraTuiApp(workspace, gpus=[])
     async with app.run_test(size=(80, 24)) as pilot:
         assert app.current_mode == "checklist"  # a new workspace opens on the checklist
-        assert await _until(pilot, lambda: _checked(app), timeout=20)
+        assert await until(pilot, lambda: assessed(app), timeout=20)
         await pilot.press("down", "enter")  # the first item: go and fix it in the settings
-        assert await _until(pilot, lambda: app.current_mode == "setup", timeout=10)
+        assert await until(pilot, lambda: app.current_mode == "setup", timeout=10)
         await pilot.press("ctrl+t")  # train from the settings screen
-        assert await _until(pilot, lambda: app.current_mode == "train", timeout=10)
+        assert await until(pilot, lambda: app.current_mode == "train", timeout=10)
         screen = app.screen
         try:
-            assert await _until(pilot, lambda: screen.run_state.step >= 2)
+            assert await until(pilot, lambda: screen.run_state.step >= 2, timeout=90)
         finally:
             pid = read_pid(screen.run) if screen.run else None
             if pid and pid_alive(pid):
                 os.kill(pid, signal.SIGTERM)
-        assert await _until(pilot, lambda: screen.run_state.phase == "stopped")
+        assert await until(pilot, lambda: screen.run_state.phase == "stopped", timeout=90)
