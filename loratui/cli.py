@@ -89,16 +89,34 @@ def _print_problems(problems) -> None:
         print(f"loratui: {problem}", file=sys.stderr)
 
 
+def _load_workspace(config: Path, overrides: list[str]):
+    """A workspace for a config file, or None after printing why it cannot be read."""
+    from loratui.workspace import Workspace
+    from trainer.config_toml import ConfigFileError
+
+    workspace = Workspace()
+    try:
+        workspace.load(config, overrides)
+    except ConfigFileError as exc:
+        print(f"loratui: {exc}", file=sys.stderr)
+        return None
+    return workspace
+
+
 def cmd_train(config: Path, overrides: list[str], detach: bool) -> int:
     """Check the config, then train in the foreground or start a detached run."""
     from loratui.headless import train_in_foreground
-    from loratui.launch import check_config, new_run, start_detached
+    from loratui.launch import start_detached
+    from trainer.rundir import create_run_dir
 
-    checked = check_config(config, overrides)
-    if not checked.ok:
-        _print_problems(checked.problems)
+    workspace = _load_workspace(config, overrides)
+    if workspace is None:
         return EXIT_BAD_INPUT
-    run = new_run(checked)
+    assessment = workspace.assess()
+    if not assessment.startable:
+        _print_problems(assessment.problems)
+        return EXIT_BAD_INPUT
+    run = create_run_dir(workspace.resolved())
     if detach:
         pid = start_detached(run)
         print(f"training in the background (pid {pid}); follow it with: tail -f {run.events}", file=sys.stderr)
@@ -123,17 +141,12 @@ def cmd_check(config: Path, overrides: list[str], output_format: str) -> int:
     """Print the guide's findings for a config."""
     import json
 
-    from loratui.rules import worst
-    from loratui.workspace import Workspace
-    from trainer.config_toml import ConfigFileError
-
-    workspace = Workspace()
-    try:
-        workspace.load(config, overrides)
-    except ConfigFileError as exc:
-        print(f"loratui: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     from loratui.estimates import detect_gpus
+    from loratui.rules import worst
+
+    workspace = _load_workspace(config, overrides)
+    if workspace is None:
+        return EXIT_BAD_INPUT
 
     result = workspace.assess(gpus=detect_gpus())
     _print_problems(result.problems)

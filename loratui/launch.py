@@ -1,4 +1,4 @@
-"""Checking a config and starting the training process (no torch: the trainer is a child).
+"""Starting the training process (no torch here: the trainer is a child).
 
 A detached start goes through a short-lived helper (``python -m loratui.detach``) that starts
 the trainer in a new session and exits at once, so the trainer is nobody's child: closing the
@@ -12,43 +12,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
-from trainer.config import Config, Problem
-from trainer.config_toml import ConfigFileError, load_config
-from trainer.plan import DatasetScan
-from trainer.preflight import preflight
-from trainer.rundir import RunPaths, create_run_dir, pid_alive, read_pid, write_pid
-
-
-@dataclass
-class CheckedConfig:
-    """A config file read, validated and checked against the files it names."""
-
-    path: Path
-    config: Config | None = None
-    problems: list[Problem] = field(default_factory=list)
-    scan: DatasetScan | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.config is not None and not self.problems
-
-
-def check_config(path: Path | str, overrides: Iterable[str] = ()) -> CheckedConfig:
-    """Read and check a config; every problem is collected, nothing is written."""
-    checked = CheckedConfig(Path(path))
-    try:
-        checked.config, checked.problems = load_config(path, overrides)
-    except ConfigFileError as exc:
-        checked.problems = [Problem(str(exc.path), exc.message)]
-        return checked
-    if not checked.problems:
-        result = preflight(checked.config)
-        checked.problems, checked.scan = result.problems, result.scan
-    return checked
+from trainer.rundir import RunPaths, pid_alive, read_pid, write_pid
 
 
 def trainer_command(run: RunPaths, resume: bool = False) -> list[str]:
@@ -105,9 +71,3 @@ def resumable_run(folder: Path | str) -> tuple[RunPaths | None, str]:
     if not (run.state / "last.pt").is_file():
         return None, f"{folder} has no saved state; runs save it with each checkpoint and when stopped"
     return run, ""
-
-
-def new_run(checked: CheckedConfig) -> RunPaths:
-    """Create the run folder for a checked config (call only when ``checked.ok``)."""
-    assert checked.config is not None and checked.ok
-    return create_run_dir(checked.config)
