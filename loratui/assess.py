@@ -35,8 +35,8 @@ class DatasetFacts:
 
 
 def dataset_key(config: Config) -> tuple:
-    return (config.dataset.path, config.dataset.repeats, config.dataset.caption_extension,
-            config.dataset.trigger_word)
+    """The values of DATASET_KEYS: when they change, the dataset facts are stale."""
+    return tuple(get_value(config, key) for key in DATASET_KEYS)
 
 
 def read_dataset(config: Config) -> DatasetFacts:

@@ -68,6 +68,6 @@ def resumable_run(folder: Path | str) -> tuple[RunPaths | None, str]:
     pid = read_pid(run)
     if pid is not None and pid_alive(pid):
         return None, f"{folder} is still training (pid {pid})"
-    if not (run.state / "last.pt").is_file():
+    if not run.resume_state.is_file():
         return None, f"{folder} has no saved state; runs save it with each checkpoint and when stopped"
     return run, ""

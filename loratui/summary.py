@@ -30,7 +30,7 @@ def estimates_text(estimates: Estimates | None) -> str:
     return " · ".join(parts)
 
 
-def summary_line(assessment: Assessment | None, gpus: list) -> str:
+def summary_line(assessment: Assessment | None) -> str:
     """``630 steps (formula 625) · sdxl · 1 problem · 2 warnings`` and, when known, size and memory."""
     if assessment is None:
         return "checking…"

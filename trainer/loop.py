@@ -138,7 +138,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     # Resume: the saved state replaces weights, optimizer, schedule, generators and position.
     done = Progress()
     if resume:
-        state = load_state(paths.state)
+        state = load_state(paths.resume_state)
         done = restore(state, fingerprint=fingerprint, network=network, optimizer=optimizer, scheduler=scheduler,
                        scaler=scaler, rng=rng)
         metadata = state["metadata"]
@@ -153,8 +153,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     def checkpoint(path: Path, epoch: int) -> Path:
         # The LoRA and the state that resumes after it are saved together.
         saved = save_lora(path, network, metadata, epoch=epoch, step=done.step, precision=config.output.save_precision)
-        save_state(paths.state, progress=done, fingerprint=fingerprint, network=network, optimizer=optimizer,
-                   scheduler=scheduler, scaler=scaler, rng=rng, metadata=metadata)
+        save_state(paths.resume_state, progress=done, fingerprint=fingerprint, network=network,
+                   optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng=rng, metadata=metadata)
         events.emit("checkpoint", epoch=epoch, step=done.step, path=str(saved))
         return saved
 

@@ -52,6 +52,11 @@ class RunPaths:
         return self.root / "state"
 
     @property
+    def resume_state(self) -> Path:
+        """The state a resumed run starts from (written with every checkpoint)."""
+        return self.state / "last.pt"
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 

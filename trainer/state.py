@@ -23,7 +23,6 @@ from trainer.errors import TrainerError
 from trainer.fileio import atomic_write
 
 STATE_VERSION = 1
-STATE_FILE = "last.pt"
 
 
 @dataclass
@@ -49,7 +48,7 @@ class Fingerprint:
     images: int
 
 
-def save_state(folder: Path, *, progress: Progress, fingerprint: Fingerprint, network: torch.nn.Module,
+def save_state(path: Path, *, progress: Progress, fingerprint: Fingerprint, network: torch.nn.Module,
                optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, rng: random.Random,
                metadata: dict[str, str]) -> Path:
     """Write the resume state atomically and return its path."""
@@ -65,16 +64,14 @@ def save_state(folder: Path, *, progress: Progress, fingerprint: Fingerprint, ne
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         "metadata": metadata,
     }
-    path = folder / STATE_FILE
     atomic_write(path, lambda tmp: torch.save(state, tmp))
     return path
 
 
-def load_state(folder: Path) -> dict[str, Any]:
+def load_state(path: Path) -> dict[str, Any]:
     """Read a saved state; a missing or unreadable one is a TrainerError the user can act on."""
-    path = folder / STATE_FILE
     if not path.is_file():
-        raise TrainerError("resume", f"{folder.parent} has no saved state to resume from ({path} is missing).",
+        raise TrainerError("resume", f"{path.parent.parent} has no saved state to resume from ({path} is missing).",
                            "A run saves its state with each checkpoint (output.save_every_n_epochs) and when "
                            "stopped; start a new run instead.")
     try:

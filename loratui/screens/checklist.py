@@ -56,7 +56,7 @@ class ChecklistScreen(Screen):
         if highlighted is not None and highlighted < option_list.option_count:
             option_list.highlighted = highlighted
         name = workspace.path.name if workspace.path else "no config loaded"
-        self.query_one("#checklist-summary", Static).update(f"{name} · {summary_line(workspace.assessment, self.app.gpus)}")
+        self.query_one("#checklist-summary", Static).update(f"{name} · {summary_line(workspace.assessment)}")
 
     @on(OptionList.OptionSelected, "#checklist")
     def _go(self, event: OptionList.OptionSelected) -> None:

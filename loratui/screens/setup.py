@@ -100,7 +100,7 @@ class SetupScreen(Screen):
         self.query_one("#preset-diff", Static).update(diff_text)
         name = workspace.path.name if workspace.path else "new config"
         state = " (unsaved)" if workspace.dirty else ""
-        self.query_one("#setup-summary", Static).update(f"{name}{state} · {summary_line(assessment, self.app.gpus)}")
+        self.query_one("#setup-summary", Static).update(f"{name}{state} · {summary_line(assessment)}")
 
     @on(SettingField.Changed)
     def _changed(self, event: SettingField.Changed) -> None:

@@ -105,7 +105,7 @@ class TrainScreen(Screen):
         if plan is not None:
             lines.append(f"{plan.images} images · {plan.batches_per_epoch} steps × {plan.epochs} epochs = "
                          f"{plan.total_steps} steps (guide's formula: {plan.formula_steps:g}) · batch {plan.batch_size}")
-        lines.append(summary_line(assessment, self.app.gpus))
+        lines.append(summary_line(assessment))
         summary.update("\n".join(lines))
 
     @on(Input.Submitted, "#config-path")
@@ -167,7 +167,7 @@ class TrainScreen(Screen):
         # Resume shows in the footer only once the followed run has stopped with a saved state.
         if action == "resume":
             return self.run is not None and self.run_state.phase in ("stopped", "failed") \
-                and (self.run.state / "last.pt").is_file()
+                and self.run.resume_state.is_file()
         return True
 
     async def action_resume(self) -> None:
