@@ -20,7 +20,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Memory savers", ("training.mixed_precision", "training.gradient_checkpointing",
                        "training.fused_backward_pass")),
     ("Output", ("output.name", "output.dir", "output.save_every_n_epochs", "output.keep_last_n_checkpoints",
-                "output.save_precision", "output.sample_every_n_epochs", "output.sample_prompts")),
+                "output.save_precision", "output.sample_every_n_epochs", "output.sample_prompts",
+                "output.sample_steps", "output.sample_seed")),
 )
 """Section titles and their fields, in the order the form shows them."""
 

@@ -165,9 +165,17 @@ class OutputConfig:
                                            minimum=0, maximum=10000)
     save_precision: str = setting("fp16", "Precision of the saved weights: `fp16` (the usual, half "
                                   "the size), `bf16` or `fp32`.", choices=("fp16", "bf16", "fp32"))
-    sample_every_n_epochs: int = setting(0, "Generate sample images every N epochs. Not available "
-                                         "in this version yet: keep 0.", minimum=0, maximum=10000)
-    sample_prompts: list = setting([], "Prompts for sample images.")
+    sample_every_n_epochs: int = setting(0, "Draw sample images every N epochs and once more when training "
+                                         "ends, each prompt at LoRA strength 0.7 and 1.0 (the guide's test that "
+                                         "the LoRA works across that range). 0: only when asked while the run goes on.",
+                                         minimum=0, maximum=10000)
+    sample_prompts: list = setting([], "Prompts for sample images. Empty: the trigger word followed by the "
+                                   "tags most captions share, and the trigger word on its own.")
+    sample_steps: int = setting(20, "Denoising steps per sample image (Euler sampler); fewer is faster and "
+                                "rougher.", minimum=1, maximum=150)
+    sample_seed: int = setting(42, "Seed of the first prompt's image (the next prompt uses the next number), "
+                               "kept for every sample of the run so they can be compared.",
+                               minimum=0, maximum=2**32 - 1)
 
 
 @dataclass
@@ -376,9 +384,6 @@ def _cross_field_problems(config: Config) -> list[Problem]:
     if config.training.fused_backward_pass:
         problems.append(Problem("training.fused_backward_pass",
                                 "is not available in this version yet; set it to false."))
-    if config.output.sample_every_n_epochs:
-        problems.append(Problem("output.sample_every_n_epochs",
-                                "sampling during training is not available in this version yet; set it to 0."))
     name = config.output.name
     if not name or any(c in name for c in "/\\\0") or name in (".", ".."):
         problems.append(Problem("output.name", f"{name!r} is not a usable file name "

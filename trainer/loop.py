@@ -1,7 +1,8 @@
 """The training run, from a validated config to a saved LoRA.
 
 Read top to bottom; the section comments are the table of contents:
-device and precision → base model → network → latents → plan → optimizer → resume → train → save.
+device and precision → base model → network → latents → plan → optimizer → resume → train (with
+requests and samples between steps) → save.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from trainer.captions import read_caption, shuffle_tags, tag_frequency, with_trigger
 from trainer.checkpoint import new_session_id, prune_checkpoints, save_lora, training_metadata
 from trainer.config import Config, effective_resolution
+from trainer.control import take_requests
 from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.errors import NAN_ADVICE, TrainerError
 from trainer.events import EventWriter
@@ -25,6 +27,7 @@ from trainer.networks.lora import LoRANetwork, NetworkSpec
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.plan import DatasetScan, count_batches, epoch_batches
 from trainer.rundir import RunPaths
+from trainer.sampling import Sampler, SampleSettings, choose_prompts
 from trainer.state import Fingerprint, Progress, load_state, restore, save_state
 from trainer.step import TextEmbeddingCache, apply_update, choose_precision, diffusion_loss, encode_captions
 
@@ -124,8 +127,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     per_epoch = count_batches(buckets, repeats, batch_size)
     total_steps = per_epoch * config.training.epochs
     fingerprint = Fingerprint(total_steps, per_epoch, len(images))
+    tags = tag_frequency(captions)
     metadata = training_metadata(config, arch, resolution=resolution, images=len(images), total_steps=total_steps,
-                                 batches_per_epoch=per_epoch, tag_frequency=tag_frequency(captions),
+                                 batches_per_epoch=per_epoch, tag_frequency=tags,
                                  started_at=started_at, session_id=new_session_id())
 
     # Optimizer and schedule.
@@ -150,13 +154,22 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 trainable_parameters=sum(p.numel() for p in network.parameters()),
                 text_encoder_outputs_cached=text_cache is not None, resumed_from_step=done.step if resume else None)
 
-    def checkpoint(path: Path, epoch: int) -> Path:
+    def checkpoint(path: Path, epoch: int, reason: str) -> Path:
         # The LoRA and the state that resumes after it are saved together.
         saved = save_lora(path, network, metadata, epoch=epoch, step=done.step, precision=config.output.save_precision)
         save_state(paths.resume_state, progress=done, fingerprint=fingerprint, network=network,
                    optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng=rng, metadata=metadata)
-        events.emit("checkpoint", epoch=epoch, step=done.step, path=str(saved))
+        events.emit("checkpoint", epoch=epoch, step=done.step, path=str(saved), reason=reason)
         return saved
+
+    def step_checkpoint_path() -> Path:
+        return paths.checkpoints / f"{config.output.name}-step{done.step:06d}.safetensors"
+
+    # Samples: the same prompts and seeds all run long, so each set can be compared with the last.
+    sampler = Sampler(model, network, precision, events, paths.samples, SampleSettings(
+        prompts=choose_prompts(config.output.sample_prompts, config.dataset.trigger_word, tags),
+        resolution=resolution, steps=config.output.sample_steps, seed=config.output.sample_seed,
+        lora_name=config.output.name))
 
     # Train.
     gpu_total = _gpu_total(precision.device)
@@ -189,8 +202,16 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             events.emit("step", step=done.step, total_steps=total_steps, epoch=done.epoch, loss=loss_value,
                         lr=scheduler.get_last_lr()[0], seconds_per_step=round(time.perf_counter() - tick, 5),
                         **_gpu_memory(precision.device, gpu_total))
+            # Requests from the app ("save now", "sample now") are files in the run folder. A save is
+            # left to the stop below when both come at once: it saves the same file.
+            for action in take_requests(paths.root):
+                if action == "save" and not stop.requested:
+                    checkpoint(step_checkpoint_path(), done.epoch, "requested")
+                elif action == "sample":
+                    sampler.write(f"s{done.step:06d}", epoch=done.epoch, step=done.step,
+                                  cancelled=lambda: stop.requested)
             if stop.requested:
-                saved = checkpoint(paths.checkpoints / f"{config.output.name}-step{done.step:06d}.safetensors", done.epoch)
+                saved = checkpoint(step_checkpoint_path(), done.epoch, "stopped")
                 events.emit("stopped", step=done.step, total_steps=total_steps, epoch=done.epoch,
                             reason=stop.reason, checkpoint=str(saved))
                 return None
@@ -202,8 +223,12 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         done.epoch, done.batch_in_epoch, done.epoch_losses = done.epoch + 1, 0, []
         every = config.output.save_every_n_epochs
         if every and finished_epoch % every == 0 and finished_epoch < config.training.epochs:
-            checkpoint(paths.checkpoint(config.output.name, finished_epoch), finished_epoch)
+            checkpoint(paths.checkpoint(config.output.name, finished_epoch), finished_epoch, "epoch")
             prune_checkpoints(paths.checkpoints, config.output.name, config.output.keep_last_n_checkpoints)
+        every = config.output.sample_every_n_epochs
+        if every and (finished_epoch % every == 0 or finished_epoch == config.training.epochs):
+            sampler.write(f"e{finished_epoch:04d}", epoch=finished_epoch, step=done.step,
+                          cancelled=lambda: stop.requested)
 
     # Save.
     final = save_lora(paths.final_lora(config.output.name), network, metadata, epoch=config.training.epochs,

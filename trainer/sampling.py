@@ -1,0 +1,242 @@
+"""Sample images from the LoRA being trained: the guide's "victory check" while the run goes on.
+
+Each prompt is drawn at LoRA strength 0.7 and 1.0 with the same seed, so the two pictures differ
+only by how strongly the LoRA acts: a LoRA that already breaks at 0.7 or only works at 1.0 shows
+it long before the run ends. The images come from a diffusers pipeline assembled from the
+components already in memory (nothing is loaded twice), with an Euler sampler built from the
+model's own noise schedule, as a user would sample the finished file.
+
+Sampling must leave training exactly as it found it: the LoRA multiplier goes back to 1.0, every
+module gets its train/eval mode back, the VAE returns to where it was parked, and the random
+generators training draws from are neither used nor advanced. A sample that fails (out of memory
+at a large resolution, say) becomes a ``warning`` event and training carries on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.events import EventWriter
+from trainer.fileio import atomic_write, atomic_write_text
+from trainer.models import BaseModel, encode_text, tokenize
+from trainer.networks.lora import LoRANetwork
+from trainer.step import Precision
+
+STRENGTHS = (0.7, 1.0)
+"""LoRA strengths each prompt is drawn at: the guide's "works at strength 0.7–1.0"."""
+
+GUIDANCE_SCALE = {"sd15": 7.5, "sdxl": 5.0}
+"""Classifier-free guidance per architecture: the diffusers pipelines' own defaults."""
+
+PROMPT_TAGS = 6
+"""At most this many of the dataset's common tags follow the trigger word in the default prompt."""
+
+
+def default_prompts(trigger: str, frequency: dict[str, int], tags: int = PROMPT_TAGS) -> list[str]:
+    """The prompts used when none are configured.
+
+    The trigger word with the tags most captions share shows whether the LoRA reproduces its
+    training images; the trigger word alone shows whether the word by itself calls up the subject.
+    Only tags in at least half as many captions as the most common one count: those describe the
+    subject, while rarer ones (poses, backgrounds) would contradict each other in one prompt.
+    """
+    trigger = trigger.strip()
+    most = max(frequency.values(), default=0)
+    common = [tag for tag, count in frequency.items() if tag != trigger and 2 * count >= most][:tags]
+    with_tags = ", ".join(([trigger] if trigger else []) + common)
+    prompts = [with_tags] if with_tags else []
+    if trigger and common:
+        prompts.append(trigger)
+    return prompts or [""]
+
+
+def choose_prompts(configured: list[str], trigger: str, frequency: dict[str, int]) -> list[str]:
+    """The configured prompts (blank ones dropped), or the defaults when there are none."""
+    prompts = [p.strip() for p in configured if p.strip()]
+    return prompts or default_prompts(trigger, frequency)
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """What every sample of a run shares."""
+
+    prompts: list[str]
+    resolution: int
+    steps: int
+    seed: int
+    lora_name: str
+    """Written into each PNG's parameters, as A1111 would write ``<lora:name:strength>``."""
+
+    def seed_of(self, index: int) -> int:
+        """The seed of prompt ``index``: the same in every set, so sets can be compared image by image."""
+        return (self.seed + index) % 2**32
+
+
+class Sampler:
+    """Draws, saves and announces the sample images of one run."""
+
+    def __init__(self, model: BaseModel, network: LoRANetwork, precision: Precision, events: EventWriter,
+                 folder: Path, settings: SampleSettings) -> None:
+        self.model = model
+        self.network = network
+        self.precision = precision
+        self.events = events
+        self.folder = Path(folder)
+        self.settings = settings
+
+    def write(self, tag: str, *, epoch: int, step: int, cancelled: Callable[[], bool] = lambda: False) -> list[Path]:
+        """Draw every prompt at every strength into ``samples/<tag>/``; return the files written.
+
+        ``cancelled`` is asked between images, so a stop request does not wait for the whole set.
+        A failure is reported as a warning and ends this set only; training is left intact.
+        """
+        settings = self.settings
+        total = len(settings.prompts) * len(STRENGTHS)
+        self.events.emit("status", phase="sampling", message=f"Drawing {total} sample images at step {step}",
+                         current=0, total=total)
+        folder = self.folder / tag
+        written: list[Path] = []
+        try:
+            atomic_write_text(folder / "prompts.txt", self._prompts_text(epoch, step))
+            with _sampling_mode(self.model, self.network, self.precision.device):
+                pipe = build_pipeline(self.model)
+                for index, prompt in enumerate(settings.prompts):
+                    seed = settings.seed_of(index)
+                    for strength in STRENGTHS:
+                        if cancelled():
+                            return written
+                        self.network.set_multiplier(strength)
+                        image = generate(pipe, self.model, self.precision, prompt, seed=seed,
+                                         resolution=settings.resolution, steps=settings.steps)
+                        path = folder / f"p{index:02d}-w{strength:.1f}.png"
+                        _save_png(path, image, self._parameters(prompt, seed, strength))
+                        written.append(path)
+                        self.events.emit("sample", epoch=epoch, step=step, path=str(path), prompt=prompt,
+                                         strength=strength, seed=seed)
+        except Exception as exc:  # noqa: BLE001 - a sample is never worth the run: report it, train on
+            traceback.print_exc()  # to trainer.log, for a bug report
+            self.events.emit("warning", code="sample_failed", message=_failure_message(exc, step))
+        return written
+
+    def _prompts_text(self, epoch: int, step: int) -> str:
+        s = self.settings
+        lines = [f"# epoch {epoch}, step {step}: {s.resolution}x{s.resolution}, Euler, {s.steps} steps, "
+                 f"guidance {GUIDANCE_SCALE[self.model.arch]:g}, LoRA strengths "
+                 + ", ".join(f"{w:.1f}" for w in STRENGTHS)]
+        for index, prompt in enumerate(s.prompts):
+            lines.append(f"p{index:02d}\tseed {s.seed_of(index)}\t{prompt}")
+        return "\n".join(lines) + "\n"
+
+    def _parameters(self, prompt: str, seed: int, strength: float) -> str:
+        # A1111's "parameters" text chunk: image viewers and UIs that read it show how to redraw the image.
+        s = self.settings
+        return (f"{prompt} <lora:{s.lora_name}:{strength:.1f}>\nSteps: {s.steps}, Sampler: Euler, "
+                f"CFG scale: {GUIDANCE_SCALE[self.model.arch]:g}, Seed: {seed}, "
+                f"Size: {s.resolution}x{s.resolution}")
+
+
+def build_pipeline(model: BaseModel) -> Any:
+    """A diffusers pipeline over the components in memory, with an Euler sampler and no safety checker."""
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+    )
+
+    # from_config keeps the model's schedule (betas, prediction type, offsets); only the sampler changes.
+    scheduler = EulerDiscreteScheduler.from_config(model.noise_scheduler.config)
+    if model.arch == "sdxl":
+        pipe = StableDiffusionXLPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
+                                         text_encoder_2=model.text_encoders[1], tokenizer=model.tokenizers[0],
+                                         tokenizer_2=model.tokenizers[1], unet=model.unet, scheduler=scheduler,
+                                         add_watermarker=False)
+    else:
+        pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
+                                       tokenizer=model.tokenizers[0], unet=model.unet, scheduler=scheduler,
+                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def generate(pipe: Any, model: BaseModel, precision: Precision, prompt: str, *, seed: int, resolution: int,
+             steps: int) -> Any:
+    """One image (a PIL image) for ``prompt`` at the network's current multiplier.
+
+    The prompt is encoded by the same code training uses, so clip skip and SDXL's two encoders
+    condition the UNet exactly as they did during training; the empty prompt, which caption
+    dropout trains as "no caption", is the unconditional side of guidance.
+    """
+    with precision.context():
+        hidden, pooled = encode_text(model, tokenize(model, [prompt, ""]))
+    conditioning = {"prompt_embeds": hidden[:1], "negative_prompt_embeds": hidden[1:]}
+    if model.arch == "sdxl":
+        conditioning.update(pooled_prompt_embeds=pooled[:1], negative_pooled_prompt_embeds=pooled[1:])
+    # The noise comes from its own CPU generator: the same seed gives the same start on any machine,
+    # and training's generators are not touched.
+    generator = torch.Generator("cpu").manual_seed(seed)
+    with precision.context():
+        latents = pipe(**conditioning, height=resolution, width=resolution, num_inference_steps=steps,
+                       guidance_scale=GUIDANCE_SCALE[model.arch], generator=generator, output_type="latent").images
+    return _decode(pipe, model.vae, latents)
+
+
+def _decode(pipe: Any, vae: torch.nn.Module, latents: torch.Tensor) -> Any:
+    # Decoded here rather than by the pipeline: outside autocast the VAE runs in its own fp32,
+    # while inside it SDXL's VAE would be cast to fp16 and overflow into black images.
+    latents = latents.to(vae.device, torch.float32) / vae.config.scaling_factor
+    shift = getattr(vae.config, "shift_factor", None)
+    if shift:
+        latents = latents + shift
+    image = vae.decode(latents, return_dict=False)[0]
+    return pipe.image_processor.postprocess(image, output_type="pil")[0]
+
+
+@contextlib.contextmanager
+def _sampling_mode(model: BaseModel, network: LoRANetwork, device: torch.device) -> Iterator[None]:
+    """Eval mode, no gradients, the VAE on the device and training's generators set aside; all undone after."""
+    modules = [model.unet, *model.text_encoders, model.vae]
+    # Every submodule's own flag is kept, not just the top one: the loop leaves frozen text
+    # encoders in eval mode and a trained UNet in train mode, and both must come back so.
+    modes = [(m, m.training) for top in modules for m in top.modules()]
+    vae_device = next(model.vae.parameters()).device
+    cuda = [device] if device.type == "cuda" else []
+    try:
+        for top in modules:
+            top.eval()
+        model.vae.to(device)  # the loop parks it off the GPU; the pipeline computes on its modules' device
+        # fork_rng puts the global generators back afterwards, so even a library that draws from
+        # them cannot shift the noise of the training steps that follow.
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        network.set_multiplier(1.0)
+        for module, training in modes:
+            module.training = training
+        model.vae.to(vae_device)
+        if cuda:
+            torch.cuda.empty_cache()  # give the sampler's memory back before training needs it
+
+
+def _save_png(path: Path, image: Any, parameters: str) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", parameters)
+    # The format is named because the temporary file's suffix is not .png.
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+
+
+def _failure_message(exc: Exception, step: int) -> str:
+    detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return (f"The sample images at step {step} were skipped: the GPU ran out of memory while drawing them. "
+                "Training goes on; to avoid this, set output.sample_every_n_epochs to 0 and try the saved "
+                "checkpoints in your usual UI instead.")
+    return f"The sample images at step {step} were skipped ({detail}); training goes on. Details are in trainer.log."
