@@ -54,7 +54,8 @@ class LoraTuiApp(App):
     """App-wide keys; each screen adds its own."""
 
     def __init__(self, config_path: Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                 gpus: list | None = None, mode: str | None = None) -> None:
+                 gpus: list | None = None, mode: str | None = None, attach: Path | None = None,
+                 offer_live_runs: bool = True) -> None:
         super().__init__()
         self.config_path = config_path
         """The config opened at start, if any."""
@@ -67,6 +68,10 @@ class LoraTuiApp(App):
         self.workspace_changed: Signal[Workspace] = Signal(self, "workspace-changed")
         """Published after every change to the workspace or its assessment."""
         self.start_mode = mode
+        self.attach_to = attach
+        """A run folder to open on and follow (``loratui attach``)."""
+        self.offer_live_runs = offer_live_runs
+        """Whether to offer, at start, to follow runs that are still training."""
         self._assessing = None
 
     def on_mount(self) -> None:
@@ -74,7 +79,38 @@ class LoraTuiApp(App):
         self.theme = LORATUI_THEME.name
         if self.config_path is not None:
             self.load_config(self.config_path, announce=False)
+        if self.attach_to is not None:
+            self.follow_run(self.attach_to)
+            return
         self.switch_mode(self.start_mode or self._first_mode())
+        if self.offer_live_runs:
+            self._find_live_runs()
+
+    def follow_run(self, root: Path) -> None:
+        """Show the train screen following the run in ``root``."""
+        self.switch_mode("train")
+        self.call_after_refresh(lambda: self.screen.attach(root))
+
+    @work(thread=True, exclusive=True, group="live-runs", exit_on_error=False)
+    def _find_live_runs(self) -> None:
+        """Look for runs still training (an SSH drop left them running) and offer to follow them."""
+        from loratui.runs import find_runs
+
+        folders = [Path(self.workspace.resolved().output.dir)] if self.workspace.path else []
+        live = [summary for summary in find_runs(folders) if summary.alive]
+        if live:
+            self.call_from_thread(self._offer_live_runs, live)
+
+    def _offer_live_runs(self, live: list) -> None:
+        from loratui.screens.runs import RunsScreen
+
+        def chosen(root: Path | None) -> None:
+            if root is not None:
+                self.follow_run(root)
+
+        count = "A run is" if len(live) == 1 else f"{len(live)} runs are"
+        self.push_screen(RunsScreen(summaries=live, title=f"{count} still training. Enter follows it, Esc not now."),
+                         chosen)
 
     def _first_mode(self) -> str:
         # A workspace that has never trained opens on the checklist; one with runs, on its runs.
@@ -155,6 +191,8 @@ class LoraTuiApp(App):
         # One place for failures of the app's own background work: say so instead of going quiet.
         if event.state == WorkerState.ERROR and event.worker.group == "assess":
             self.notify(f"Checking the config failed: {event.worker.error!r}", severity="error")
+        elif event.state == WorkerState.ERROR and event.worker.group == "live-runs":
+            self.notify(f"Looking for running trainings failed: {event.worker.error!r}", severity="warning")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.current_mode))

@@ -5,6 +5,8 @@
     loratui train CONFIG [--set …] [--detach]        train without the app
     loratui resume RUN_DIR [--detach]                continue a stopped or interrupted run
     loratui check CONFIG [--set …] [--format json]   the guide's advice on a config, before renting
+    loratui runs [DIR …] [--format json]             every run: state, steps, last loss, output
+    loratui attach [RUN]                             open the app on a run (the newest live one)
 
 Every problem with the input is printed as one line naming the file or setting, and the exit
 status is non-zero; nothing is written until the config and the files it names check out.
@@ -33,7 +35,9 @@ def _app_parser() -> argparse.ArgumentParser:
         epilog="commands:\n  demo    build the demo workspace (tiny model, small dataset) and train on it\n"
                "  train   train from a config without the app\n"
                "  resume  continue a stopped or interrupted run from its last checkpoint\n"
-               "  check   the guide's warnings and fixes for a config (exit 1 on a danger)\n\n"
+               "  check   the guide's warnings and fixes for a config (exit 1 on a danger)\n"
+               "  runs    list runs: running, finished, stopped or failed\n"
+               "  attach  open the app on a run (after an SSH drop: the run kept going)\n\n"
                "`loratui COMMAND --help` tells more.", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", type=Path,
                         help=f"the training config to open (default: ./{DEFAULT_CONFIG} when it exists)")
@@ -84,6 +88,27 @@ def _check_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _runs_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loratui runs", description=(
+        "List runs, newest first: every run started on this machine (they are remembered) plus the "
+        "run folders in the folders named here. A run whose process died without a final event is "
+        "shown as failed, with the end of its trainer.log."))
+    parser.add_argument("folders", nargs="*", type=Path,
+                        help=f"folders holding run folders (default: the output folder of ./{DEFAULT_CONFIG})")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    return parser
+
+
+def _attach_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loratui attach", description=(
+        "Open the app on a run and follow it: the whole history is read back from the run folder, "
+        "so nothing is lost by having closed the app or lost the connection."))
+    parser.add_argument("run", nargs="?",
+                        help="a run folder, or a run's name or the start of it (default: the newest live run, "
+                             "else the newest run)")
+    return parser
+
+
 def _print_problems(problems) -> None:
     for problem in problems:
         print(f"loratui: {problem}", file=sys.stderr)
@@ -107,6 +132,7 @@ def cmd_train(config: Path, overrides: list[str], detach: bool) -> int:
     """Check the config, then train in the foreground or start a detached run."""
     from loratui.headless import train_in_foreground
     from loratui.launch import start_detached
+    from loratui.runs import register_run
     from trainer.rundir import create_run_dir
 
     workspace = _load_workspace(config, overrides)
@@ -117,6 +143,7 @@ def cmd_train(config: Path, overrides: list[str], detach: bool) -> int:
         _print_problems(assessment.problems)
         return EXIT_BAD_INPUT
     run = create_run_dir(workspace.resolved())
+    register_run(run)
     if detach:
         pid = start_detached(run)
         print(f"training in the background (pid {pid}); follow it with: tail -f {run.events}", file=sys.stderr)
@@ -196,6 +223,64 @@ def cmd_resume(folder: Path, detach: bool) -> int:
     return _finish(train_in_foreground(run, resume=True))
 
 
+def _default_run_folders() -> list[Path]:
+    """The output folder of ./loratui.toml, when there is one (runs elsewhere come from the registry)."""
+    if not DEFAULT_CONFIG.is_file():
+        return []
+    from trainer.config_toml import ConfigFileError, load_config
+
+    try:
+        config, _ = load_config(DEFAULT_CONFIG)
+    except ConfigFileError:
+        return []
+    return [Path(config.output.dir)]
+
+
+def cmd_runs(folders: list[Path], output_format: str) -> int:
+    """Print every known run with its state."""
+    import json
+
+    from loratui.run_state import format_duration
+    from loratui.runs import find_runs
+
+    summaries = find_runs(folders or _default_run_folders())
+    if output_format == "json":
+        print(json.dumps([{
+            "run": str(s.paths.root), "status": s.status, "step": s.state.step, "total_steps": s.state.total_steps,
+            "loss": s.state.loss, "output": s.state.output, "pid": s.pid, "error": s.state.error_message or None,
+            "log_tail": s.log_tail} for s in summaries], indent=2))
+        return EXIT_OK
+    if not summaries:
+        print("No runs yet. Start one with `loratui train CONFIG`, from the app, or try `loratui demo`.")
+        return EXIT_OK
+    for s in summaries:
+        state = s.state
+        steps = f"{state.step}/{state.total_steps}" if state.total_steps else "-"
+        loss = f"{state.loss:.4f}" if state.loss is not None else "-"
+        eta = f"  ETA {format_duration(state.eta_seconds)}" if s.status == "running" and state.eta_seconds else ""
+        print(f"{s.status:9} {steps:>13}  loss {loss:>7}  {s.paths.root}{eta}")
+        if state.output:
+            print(f"{'':9} output: {state.output}")
+        elif s.status == "failed":
+            print(f"{'':9} {state.error_message} {state.advice}".rstrip())
+            for line in s.log_tail[-5:]:
+                print(f"{'':9} │ {line}")
+        elif s.status == "stopped" and state.last_checkpoint:
+            print(f"{'':9} checkpoint: {state.last_checkpoint}  (continue with: loratui resume {s.paths.root})")
+    return EXIT_OK
+
+
+def cmd_attach(wanted: str | None) -> int:
+    """Open the app following one run."""
+    from loratui.runs import choose_run, find_runs
+
+    summary, why = choose_run(find_runs(_default_run_folders()), wanted)
+    if summary is None:
+        print(f"loratui: {why}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_app(None, [], attach=summary.paths.root)
+
+
 def cmd_demo(folder: Path, headless: bool) -> int:
     """Build (or reuse) the demo workspace, then train headless or open the app."""
     from loratui.demo import ensure_demo_workspace
@@ -211,11 +296,14 @@ def cmd_demo(folder: Path, headless: bool) -> int:
     return run_app(workspace.config, [])
 
 
-def run_app(config: Path | None, overrides: list[str]) -> int:
-    """Open the terminal app."""
+def run_app(config: Path | None, overrides: list[str], attach: Path | None = None) -> int:
+    """Open the terminal app (following the run in ``attach``, when given)."""
     from loratui.app import LoraTuiApp
+    from loratui.widgets.sample_view import enable_terminal_graphics
 
-    LoraTuiApp(config_path=config, overrides=overrides).run()
+    # Asks the terminal about Sixel/Kitty graphics, which only works before Textual owns the input.
+    enable_terminal_graphics()
+    LoraTuiApp(config_path=config, overrides=overrides, attach=attach).run()
     return EXIT_OK
 
 
@@ -244,6 +332,12 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "resume":
         args = _resume_parser().parse_args(argv[1:])
         return cmd_resume(args.run_dir, args.detach)
+    if argv and argv[0] == "runs":
+        args = _runs_parser().parse_args(argv[1:])
+        return cmd_runs(args.folders, args.format)
+    if argv and argv[0] == "attach":
+        args = _attach_parser().parse_args(argv[1:])
+        return cmd_attach(args.run)
     args = _app_parser().parse_args(argv)
     config = args.config
     if config is None and DEFAULT_CONFIG.is_file():

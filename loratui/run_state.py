@@ -8,10 +8,13 @@ whole file and ends in the same state as one that watched from the start.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-PHASES = ("starting", "loading", "caching", "training", "done", "stopped", "failed")
+MAX_WARNINGS = 100
+"""Warnings kept in the state (the log keeps them all while it is on screen)."""
+
+PHASES = ("starting", "loading", "caching", "training", "sampling", "done", "stopped", "failed")
 """Where a run can be, in order of a normal life."""
 
 
@@ -40,6 +43,12 @@ class RunState:
     started: float | None = None
     """When the first step event arrived (wall clock of the trainer)."""
     updated: float | None = None
+    device: str = ""
+    """``cpu`` or the GPU's name, from the start event."""
+    vram_peak_gib: float | None = None
+    vram_total_gib: float | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    """The newest sample events (the images of the latest sampling round)."""
 
     @property
     def finished(self) -> bool:
@@ -47,11 +56,22 @@ class RunState:
         return self.phase in ("done", "stopped", "failed")
 
     @property
+    def elapsed_seconds(self) -> float | None:
+        """Seconds from the first step to the latest event (the trainer's clock)."""
+        if self.started is None or self.updated is None:
+            return None
+        return max(0.0, self.updated - self.started)
+
+    @property
     def eta_seconds(self) -> float | None:
         """Seconds left at the current pace, or None before the pace is known."""
         if self.seconds_per_step is None or not self.total_steps or self.finished:
             return None
         return max(0, self.total_steps - self.step) * self.seconds_per_step
+
+    def snapshot(self) -> RunState:
+        """A copy that later ``apply`` calls do not change (for handing to another thread)."""
+        return replace(self, warnings=list(self.warnings), samples=list(self.samples))
 
     def apply(self, event: dict[str, Any]) -> None:
         """Fold one event into the state (unknown event types are ignored)."""
@@ -70,6 +90,7 @@ class RunState:
         self.phase = "training"
         self.total_steps = event.get("total_steps", 0)
         self.epochs = event.get("epochs", 0)
+        self.device = event.get("device", "")
         self.message = (f"{event.get('images')} images · {event.get('total_steps')} steps on "
                         f"{event.get('device')} ({event.get('precision')})")
 
@@ -87,6 +108,15 @@ class RunState:
             self.seconds_per_step = seconds if previous is None else previous * 0.9 + seconds * 0.1
         if self.started is None:
             self.started = event.get("time")
+        if event.get("vram_peak_gib") is not None:
+            self.vram_peak_gib = event["vram_peak_gib"]
+            self.vram_total_gib = event.get("vram_total_gib")
+
+    def _on_sample(self, event: dict[str, Any]) -> None:
+        # A sampling round writes several images for one step; a new step starts a new round.
+        if self.samples and self.samples[-1].get("step") != event.get("step"):
+            self.samples = []
+        self.samples.append(event)
 
     def _on_epoch(self, event: dict[str, Any]) -> None:
         self.epoch = event.get("epoch", self.epoch)
@@ -97,6 +127,7 @@ class RunState:
 
     def _on_warning(self, event: dict[str, Any]) -> None:
         self.warnings.append(event.get("message", ""))
+        del self.warnings[:-MAX_WARNINGS]
 
     def _on_error(self, event: dict[str, Any]) -> None:
         self.phase = "failed"
@@ -139,8 +170,12 @@ def progress_line(state: RunState) -> str:
     if state.seconds_per_step:
         rate = 1 / state.seconds_per_step
         parts.append(f"{rate:.1f} it/s" if rate >= 1 else f"{state.seconds_per_step:.2f} s/it")
+    if state.elapsed_seconds is not None:
+        parts.append(f"elapsed {format_duration(state.elapsed_seconds)}")
     if not state.finished:
         parts.append(f"ETA {format_duration(state.eta_seconds)}")
+    if state.vram_peak_gib is not None and state.vram_total_gib:
+        parts.append(f"GPU {state.vram_peak_gib:.1f}/{state.vram_total_gib:.0f} GiB")
     return " · ".join(parts)
 
 
@@ -170,6 +205,8 @@ def describe_event(event: dict[str, Any]) -> str | None:
         return f"{stamp} error ({event.get('code')}): {event.get('message')}{advice}"
     if kind == "stopped":
         return f"{stamp} stopped at step {event.get('step')}: {event.get('reason', '')}"
+    if kind == "sample":
+        return f"{stamp} sample (strength {event.get('strength', 1.0):g}): {event.get('path')}"
     if kind == "done":
         return f"{stamp} done in {format_duration(event.get('seconds'))}: {event.get('output')}"
     return None

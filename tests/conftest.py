@@ -23,6 +23,12 @@ def _private_cache(tmp_path_factory):
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
 
 
+@pytest.fixture(autouse=True)
+def _private_run_registry(tmp_path_factory, monkeypatch):
+    """Give every test its own registry of runs, so no test sees another's (or the user's) runs."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+
+
 def _build_tiny(folder: Path, arch: str) -> Path:
     # Built in a child process so the test process itself stays free of torch where it matters.
     subprocess.run([sys.executable, "-m", "trainer.tiny", str(folder), "--arch", arch], check=True,

@@ -1,41 +1,35 @@
-"""The training screen: load a config, see what it will do, start it and watch it run.
+"""The training screen: load a config, see what it will do, start it, and monitor the run.
 
-Work that touches the disk (checking a config, scanning images, tailing a run) happens in
-thread workers that post messages; only message handlers touch widgets.
+The monitor (``RunMonitor``) follows a run from its folder alone, so the screen can start a
+run, attach to one that outlived an earlier app (an SSH drop), or switch between runs. Stop,
+save-now and sample-now reach the trainer through a signal and request files, never by holding
+the process: closing the app stops nothing.
 """
 
 from __future__ import annotations
 
-import re
-import time
+import os
+import signal
 from pathlib import Path
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, Log, Static
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.widgets import Footer, Header, Input, Label, Static
+from textual.worker import Worker, WorkerState
 
 from loratui.launch import resumable_run, start_detached_async
-from loratui.messages import RunUpdate
-from loratui.run_state import RunState, describe_event
-from loratui.widgets import RunStatus
+from loratui.run_state import RunState
+from loratui.runs import register_run
+from loratui.screens.confirm import ConfirmScreen
 from loratui.summary import summary_line
+from loratui.widgets.run_monitor import RunMonitor
 from loratui.workspace import Workspace
-from trainer.events import LineTail, parse_event
-from trainer.rundir import RunPaths, create_run_dir, pid_alive
-
-POLL_SECONDS = 0.25
-LOG_LINES = 5000
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-
-
-def clean_output_line(line: str) -> str:
-    """A raw trainer output line made fit for the Log: colours removed, progress-bar redraws collapsed."""
-    segments = [s for s in line.split("\r") if s.strip()]
-    return _ANSI.sub("", segments[-1] if segments else "")
+from trainer.control import pending, request
+from trainer.events import LineTail
+from trainer.rundir import RunPaths, create_run_dir, pid_alive, read_pid
 
 
 class TrainScreen(Screen):
@@ -43,22 +37,37 @@ class TrainScreen(Screen):
 
     BINDINGS = [
         Binding("s", "start", "Start training", id="start-training"),
+        Binding("x", "stop", "Stop", id="stop-run"),
+        Binding("c", "save_now", "Save now", id="save-now"),
+        Binding("g", "sample_now", "Sample now", id="sample-now"),
         Binding("r", "resume", "Resume run", id="resume-run"),
-        Binding("ctrl+r", "reload", "Re-read config", id="reload-config"),
+        Binding("a", "runs", "Runs", id="show-runs"),
+        Binding("p", "tab('tab-loss')", "Plot", id="tab-loss"),
+        Binding("l", "tab('tab-log')", "Log", id="tab-log"),
+        Binding("v", "tab('tab-samples')", "Samples", id="tab-samples"),
+        Binding("ctrl+r", "reload", "Re-read config", show=False, id="reload-config"),
         Binding("escape", "leave_input", "Leave field", show=False, id="leave-input"),
     ]
     """Keys of this screen (shown in the footer and the command palette)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.run_state = RunState()
-        """What the followed run is doing."""
-        self.run: RunPaths | None = None
-        """The run being followed, once started."""
-
     @property
     def workspace(self) -> Workspace:
         return self.app.workspace
+
+    @property
+    def monitor(self) -> RunMonitor:
+        """The monitor of the followed run."""
+        return self.query_one(RunMonitor)
+
+    @property
+    def run(self) -> RunPaths | None:
+        """The run being followed, if any."""
+        return self.monitor.run
+
+    @property
+    def run_state(self) -> RunState:
+        """What the followed run is doing."""
+        return self.monitor.state
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -68,12 +77,11 @@ class TrainScreen(Screen):
                         id="config-path")
         yield Static("", id="summary", markup=False)
         yield Static("", id="problems", markup=False)
-        yield RunStatus(id="run-status")
-        yield Log(max_lines=LOG_LINES, id="log")
+        yield RunMonitor(id="monitor")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(Log).focus()
+        self.monitor.log.focus()
         self.app.workspace_changed.subscribe(self, self.show_workspace)
         self.show_workspace(self.workspace)
 
@@ -112,10 +120,10 @@ class TrainScreen(Screen):
     def _path_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():
             self.app.load_config(Path(event.value.strip()).expanduser())
-        self.query_one(Log).focus()
+        self.monitor.log.focus()
 
     def action_leave_input(self) -> None:
-        self.query_one(Log).focus()
+        self.monitor.log.focus()
 
     def action_reload(self) -> None:
         if self.workspace.path is not None:
@@ -126,7 +134,7 @@ class TrainScreen(Screen):
     async def action_start(self) -> None:
         """Start training the workspace's config in a detached process and follow it."""
         workspace = self.workspace
-        if self.run is not None and not self.run_state.finished:
+        if self.run is not None and self._live():
             self.notify("A run is already in progress.", severity="warning")
             return
         if workspace.path is None and workspace.saved is None:
@@ -148,27 +156,103 @@ class TrainScreen(Screen):
                 self.app.load_config(workspace.path, announce=False)
             return
         try:
-            self.run = create_run_dir(workspace.resolved())
+            run = create_run_dir(workspace.resolved())
         except OSError as exc:
             self.notify(f"Could not create the run folder: {exc}", severity="error")
             return
-        self.run_state = RunState()
+        register_run(run)
         try:
-            pid = await start_detached_async(self.run)
+            pid = await start_detached_async(run)
         except (OSError, RuntimeError) as exc:
             self.notify(f"Could not start the trainer: {exc}", severity="error")
-            self.run = None
             return
-        self.query_one(Log).write_line(f"{time.strftime('%H:%M:%S')} started run {self.run.root} (pid {pid})")
-        self.query_one(RunStatus).show(self.run_state)
-        self.follow(self.run, pid)
+        self.monitor.follow(run)
+        self.monitor.write(f"started run {run.root} (pid {pid})")
+        self.refresh_bindings()
+
+    def attach(self, root: Path) -> None:
+        """Follow an existing run (live or not), replaying its whole history."""
+        self.monitor.follow(RunPaths(Path(root).resolve()))
+        self.monitor.write(f"following {root}")
+        self.refresh_bindings()
+
+    def _live(self) -> bool:
+        """True while the followed run's process is running."""
+        pid = read_pid(self.run) if self.run is not None else None
+        return pid is not None and pid_alive(pid)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Resume shows in the footer only once the followed run has stopped with a saved state.
+        # Keys show in the footer only when they can do something for the followed run.
         if action == "resume":
             return self.run is not None and self.run_state.phase in ("stopped", "failed") \
-                and self.run.resume_state.is_file()
+                and self.run.resume_state.is_file() and not self._live()
+        if action in ("stop", "save_now", "sample_now"):
+            return self.run is not None and not self.run_state.finished and self._live()
         return True
+
+    def action_stop(self) -> None:
+        """Ask, then stop the run gracefully: it finishes its step, saves a checkpoint and exits."""
+        run = self.run
+        pid = read_pid(run) if run is not None else None
+        if run is None or pid is None or not pid_alive(pid):
+            self.notify("No running training to stop.", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                self.notify("The run had already ended.")
+                return
+            except PermissionError as exc:
+                self.notify(f"Cannot stop process {pid}: {exc}", severity="error")
+                return
+            self.monitor.write("stop requested: the trainer saves after this step, then stops")
+
+        step = f"step {self.run_state.step}/{self.run_state.total_steps}" if self.run_state.total_steps else "startup"
+        self.app.push_screen(ConfirmScreen(
+            f"Stop {run.root.name} at {step}?",
+            "The trainer finishes the current step, saves a checkpoint and the state to resume from, then exits. "
+            "r resumes it later.", yes_label="Stop training"), confirmed)
+
+    def _request(self, action: str, what: str) -> None:
+        if self.run is None or not self._live():
+            self.notify("No running training to ask.", severity="warning")
+            return
+        if action in pending(self.run.root):
+            self.notify(f"{what} is already requested; the trainer takes it after the current step.")
+            return
+        try:
+            request(self.run.root, action)
+        except OSError as exc:
+            self.notify(f"Could not write the request into {self.run.root}: {exc}", severity="error")
+            return
+        self.monitor.write(f"{what} requested: the trainer does it after the current step")
+
+    def action_save_now(self) -> None:
+        """Ask the trainer to save a checkpoint (and its resume state) after the current step."""
+        self._request("save", "A checkpoint")
+
+    def action_sample_now(self) -> None:
+        """Ask the trainer to draw sample images after the current step."""
+        self._request("sample", "Sampling")
+
+    def action_tab(self, tab: str) -> None:
+        self.monitor.show_tab(tab)
+
+    def action_runs(self) -> None:
+        """Pick a run to follow from every known run."""
+        from loratui.screens.runs import RunsScreen
+
+        folders = [Path(self.workspace.resolved().output.dir)] if self.workspace.path else []
+
+        def chosen(root: Path | None) -> None:
+            if root is not None:
+                self.attach(root)
+
+        self.app.push_screen(RunsScreen(folders), chosen)
 
     async def action_resume(self) -> None:
         """Continue the followed run from its last checkpoint, in a new detached process."""
@@ -185,50 +269,13 @@ class TrainScreen(Screen):
         except (OSError, RuntimeError) as exc:
             self.notify(f"Could not resume: {exc}", severity="error")
             return
-        self.run_state.phase = "starting"
-        self.query_one(Log).write_line(f"{time.strftime('%H:%M:%S')} resuming {run.root.name} (pid {pid})")
-        self.query_one(RunStatus).show(self.run_state)
-        self.refresh_bindings()
-        self.follow(run, pid, *offsets)
-
-    @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
-    def follow(self, run: RunPaths, pid: int, events_offset: int = 0, log_offset: int = 0) -> None:
-        """Tail the run's events and output, posting one RunUpdate per poll that found something."""
-        worker = get_current_worker()
-        events_tail, log_tail = LineTail(run.events, offset=events_offset), LineTail(run.log, offset=log_offset)
-        while not worker.is_cancelled:
-            alive = pid_alive(pid)
-            events = [e for e in map(parse_event, events_tail.read_lines()) if e is not None]
-            lines = log_tail.read_lines()
-            if events or lines or not alive:
-                self.post_message(RunUpdate(events, lines, exited=not alive))
-            if not alive:
-                return
-            time.sleep(POLL_SECONDS)
-
-    def on_run_update(self, message: RunUpdate) -> None:
-        log = self.query_one(Log)
-        for line in message.log_lines:
-            text = clean_output_line(line)
-            if text:
-                log.write_line(f"│ {text}")
-        for event in message.events:
-            self.run_state.apply(event)
-            text = describe_event(event)
-            if text:
-                log.write_line(text)
-        if message.exited and not self.run_state.finished:
-            self.run_state.phase = "failed"
-            self.run_state.error_message = "The trainer stopped without saying why."
-            self.run_state.advice = f"Its last output is in {self.run.log if self.run else 'trainer.log'}."
-            log.write_line(f"error: {self.run_state.error_message} {self.run_state.advice}")
-        self.query_one(RunStatus).show(self.run_state)
+        self.monitor.continue_from(*offsets)
+        self.monitor.write(f"resuming {run.root.name} (pid {pid})")
         self.refresh_bindings()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # One place for worker failures: report them instead of crashing the app.
         if event.state == WorkerState.ERROR:
             error = event.worker.error
-            self.query_one(Log).write_line(f"internal error in {event.worker.name}: {error!r}")
+            self.monitor.write(f"internal error in {event.worker.name}: {error!r}")
             self.notify(f"Something went wrong: {error}", severity="error")
-

@@ -9,7 +9,7 @@ from textual.widgets import Label, ProgressBar, Static
 from loratui.run_state import RunState, progress_line
 
 PHASE_TITLES = {"starting": "Starting", "loading": "Loading model", "caching": "Caching latents",
-                "training": "Training", "done": "Finished", "stopped": "Stopped", "failed": "Failed"}
+                "training": "Training", "sampling": "Drawing samples", "done": "Finished", "stopped": "Stopped", "failed": "Failed"}
 
 
 class RunStatus(Vertical):

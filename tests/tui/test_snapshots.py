@@ -41,3 +41,45 @@ def test_setup_snapshot_with_a_danger_inline(snap_compare, light_workspace):
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=risky_rate)
+
+
+def _finished_run(folder):
+    """A finished run written with fixed times and a seeded loss curve, so its screen never changes."""
+    import json
+    import random
+
+    from trainer.config import Config, with_value
+    from trainer.rundir import create_run_dir
+
+    run = create_run_dir(with_value(Config(), "output.dir", str(folder)))
+    rng = random.Random(3)
+    lines = [{"type": "start", "time": 1000.0, "total_steps": 400, "epochs": 4, "device": "cpu", "images": 20,
+              "batches_per_epoch": 100, "formula_steps": 400, "precision": "fp32", "resolution": 512}]
+    for step in range(1, 401):
+        lines.append({"type": "step", "time": 1000.0 + step, "step": step, "total_steps": 400,
+                      "epoch": 1 + (step - 1) // 100, "loss": (0.05 + 0.1 * 0.995 ** step) * rng.uniform(0.3, 1.7),
+                      "lr": 1e-4 * (1 - step / 401), "seconds_per_step": 1.0})
+    lines.append({"type": "done", "time": 1401.0, "step": 400, "total_steps": 400, "output": "x.safetensors",
+                  "seconds": 401.0})
+    run.events.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_monitor_snapshot(snap_compare, tmp_path, size):
+    from loratui.widgets import LossPlot
+
+    run = _finished_run(tmp_path / "runs")
+    app = LoraTuiApp(attach=run.root, gpus=[])
+
+    async def plotted(pilot):
+        assert await until(pilot, lambda: app.current_mode == "train" and app.screen.run is not None)
+        assert await until(pilot, lambda: app.screen.monitor.state.phase == "done")
+        await pilot.press("p")
+        plot = app.screen.query_one(LossPlot)
+        assert await until(pilot, lambda: "smoothed" in plot.shown.plain)
+        for box in app.query(Input):
+            box.cursor_blink = False
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=plotted)

@@ -25,7 +25,7 @@ def test_folding_follows_the_run():
     assert (state.step, state.total_steps, state.epoch, state.epochs) == (50, 100, 2, 4)
     assert abs(state.seconds_per_step - 0.5) < 1e-9
     assert state.eta_seconds == 25
-    assert progress_line(state) == "step 50/100 · epoch 2/4 · loss 0.2000 · 2.0 it/s · ETA 0:25"
+    assert progress_line(state) == "step 50/100 · epoch 2/4 · loss 0.2000 · 2.0 it/s · elapsed 0:49 · ETA 0:25"
 
 
 def test_final_events():

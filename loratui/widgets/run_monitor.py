@@ -1,0 +1,205 @@
+"""The run monitor: progress, red flags, loss plot, live log and samples of one run.
+
+Reading the run happens in a thread worker (``RunFollower.poll``), which posts one
+``RunMonitor.Polled`` message per poll that found something; the plot is rendered in another
+thread worker at most once a second, and only when the history changed. Nothing here touches the trainer
+except through its run folder, so the monitor can come and go while the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Log, Static, TabbedContent, Tabs, TabPane
+from textual.worker import get_current_worker
+
+from loratui.loss_history import Series
+from loratui.plot import colours_from_theme, render_loss_plot
+from loratui.red_flags import RedFlag
+from loratui.run_follower import FollowBatch, RunFollower
+from loratui.run_state import RunState
+from loratui.widgets.loss_plot import LossPlot
+from loratui.widgets.run_status import RunStatus
+from loratui.widgets.sample_view import SampleView
+from trainer.rundir import RunPaths
+
+POLL_SECONDS = 0.25
+PLOT_INTERVAL = 1.0
+"""Seconds between plot redraws at most (plotext's cost grows with the points, not the size)."""
+LOG_LINES = 5000
+TABS = ("tab-loss", "tab-log", "tab-samples")
+
+
+class RunMonitor(Vertical):
+    """Follows one run folder; ``follow`` starts (or switches to) a run."""
+
+    class Polled(Message):
+        """What one poll of the followed run found (sent from the follow worker to the monitor)."""
+
+        def __init__(self, batch: FollowBatch) -> None:
+            super().__init__()
+            self.batch = batch
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.run: RunPaths | None = None
+        """The run being followed."""
+        self.state = RunState()
+        """The followed run's latest known state."""
+        self.flags: list[RedFlag] = []
+        """Red flags raised for this run, oldest first."""
+        self.follower: RunFollower | None = None
+        self._series: Series | None = None
+        self._series_dirty = False
+        self._shown_samples: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield RunStatus(id="run-status")
+        yield Static("", id="red-flags", markup=False)
+        with TabbedContent(initial="tab-log", id="monitor-tabs"):
+            with TabPane("Loss", id="tab-loss"):
+                yield LossPlot(id="loss-plot")
+            with TabPane("Log", id="tab-log"):
+                yield Log(max_lines=LOG_LINES, id="log")
+            with TabPane("Samples", id="tab-samples"):
+                yield SampleView(id="samples")
+
+    def on_mount(self) -> None:
+        self.query_one("#red-flags").display = False
+        self.set_interval(PLOT_INTERVAL, self._maybe_redraw_plot)
+
+    @property
+    def log(self) -> Log:
+        """The run's log widget."""
+        return self.query_one("#log", Log)
+
+    def write(self, text: str) -> None:
+        """Add a line of the app's own to the log (a start, a request)."""
+        self.log.write_line(f"{time.strftime('%H:%M:%S')} {text}")
+
+    def show_tab(self, tab: str) -> None:
+        """Switch to one of ``TABS``."""
+        tabs = self.query_one(TabbedContent)
+        tabs.active = tab
+        # Keep the focus inside the monitor: a focus lost with a hidden tab would fall to the
+        # config path box, which would then swallow the screen's letter keys.
+        if tab == "tab-log":
+            self.log.focus()
+        else:
+            tabs.query_one(Tabs).focus()
+
+    # Following ------------------------------------------------------------------------------
+
+    def follow(self, run: RunPaths) -> None:
+        """Follow ``run`` from the start of its history (a new run, or one attached to)."""
+        self.run = run
+        self.follower = RunFollower(run)
+        self.state = RunState()
+        self.flags = []
+        self._series, self._series_dirty, self._shown_samples = None, False, ()
+        self.log.clear()
+        self._show_flags()
+        self.query_one(LossPlot).show_waiting()
+        self.query_one(SampleView).show_images([], "")
+        self._start_following()
+
+    def continue_from(self, events_offset: int, log_offset: int) -> None:
+        """Go on following the same run from these file offsets (a resumed run's new process).
+
+        The history before the offsets is already on screen, so the new follower keeps the
+        state, loss history and red-flag watch and reads only what the new process adds.
+        """
+        previous = self.follower
+        if previous is None:
+            return
+        self.follower = RunFollower(previous.run, events_offset, log_offset, previous.state, previous.history,
+                                    previous.watch)
+        self.state.phase = "starting"
+        self._start_following()
+
+    def _start_following(self) -> None:
+        self.follower.plot_width = max(20, self.query_one(LossPlot).size.width)
+        self.query_one(RunStatus).show(self.state)
+        self._follow(self.follower)
+
+    @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
+    def _follow(self, follower: RunFollower) -> None:
+        """Poll the run's files until its process is gone, posting what each poll finds."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            batch = follower.poll()
+            if not batch.empty:
+                self.post_message(self.Polled(batch))
+            if batch.exited:
+                return
+            time.sleep(POLL_SECONDS)
+
+    def on_run_monitor_polled(self, message: Polled) -> None:
+        batch = message.batch
+        if self.follower is None:
+            return
+        log = self.log
+        for line in batch.log_lines:
+            log.write_line(line)
+        self.state = batch.state
+        self.query_one(RunStatus).show(batch.state)
+        if batch.flags:
+            self.flags.extend(batch.flags)
+            self._show_flags()
+            for flag in batch.flags:
+                self.app.notify(f"{flag.title}: {flag.advice}", title="Red flag", severity="warning", timeout=15)
+        if batch.series is not None:
+            self._series, self._series_dirty = batch.series, True
+        self._show_samples(batch.state)
+        # Footer keys depend on the run's phase (stop while it runs, resume once it stopped).
+        self.screen.refresh_bindings()
+
+    def _show_flags(self) -> None:
+        banner = self.query_one("#red-flags", Static)
+        banner.display = bool(self.flags)
+        banner.update("\n".join(f"⚑ {flag.title} (step {flag.step}): {flag.advice}" for flag in self.flags))
+
+    def _show_samples(self, state: RunState) -> None:
+        paths = tuple(str(event.get("path")) for event in state.samples if event.get("path"))
+        if not paths or paths == self._shown_samples:
+            return
+        self._shown_samples = paths
+        newest = state.samples[-1]
+        strengths = ", ".join(f"{event.get('strength', 1.0):g}" for event in state.samples)
+        caption = f"step {newest.get('step')} · strengths {strengths} · {newest.get('prompt', '')}"
+        self.query_one(SampleView).show_images([Path(p) for p in paths], caption)
+
+    # Plot -----------------------------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        if self.follower is not None:
+            self.follower.plot_width = max(20, self.query_one(LossPlot).size.width)
+        self._series_dirty = self._series is not None
+
+    def _maybe_redraw_plot(self) -> None:
+        if not self._series_dirty or self._series is None:
+            return
+        plot = self.query_one(LossPlot)
+        if plot.size.width < 2 or plot.size.height < 2:
+            return  # not laid out yet (or on a hidden tab): redraw once it is shown
+        self._series_dirty = False
+        colours = colours_from_theme(self.app.current_theme)
+        self._render_plot(self._series, plot.size.width, plot.size.height, colours)
+
+    @work(thread=True, exclusive=True, group="plot", exit_on_error=False)
+    def _render_plot(self, series: Series, width: int, height: int, colours) -> None:
+        text = render_loss_plot(series.steps, series.loss, series.smoothed, series.lr, width, height, colours,
+                                title="loss: raw and smoothed")
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.query_one(LossPlot).show, text)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # A plot drawn while its tab was hidden had no size; draw it now at the real one.
+        if event.pane.id == "tab-loss" and self._series is not None:
+            self._series_dirty = True
+            self.call_after_refresh(self._maybe_redraw_plot)
