@@ -24,6 +24,9 @@ from trainer.rundir import RunPaths, pid_alive, read_pid
 
 MAX_LINES_PER_POLL = 2000
 """Log lines handed to the UI per poll; a long replay keeps only its most recent lines."""
+CHUNKS_PER_POLL = 8
+"""1 MiB chunks of events read per poll: a long history is replayed over several polls, so the
+screen shows the run filling in instead of nothing until the whole file is read."""
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
@@ -44,6 +47,8 @@ class FollowBatch:
     """The plot series, when the loss history changed since the last poll."""
     exited: bool = False
     """True once the training process is gone and its files are read to the end."""
+    caught_up: bool = True
+    """False while a long history is still being replayed: poll again at once."""
 
     @property
     def empty(self) -> bool:
@@ -81,7 +86,8 @@ class RunFollower:
             if text:
                 lines.append(f"│ {text}")
         grew = False
-        for chunk in self._events.iter_chunks():
+        caught_up = True
+        for count, chunk in enumerate(self._events.iter_chunks(), start=1):
             for line in chunk:
                 event = parse_event(line)
                 if event is None:
@@ -94,7 +100,10 @@ class RunFollower:
                     text = describe_event(event)
                     if text:
                         lines.append(text)
-        exited = not alive and not self._starting()
+            if count >= CHUNKS_PER_POLL:
+                caught_up = False
+                break
+        exited = caught_up and not alive and not self._starting()
         if exited and not self.state.finished:
             self.state.phase = "failed"
             self.state.error_message = "The trainer stopped without a final event (killed, or it crashed)."
@@ -105,7 +114,7 @@ class RunFollower:
         for flag in flags:
             lines.append(f"red flag: {flag.title} — {flag.advice}")
         series = self.history.series(self.plot_width) if grew else None
-        return FollowBatch(self.state.snapshot(), list(lines), flags, series, exited)
+        return FollowBatch(self.state.snapshot(), list(lines), flags, series, exited, caught_up)
 
     def _starting(self) -> bool:
         # A folder that was just made may have neither a pid nor events for a moment.

@@ -137,7 +137,8 @@ class RunMonitor(Vertical):
                 self.post_message(self.Polled(batch))
             if batch.exited:
                 return
-            time.sleep(POLL_SECONDS)
+            if batch.caught_up:
+                time.sleep(POLL_SECONDS)
 
     def on_run_monitor_polled(self, message: Polled) -> None:
         batch = message.batch

@@ -76,7 +76,7 @@ def test_a_process_that_died_without_a_final_event_is_reported_failed_with_its_o
     assert batch.log_lines[-1] == "│ MemoryError"
 
 
-def test_a_long_history_is_replayed_in_bounded_memory_and_bounded_log(tmp_path):
+def test_a_long_history_is_replayed_in_bounded_memory_and_bounded_log(tmp_path, monkeypatch):
     run = make_run(tmp_path)
     total = 50_000
     with EventWriter(run.events) as events:
@@ -87,14 +87,36 @@ def test_a_long_history_is_replayed_in_bounded_memory_and_bounded_log(tmp_path):
             if step % 10 == 0:
                 events.emit("epoch", epoch=step // 10, epochs=total // 10, step=step, mean_loss=0.1)
         events.emit("done", step=total, total_steps=total, output="x", seconds=1.0)
+    # One 1 MiB chunk per poll: the replay takes several polls, each showing the run further on.
+    monkeypatch.setattr("loratui.run_follower.CHUNKS_PER_POLL", 1)
     follower = RunFollower(run)
     follower.plot_width = 100
+    steps_seen, lines = [], []
     batch = follower.poll()
-    assert batch.state.phase == "done" and batch.state.step == total
-    assert len(batch.log_lines) == MAX_LINES_PER_POLL  # 5,000 epoch lines: only the newest are handed over
-    assert batch.log_lines[-1].endswith("done in 0:01: x")
-    assert len(batch.series) <= 100 and batch.series.steps[0] <= total / 100 and batch.series.steps[-1] >= total - total / 100
+    while not batch.caught_up:
+        assert not batch.exited
+        steps_seen.append(batch.state.step)
+        lines += batch.log_lines
+        batch = follower.poll()
+    lines += batch.log_lines
+    assert len(steps_seen) >= 3 and steps_seen == sorted(steps_seen)
+    assert batch.exited and batch.state.phase == "done" and batch.state.step == total
+    assert lines[-1].endswith("done in 0:01: x")
+    series = follower.history.series(follower.plot_width)
+    assert len(series) <= 100 and series.steps[0] <= total / 100 and series.steps[-1] >= total - total / 100
     assert follower.history.bucket_count <= follower.history.capacity
+
+
+def test_one_poll_hands_over_only_the_newest_log_lines(tmp_path):
+    run = make_run(tmp_path)
+    with EventWriter(run.events) as events:
+        for epoch in range(1, 5001):
+            events.emit("epoch", epoch=epoch, epochs=5000, step=epoch, mean_loss=0.1)
+        events.emit("done", step=5000, total_steps=5000, output="x", seconds=1.0)
+    batch = RunFollower(run).poll()
+    assert len(batch.log_lines) == MAX_LINES_PER_POLL
+    assert "epoch 5000/5000" in batch.log_lines[-2] and "done in" in batch.log_lines[-1]
+    assert f"epoch {5000 - MAX_LINES_PER_POLL + 2}/5000" in batch.log_lines[0]
 
 
 def test_a_resumed_process_continues_the_same_history(tmp_path):
