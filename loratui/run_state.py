@@ -33,6 +33,8 @@ class RunState:
     """A smoothed step time (exponential moving average)."""
     message: str = ""
     """The latest human-readable status line."""
+    plan_message: str = ""
+    """What the start event said about the plan (shown again once sampling is over)."""
     output: str | None = None
     """The finished LoRA, once written."""
     last_checkpoint: str | None = None
@@ -91,10 +93,13 @@ class RunState:
         self.total_steps = event.get("total_steps", 0)
         self.epochs = event.get("epochs", 0)
         self.device = event.get("device", "")
-        self.message = (f"{event.get('images')} images · {event.get('total_steps')} steps on "
-                        f"{event.get('device')} ({event.get('precision')})")
+        self.message = self.plan_message = (f"{event.get('images')} images · {event.get('total_steps')} steps on "
+                                            f"{event.get('device')} ({event.get('precision')})")
 
     def _on_step(self, event: dict[str, Any]) -> None:
+        if self.phase != "training":
+            # Back from sampling (or a resumed start): the plan is the line worth showing again.
+            self.message = self.plan_message or self.message
         self.phase = "training"
         self.step = event.get("step", self.step)
         self.total_steps = event.get("total_steps", self.total_steps)

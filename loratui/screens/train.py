@@ -95,7 +95,9 @@ class TrainScreen(Screen):
         if workspace.path is not None and not path_box.has_focus:
             path_box.value = str(workspace.path)
         if workspace.path is None:
-            summary.update("Type the path of a config and press Enter (`loratui demo` makes one to try).")
+            following = f"Following {self.run.root}. " if self.run is not None else ""
+            summary.update(f"{following}Type the path of a config and press Enter to start a run "
+                           "(`loratui demo` makes one to try).")
             return
         assessment = workspace.assessment
         if assessment is None or workspace.assessed_version != workspace.version:
@@ -175,6 +177,7 @@ class TrainScreen(Screen):
         self.monitor.follow(RunPaths(Path(root).resolve()))
         self.monitor.write(f"following {root}")
         self.refresh_bindings()
+        self.show_workspace(self.workspace)
 
     def _live(self) -> bool:
         """True while the followed run's process is running."""

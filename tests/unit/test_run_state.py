@@ -51,3 +51,21 @@ def test_log_lines():
     assert "error (nan)" in describe_event({"type": "error", "code": "nan", "message": "m", "advice": "a"})
     assert "guide's formula: 100" in describe_event(next(e for e in _events() if e["type"] == "start"))
     assert format_duration(3725) == "1:02:05" and format_duration(65) == "1:05" and format_duration(None) == "--:--"
+
+
+def test_sampling_shows_while_it_runs_and_the_plan_returns_with_the_next_step():
+    state = RunState()
+    for event in _events():
+        state.apply(event)
+    plan = state.message
+    state.apply({"type": "status", "time": 60, "phase": "sampling", "message": "Drawing 4 sample images",
+                 "current": 0, "total": 4})
+    assert state.phase == "sampling" and "Drawing 4 sample images" in state.message
+    for strength in (0.7, 1.0):
+        state.apply({"type": "sample", "time": 61, "step": 50, "path": f"p00-w{strength}.png", "strength": strength})
+    state.apply({"type": "step", "time": 62, "step": 51, "total_steps": 100, "epoch": 2, "loss": 0.2, "lr": 1e-4,
+                 "seconds_per_step": 0.5})
+    assert state.phase == "training" and state.message == plan
+    assert [s["path"] for s in state.samples] == ["p00-w0.7.png", "p00-w1.0.png"]
+    state.apply({"type": "sample", "time": 90, "step": 80, "path": "new.png", "strength": 1.0})
+    assert [s["path"] for s in state.samples] == ["new.png"]  # a new round replaces the old one
