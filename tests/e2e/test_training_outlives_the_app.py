@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from loratui.app import LoraTuiApp
 from loratui.demo import demo_config, write_dataset
 from loratui.runs import registered_runs
 from loratui.widgets.loss_plot import LossPlot
+from tests.trainer.helpers import wait_for
 from tests.tui.conftest import until
 from trainer.config import with_value
 from trainer.config_toml import save_config
@@ -48,14 +48,6 @@ APP_THAT_STARTS_TRAINING = textwrap.dedent("""
 """)
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
 
 def _steps_written(run: Path) -> int:
     return sum(1 for e in read_events(run / "events.jsonl") if e["type"] == "step")
@@ -70,7 +62,7 @@ async def test_killing_the_app_leaves_training_running_and_a_new_app_attaches(tm
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    cwd=tmp_path)
     try:
-        assert _wait_for(lambda: registered_runs() and _steps_written(registered_runs()[0]) >= 3, timeout=180), \
+        assert wait_for(lambda: registered_runs() and _steps_written(registered_runs()[0]) >= 3, timeout=180), \
             "the app never started a run"
         run = registered_runs()[0]
         os.kill(app_process.pid, signal.SIGKILL)
@@ -81,7 +73,7 @@ async def test_killing_the_app_leaves_training_running_and_a_new_app_attaches(tm
             app_process.kill()
 
     # Training goes on without the app, to the end.
-    assert _wait_for(lambda: any(e["type"] == "done" for e in read_events(run / "events.jsonl")), timeout=300), \
+    assert wait_for(lambda: any(e["type"] == "done" for e in read_events(run / "events.jsonl")), timeout=300), \
         (run / "trainer.log").read_text()[-3000:]
     events = read_events(run / "events.jsonl")
     total = next(e for e in events if e["type"] == "start")["total_steps"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 from PIL import Image
 from safetensors.torch import load_file
 
-from tests.trainer.helpers import new_run, of_type, train
+from tests.trainer.helpers import new_run, of_type, train, wait_for
 from trainer.control import request
 from trainer.events import read_events
 from trainer.sampling import STRENGTHS, choose_prompts, default_prompts
@@ -45,14 +44,6 @@ def _check_images(samples: list[dict], size: int) -> None:
         with Image.open(event["path"]) as image:
             assert image.size == (size, size) and image.format == "PNG"
 
-
-def _wait_for(predicate, timeout=120.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_default_prompts_put_the_trigger_word_before_the_most_common_tags():
@@ -122,10 +113,10 @@ def test_save_and_sample_requests_are_honoured_while_training_runs(tiny_sd15, da
         process = subprocess.Popen([sys.executable, "-m", "trainer", str(run.root)], stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert _wait_for(lambda: of_type(read_events(run.events), "step"))
+        assert wait_for(lambda: of_type(read_events(run.events), "step"))
         request(run.root, "save")
         request(run.root, "sample")
-        assert _wait_for(lambda: len(of_type(read_events(run.events), "sample")) == len(STRENGTHS)
+        assert wait_for(lambda: len(of_type(read_events(run.events), "sample")) == len(STRENGTHS)
                          and of_type(read_events(run.events), "checkpoint"))
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0

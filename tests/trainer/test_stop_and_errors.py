@@ -5,24 +5,15 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from safetensors.torch import load_file
 
-from tests.trainer.helpers import new_run, of_type, train
+from tests.trainer.helpers import new_run, of_type, train, wait_for
 from trainer.events import read_events
 
 pytestmark = pytest.mark.slow
 
-
-def _wait_for(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -33,7 +24,7 @@ def test_a_stop_signal_finishes_the_step_saves_and_exits_cleanly(signum, tiny_sd
         process = subprocess.Popen([sys.executable, "-m", "trainer", str(run.root)], stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert _wait_for(lambda: len(of_type(read_events(run.events), "step")) >= 3)
+        assert wait_for(lambda: len(of_type(read_events(run.events), "step")) >= 3)
         # A second trainer on the same run folder is refused instead of interleaving events.
         second = subprocess.run([sys.executable, "-m", "trainer", str(run.root)], capture_output=True, text=True,
                                 stdin=subprocess.DEVNULL, timeout=60)
@@ -95,7 +86,7 @@ def test_a_stop_while_images_are_encoded_ends_at_once_without_training(tiny_sd15
         process = subprocess.Popen([sys.executable, "-m", "trainer", str(run.root)], stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert _wait_for(lambda: any(e.get("phase") == "caching" for e in read_events(run.events)))
+        assert wait_for(lambda: any(e.get("phase") == "caching" for e in read_events(run.events)))
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
