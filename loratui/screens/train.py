@@ -95,7 +95,7 @@ class TrainScreen(Screen):
         if workspace.path is not None and not path_box.has_focus:
             path_box.value = str(workspace.path)
         if workspace.path is None:
-            following = f"Following {self.run.root}. " if self.run is not None else ""
+            following = f"Following {self.run.root.name}. " if self.run is not None else ""
             summary.update(f"{following}Type the path of a config and press Enter to start a run "
                            "(`loratui demo` makes one to try).")
             return

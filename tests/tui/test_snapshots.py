@@ -49,9 +49,11 @@ def _finished_run(folder):
     import random
 
     from trainer.config import Config, with_value
-    from trainer.rundir import create_run_dir
+    from trainer.rundir import RunPaths, create_run_dir
 
-    run = create_run_dir(with_value(Config(), "output.dir", str(folder)))
+    # A fixed folder name (the screen shows it), whatever the clock and the time zone.
+    made = create_run_dir(with_value(Config(), "output.dir", str(folder)))
+    run = RunPaths(made.root.rename(folder / "lora-fixed"))
     rng = random.Random(3)
     lines = [{"type": "start", "time": 1000.0, "total_steps": 400, "epochs": 4, "device": "cpu", "images": 20,
               "batches_per_epoch": 100, "formula_steps": 400, "precision": "fp32", "resolution": 512}]
