@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from loratui.demo import write_dataset
 from trainer.config import Config, with_value
@@ -27,6 +28,20 @@ async def until(pilot, predicate, timeout: float = 30.0) -> bool:
             return True
         await pilot.pause(0.05)
     return False
+
+
+async def steady_cursors(pilot) -> None:
+    """Stop every input's cursor blinking and show it only where the focus is, for snapshots.
+
+    A blink timer tick that lands between focusing and the screenshot would otherwise decide
+    whether the cursor shows (it did, on a CI machine).
+    """
+    for box in pilot.app.query(Input):
+        box.cursor_blink = False
+    await pilot.pause(0.2)
+    for box in pilot.app.query(Input):
+        box._cursor_visible = box.has_focus  # Textual keeps this private; no public way to pin it
+    await pilot.pause(0.1)
 
 
 @pytest.fixture

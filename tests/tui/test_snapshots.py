@@ -7,10 +7,9 @@ Regenerate after a deliberate change with ``python -m pytest tests/tui/test_snap
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Input
 
 from loratui.app import LoraTuiApp
-from tests.tui.conftest import assessed, until
+from tests.tui.conftest import assessed, steady_cursors, until
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
@@ -20,9 +19,7 @@ def test_screen_snapshot(snap_compare, light_workspace, mode, size):
 
     async def settle(pilot):
         assert await until(pilot, lambda: assessed(app))
-        for box in app.query(Input):
-            box.cursor_blink = False
-        await pilot.pause(0.2)
+        await steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=settle)
 
@@ -36,9 +33,8 @@ def test_setup_snapshot_with_a_danger_inline(snap_compare, light_workspace):
         assert await until(pilot, lambda: assessed(app))
         await pilot.pause(0.2)
         app.screen.focus_setting("optimizer.unet_lr")
-        for box in app.query(Input):
-            box.cursor_blink = False
-        await pilot.pause(0.3)
+        await pilot.pause(0.2)
+        await steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=risky_rate)
 
@@ -80,8 +76,6 @@ def test_monitor_snapshot(snap_compare, tmp_path, size):
         await pilot.press("p")
         plot = app.screen.query_one(LossPlot)
         assert await until(pilot, lambda: "smoothed" in plot.shown.plain)
-        for box in app.query(Input):
-            box.cursor_blink = False
-        await pilot.pause(0.2)
+        await steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=plotted)
