@@ -7,6 +7,7 @@
     loratui check CONFIG [--set …] [--format json]   the guide's advice on a config, before renting
     loratui runs [DIR …] [--format json]             every run: state, steps, last loss, output
     loratui attach [RUN]                             open the app on a run (the newest live one)
+    loratui dataset scan DIR [--format json]         what will go wrong with a dataset folder (changes nothing)
 
 Every problem with the input is printed as one line naming the file or setting, and the exit
 status is non-zero; nothing is written until the config and the files it names check out.
@@ -37,7 +38,8 @@ def _app_parser() -> argparse.ArgumentParser:
                "  resume  continue a stopped or interrupted run from its last checkpoint\n"
                "  check   the guide's warnings and fixes for a config (exit 1 on a danger)\n"
                "  runs    list runs: running, finished, stopped or failed\n"
-               "  attach  open the app on a run (after an SSH drop: the run kept going)\n\n"
+               "  attach  open the app on a run (after an SSH drop: the run kept going)\n"
+               "  dataset check a dataset folder: `loratui dataset scan DIR` (changes nothing)\n\n"
                "`loratui COMMAND --help` tells more.", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", type=Path,
                         help=f"the training config to open (default: ./{DEFAULT_CONFIG} when it exists)")
@@ -320,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] == "dataset":
+        from loratui.cli_dataset import dataset_main
+        return dataset_main(argv[1:])
     if argv and argv[0] == "demo":
         args = _demo_parser().parse_args(argv[1:])
         return cmd_demo(args.dir, args.headless)

@@ -14,7 +14,7 @@ HEAVY = {"torch", "diffusers", "transformers", "peft", "lycoris", "bitsandbytes"
          "onnxruntime"}
 CONTRACT = ["trainer.config", "trainer.config_toml", "trainer.events", "trainer.plan", "trainer.rundir",
             "trainer.captions", "trainer.preflight", "trainer.fileio", "trainer.errors",
-            "trainer.networks.naming"]
+            "trainer.networks.naming", "trainer.tagging.jobs"]
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -56,7 +56,8 @@ def test_contract_modules_load_no_torch():
 
 
 def test_the_trainer_loads_no_textual():
-    loaded = _loaded_after("import trainer.__main__, trainer.loop, trainer.tiny")
+    loaded = _loaded_after("import trainer.__main__, trainer.loop, trainer.tiny, trainer.tagging.__main__, "
+                           "trainer.tagging.wd14, trainer.tagging.blip, trainer.tagging.tiny")
     assert "torch" in loaded
     assert "textual" not in loaded
 
