@@ -1,8 +1,9 @@
-"""The loratui Textual app: three screens over one shared workspace.
+"""The loratui Textual app: four screens over one shared workspace, in the guide's order.
 
 - Checklist (F1): the guide's quick-start checklist, ticked from the real state.
-- Setup (F2): every setting with the guide's advice inline.
-- Train (F3): start the run and follow it.
+- Dataset (F2): scan the images, fix captions and tags, auto-caption.
+- Setup (F3): every setting with the guide's advice inline.
+- Train (F4): start the run and monitor it.
 
 The app owns the workspace (the config being worked on) and is the one place that changes it:
 screens call ``change_setting``, ``apply_fix`` and friends, then everyone hears about the new
@@ -23,7 +24,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from loratui.presets import Preset
 from loratui.rules import Fix
-from loratui.screens import ChecklistScreen, HelpScreen, SetupScreen, TrainScreen
+from loratui.screens import ChecklistScreen, DatasetScreen, HelpScreen, SetupScreen, TrainScreen
 from loratui.themes import LORATUI_THEME, STYLESHEET
 from loratui.workspace import Workspace
 from trainer.config_toml import ConfigFileError
@@ -43,11 +44,12 @@ class LoraTuiApp(App):
 
     TITLE = "loratui"
     CSS_PATH = STYLESHEET
-    MODES = {"checklist": ChecklistScreen, "setup": SetupScreen, "train": TrainScreen}
+    MODES = {"checklist": ChecklistScreen, "dataset": DatasetScreen, "setup": SetupScreen, "train": TrainScreen}
     BINDINGS = [
         Binding("f1", "switch_mode('checklist')", "Checklist", id="mode-checklist", priority=True),
-        Binding("f2", "switch_mode('setup')", "Setup", id="mode-setup", priority=True),
-        Binding("f3", "switch_mode('train')", "Train", id="mode-train", priority=True),
+        Binding("f2", "switch_mode('dataset')", "Dataset", id="mode-dataset", priority=True),
+        Binding("f3", "switch_mode('setup')", "Setup", id="mode-setup", priority=True),
+        Binding("f4", "switch_mode('train')", "Train", id="mode-train", priority=True),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
     ]

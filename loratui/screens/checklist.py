@@ -16,6 +16,9 @@ from loratui.checklist import SECTIONS, checklist
 from loratui.summary import summary_line
 from loratui.workspace import Workspace
 
+DATASET_TARGETS = ("dataset.path", "dataset.trigger_word")
+"""Checklist items fixed on the dataset screen rather than by a setting."""
+
 
 class ChecklistScreen(Screen):
     """Before you start · Safe first run · Feeling fancy."""
@@ -24,7 +27,7 @@ class ChecklistScreen(Screen):
         yield Header()
         yield Static("", id="checklist-summary", markup=False)
         yield OptionList(id="checklist")
-        yield Static("Enter: go to the setting that fixes an item · F2 settings · F3 train · ? help",
+        yield Static("Enter: go to the setting that fixes an item · F2 dataset · F3 settings · F4 train · ? help",
                      id="checklist-hint", markup=False)
         yield Footer()
 
@@ -65,7 +68,11 @@ class ChecklistScreen(Screen):
         if target == "advanced":
             self.app.workspace.advanced = True
             self.app.workspace_changed.publish(self.app.workspace)
-            self.notify("Advanced mode is on: the settings screen (F2) shows every setting.")
+            self.notify("Advanced mode is on: the settings screen (F3) shows every setting.")
+            return
+        if target in DATASET_TARGETS:
+            # Images and captions are fixed on the dataset screen, not by a setting.
+            self.app.switch_mode("dataset")
             return
         self.app.switch_mode("setup")
         self.app.call_after_refresh(lambda: self.app.screen.focus_setting(target))

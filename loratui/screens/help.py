@@ -13,10 +13,20 @@ KEYS = {
     "setup": ("- **ctrl+f**: apply the fix shown under the focused setting\n- **ctrl+s**: save the config "
               "(the first save keeps the old file as `.bak`)\n- **ctrl+o**: open another config\n"
               "- **ctrl+t**: start training\n"
-              "- **F4**: show every setting (advanced) or the proven ones only\n- **Tab / shift+Tab**: next "
+              "- **F5**: show every setting (advanced) or the proven ones only\n- **Tab / shift+Tab**: next "
               "and previous setting\n"),
-    "train": ("- **s**: start training\n- **r**: resume a stopped run\n- **ctrl+r**: read the config file again\n"
-              "- **Esc**: leave the config-path field\n"),
+    "dataset": ("- **ctrl+o**: pick the dataset folder · **ctrl+r**: scan it again\n"
+                "- **1 / 2 / 3**: problems · images with their captions · tag table\n"
+                "- **Enter** on a problem: open its image and caption · **Enter** on an image: edit its caption, "
+                "**ctrl+s** saves it, **Esc** leaves the editor\n"
+                "- **t**: trigger word first in every caption · **d** / **e**: remove / replace the highlighted tag "
+                "everywhere · **m**: remove repeated tags · **o**: sort tags\n"
+                "- **w**: auto-caption (WD14 or BLIP) · **k**: stop it\n"
+                "- **u**: undo the last caption change (every change is backed up first)\n"),
+    "train": ("- **s**: start training · **x**: stop (asks first; it saves) · **r**: resume a stopped run\n"
+              "- **c**: save a checkpoint now · **g**: draw sample images now\n"
+              "- **p / l / v**: loss plot · log · sample images · **a**: every run, to follow one\n"
+              "- **ctrl+r**: read the config file again · **Esc**: leave the config-path field\n"),
 }
 
 TROUBLESHOOTING = """\
@@ -53,6 +63,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         keys = KEYS.get(self.mode, "")
-        common = "- **F1** checklist · **F2** settings · **F3** train · **ctrl+p** command palette · **ctrl+q** quit\n"
+        common = ("- **F1** checklist · **F2** dataset · **F3** settings · **F4** train · **ctrl+p** command palette · "
+                  "**ctrl+q** quit\n")
         with VerticalScroll(id="help"):
             yield Markdown(f"## Keys\n{keys}{common}\n## Troubleshooting\n{TROUBLESHOOTING}")

@@ -34,7 +34,7 @@ class SetupScreen(Screen):
         Binding("ctrl+s", "save", "Save", id="save-config", priority=True),
         Binding("ctrl+o", "open", "Open", id="open-config", priority=True),
         Binding("ctrl+t", "train", "Train", id="train-from-setup", priority=True),
-        Binding("f4", "toggle_advanced", "Advanced", id="toggle-advanced"),
+        Binding("f5", "toggle_advanced", "Advanced", id="toggle-advanced"),
     ]
     """Keys of the form (shown in the footer and the command palette)."""
 
@@ -92,7 +92,7 @@ class SetupScreen(Screen):
         lines = [f"{MARKS['error']} {p}" for p in others]
         lines += [f"{MARKS[f.severity]} {f.field}: {f.message}" for f in hidden]
         self.query_one("#hidden-advice", Static).update(
-            ("Advice about advanced settings (F4 shows them) and other problems:\n" + "\n".join(lines)) if lines else "")
+            ("Advice about advanced settings (F5 shows them) and other problems:\n" + "\n".join(lines)) if lines else "")
         with self.query_one("#preset", Select).prevent(Select.Changed):
             self.query_one("#preset", Select).value = preset.id if preset else Select.NULL
         count = len(differences)

@@ -140,9 +140,11 @@ class SampleView(Widget):
     """The textual-image widget class for real pixels (set by ``enable_terminal_graphics``), or None."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None,
-                 graphics: type[Widget] | None = None) -> None:
-        """``graphics``: a textual-image widget class to use instead of half-blocks (default: the detected one)."""
+                 graphics: type[Widget] | None = None, empty_text: str = EMPTY_TEXT) -> None:
+        """``graphics``: a textual-image widget class to use instead of half-blocks (default: the detected one).
+        ``empty_text``: what shows while there is no picture."""
         super().__init__(id=id, classes=classes)
+        self.empty_text = empty_text
         self.paths: list[Path] = []
         """The pictures on show, oldest first (for reading; call ``show_images`` to change them)."""
         self.caption = ""
@@ -153,7 +155,7 @@ class SampleView(Widget):
         self.add_class("-empty")
 
     def compose(self) -> ComposeResult:
-        yield _Picture(EMPTY_TEXT, id="sample-picture", markup=False)
+        yield _Picture(self.empty_text, id="sample-picture", markup=False)
         yield Horizontal(id="sample-graphics")
         yield Label("", id="sample-caption", markup=False)
 
@@ -171,7 +173,7 @@ class SampleView(Widget):
         self.set_class(bool(self.paths) and self._graphics is not None, "-graphics")
         if not self.paths:
             self._drawn += 1
-            self.query_one("#sample-picture", Static).update(EMPTY_TEXT)
+            self.query_one("#sample-picture", Static).update(self.empty_text)
             self.query_one("#sample-graphics").remove_children()
             return
         # After the refresh: the caption line just (dis)appeared, so the picture's room is not final yet.

@@ -95,7 +95,7 @@ async def test_advanced_mode_shows_every_setting(light_workspace):
         screen = app.screen
         advanced = screen.query_one("#field-training-min_snr_gamma", SettingField)
         assert not advanced.display
-        await pilot.press("f4")
+        await pilot.press("f5")
         await pilot.pause(0.1)
         assert advanced.display
         assert app.workspace.advanced

@@ -7,6 +7,7 @@ Regenerate after a deliberate change with ``python -m pytest tests/tui/test_snap
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Input
 
 from loratui.app import LoraTuiApp
 from tests.tui.conftest import assessed, steady_cursors, until
@@ -79,3 +80,21 @@ def test_monitor_snapshot(snap_compare, tmp_path, size):
         await steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=plotted)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_dataset_snapshot(snap_compare, light_workspace, size):
+    app = LoraTuiApp(light_workspace, gpus=[], mode="dataset", offer_live_runs=False)
+
+    async def images_tab(pilot):
+        # Scanned with the settings of the assessed config (the resolution follows the model's architecture).
+        assert await until(pilot, lambda: assessed(app) and app.screen.report is not None
+                           and app.screen.report.settings["resolution"] == 768)
+        # The box holds the absolute path of pytest's temporary folder; show it as the config writes it.
+        app.screen.query_one("#dataset-path", Input).value = "dataset"
+        await pilot.press("2")
+        assert await until(pilot, lambda: app.screen.editing is not None)
+        await pilot.pause(0.5)  # the picture is drawn in a worker
+        await steady_cursors(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=images_tab)

@@ -121,7 +121,10 @@ async def test_from_the_checklist_to_a_started_run_with_the_keyboard_alone(works
     async with app.run_test(size=(80, 24)) as pilot:
         assert app.current_mode == "checklist"  # a new workspace opens on the checklist
         assert await until(pilot, lambda: assessed(app), timeout=20)
-        await pilot.press("down", "enter")  # the first item: go and fix it in the settings
+        await pilot.press("down", "enter")  # the first item (the dataset's size): off to the dataset screen
+        assert await until(pilot, lambda: app.current_mode == "dataset", timeout=10)
+        assert await until(pilot, lambda: app.screen.report is not None, timeout=20)
+        await pilot.press("f3")  # then the settings, in the guide's order
         assert await until(pilot, lambda: app.current_mode == "setup", timeout=10)
         await pilot.press("ctrl+t")  # train from the settings screen
         assert await until(pilot, lambda: app.current_mode == "train", timeout=10)
