@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -20,21 +19,8 @@ from trainer.errors import OOM_ADVICE, TrainerError
 from trainer.events import EventWriter
 from trainer.preflight import preflight
 from trainer.quiet import quiet_libraries
+from trainer.stop import StopRequest, install_stop_handlers
 from trainer.rundir import RunPaths, pid_alive, read_pid, write_pid
-
-
-def _install_signal_handlers(stop) -> None:
-    def request_stop(signum, frame):
-        if stop.requested:  # a second Ctrl-C means "now"
-            raise KeyboardInterrupt
-        stop.requested = True
-        stop.reason = signal.Signals(signum).name
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    # A dropped SSH link must never end a run, even if the process was started without setsid.
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -90,10 +76,10 @@ def _run(paths: RunPaths, events: EventWriter, resume: bool) -> int:
                     advice=f"The LoRA is {paths.final_lora(config.output.name)}.")
         return 2
 
-    from trainer.loop import StopRequest, run_training  # torch is imported from here on
+    from trainer.loop import run_training  # torch is imported from here on
 
     stop = StopRequest()
-    _install_signal_handlers(stop)
+    install_stop_handlers(stop)
     try:
         run_training(config, paths, events, stop, checked.scan, resume=resume)
         return 0

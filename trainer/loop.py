@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,19 +27,12 @@ from trainer.optim import build_optimizer, build_scheduler
 from trainer.plan import DatasetScan, count_batches, epoch_batches
 from trainer.rundir import RunPaths
 from trainer.sampling import Sampler, SampleSettings, choose_prompts
+from trainer.stop import StopRequest
 from trainer.state import Fingerprint, Progress, load_state, restore, save_state
 from trainer.step import TextEmbeddingCache, apply_update, choose_precision, diffusion_loss, encode_captions
 
 NAN_PATIENCE = 3
 """Consecutive non-finite losses tolerated (their updates are skipped) before the run stops."""
-
-
-@dataclass
-class StopRequest:
-    """Set from a signal handler; the loop checks it after every step."""
-
-    requested: bool = False
-    reason: str = ""
 
 
 class _StoppedBeforeTraining(Exception):

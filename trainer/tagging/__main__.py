@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -35,22 +34,10 @@ from pathlib import Path
 from trainer.events import EventWriter
 from trainer.quiet import quiet_libraries
 from trainer.rundir import pid_alive
-from trainer.tagging.job import StopRequest, run_job
+from trainer.stop import StopRequest, install_stop_handlers
+from trainer.tagging.job import run_job
 from trainer.tagging.jobs import JobPaths, read_pid
 from trainer.fileio import atomic_write_text
-
-
-def _install_signal_handlers(stop: StopRequest) -> None:
-    def request_stop(signum, frame):
-        if stop.requested:  # a second Ctrl-C means "now"
-            raise KeyboardInterrupt
-        stop.requested = True
-        stop.reason = signal.Signals(signum).name
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     quiet_libraries()
     stop = StopRequest()
-    _install_signal_handlers(stop)
+    install_stop_handlers(stop)
     atomic_write_text(paths.pid, f"{os.getpid()}\n")
     events = EventWriter(paths.events)
     try:

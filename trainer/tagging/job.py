@@ -35,14 +35,7 @@ from trainer.captions import join_tags, split_tags, with_trigger
 from trainer.events import EventWriter
 from trainer.plan import IMAGE_EXTENSIONS, scan_dataset
 from trainer.tagging.jobs import DEFAULT_MODELS, MODEL_NAMES, JobPaths, TagJob, TaggingError, read_job
-
-
-@dataclass
-class StopRequest:
-    """Set by the signal handler; the job looks at it between images."""
-
-    requested: bool = False
-    reason: str = ""
+from trainer.stop import StopRequest
 
 
 def _tag_key(tag: str) -> str:

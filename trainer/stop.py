@@ -1,0 +1,34 @@
+"""Stopping a child process gracefully (the trainer, a tagging job): signals set a flag it checks.
+
+SIGTERM or Ctrl-C asks for a stop, which the process honours at its next safe point (after a
+step, between images) so its work is saved; a second one means "now". SIGHUP is ignored: a
+dropped SSH link must never end the work, even if the process was started without setsid.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+
+
+@dataclass
+class StopRequest:
+    """Set from a signal handler; the work looks at it at each safe point."""
+
+    requested: bool = False
+    reason: str = ""
+    """The signal's name (``SIGTERM``, ``SIGINT``)."""
+
+
+def install_stop_handlers(stop: StopRequest) -> None:
+    """Route SIGTERM and SIGINT to ``stop`` (a second one raises KeyboardInterrupt); ignore SIGHUP."""
+    def request_stop(signum, frame):
+        if stop.requested:  # a second Ctrl-C means "now"
+            raise KeyboardInterrupt
+        stop.requested = True
+        stop.reason = signal.Signals(signum).name
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
