@@ -77,8 +77,18 @@ SAVERS = (("training.gradient_checkpointing", True, "turn on gradient checkpoint
 def _vram(config: Config, arch: str, resolution: int) -> VramEstimate:
     optimizer = config.optimizer.name if config.optimizer.name in ("adamw", "adamw8bit") else "adamw"
     return vram_estimate(arch, resolution, config.training.batch_size, config.training.gradient_checkpointing,
-                         config.training.mixed_precision, optimizer, config.network.type, config.network.dim,
+                         config.training.mixed_precision, optimizer, _estimated_type(config), config.network.dim,
                          config.network.conv_dim, config.optimizer.text_encoder_lr > 0, config.dataset.flip)
+
+
+def _estimated_type(config: Config) -> str:
+    """The measured network type the estimates use for ``config``'s.
+
+    The size and memory tables cover LoRA and LoCon; a LyCORIS type is estimated as the one that
+    adapts the same layers (LoHa and LoKr adapt the convolutions, like LoCon), so its figures are
+    approximate: LoHa files are about twice a LoCon's, LoKr and (IA)³ ones much smaller.
+    """
+    return "locon" if config.network.type in ("locon", "loha", "lokr") else "lora"
 
 
 def _savers(config: Config, arch: str, resolution: int, gpu: GpuInfo) -> Fix | None:
@@ -104,7 +114,7 @@ def estimate(config: Config, arch: str, plan: StepPlan | None, gpus: list[GpuInf
     """File size, memory, fit and duration of a run of ``config`` on this machine's first GPU."""
     resolution = effective_resolution(config, arch)
     network = config.network
-    size = lora_file_size(arch, network.type, network.dim, network.alpha, network.conv_dim, network.conv_alpha,
+    size = lora_file_size(arch, _estimated_type(config), network.dim, network.alpha, network.conv_dim, network.conv_alpha,
                           config.optimizer.text_encoder_lr > 0, config.output.save_precision,
                           metadata_bytes(tag_frequency))
     vram = _vram(config, arch, resolution)

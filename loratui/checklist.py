@@ -104,6 +104,24 @@ def _advanced(ws: Workspace) -> tuple[bool, str]:
     return (True, "") if ws.advanced else (False, "Basic mode shows the proven settings only.")
 
 
+def _dora(ws: Workspace) -> tuple[bool, str]:
+    if ws.config.network.dora:
+        return True, ""
+    return False, "DoRA is off (network.dora); it works with the lora, locon, loha and lokr types."
+
+
+def _came(ws: Workspace) -> tuple[bool, str]:
+    if ws.config.optimizer.name == "came":
+        return True, ""
+    return False, "CAME needs less memory than AdamW and trains reliably; it runs at about 2e-4."
+
+
+def _rex(ws: Workspace) -> tuple[bool, str]:
+    if ws.config.scheduler.name == "rex":
+        return True, ""
+    return False, "REX drops the rate quickly at first and slowly at the end; it pairs with CAME."
+
+
 def _later(what: str) -> Callable[[Workspace], tuple[bool, str]]:
     return lambda ws: (False, f"{what} comes with a later version of loratui.")
 
@@ -117,9 +135,9 @@ ITEMS: tuple[Item, ...] = (
     Item(SECTIONS[1], "Cosine schedule, AdamW8bit optimizer", "scheduler.name", _schedule),
     Item(SECTIONS[1], "Steps calculated: 500–750", "training.epochs", _steps),
     Item(SECTIONS[2], "Advanced mode on", "advanced", _advanced),
-    Item(SECTIONS[2], "Try the CAME optimizer", "optimizer.name", _later("CAME"), available=False),
-    Item(SECTIONS[2], "Experiment with DoRA", "network.type", _later("DoRA"), available=False),
-    Item(SECTIONS[2], "Use the REX schedule", "scheduler.name", _later("REX"), available=False),
+    Item(SECTIONS[2], "Try the CAME optimizer", "optimizer.name", _came),
+    Item(SECTIONS[2], "Experiment with DoRA", "network.dora", _dora),
+    Item(SECTIONS[2], "Use the REX schedule", "scheduler.name", _rex),
 )
 """The guide's quick-start checklist, in its order."""
 

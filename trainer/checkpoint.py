@@ -17,7 +17,9 @@ from safetensors.torch import save_file
 
 from trainer.config import Config
 from trainer.fileio import atomic_write
+from trainer.networks import uses_lycoris
 from trainer.networks.lora import LoRANetwork
+from trainer.networks.lycoris_net import ALGORITHMS, CONV_TYPES, LycorisAdapterNetwork
 from trainer.optim import optimizer_description
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -29,9 +31,7 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
                       batches_per_epoch: int, tag_frequency: dict[str, int], started_at: float,
                       session_id: str) -> dict[str, str]:
     """The metadata that stays the same through a run (per-save keys are added by ``save_lora``)."""
-    network_args = {}
-    if config.network.type == "locon":
-        network_args = {"conv_dim": str(config.network.conv_dim), "conv_alpha": str(config.network.conv_alpha)}
+    network_module, network_args = _network_module_and_args(config)
     dataset_name = Path(config.dataset.path).name
     meta = {
         "ss_session_id": session_id,
@@ -50,7 +50,7 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_gradient_checkpointing": str(config.training.gradient_checkpointing),
         "ss_lr_warmup_steps": str(config.scheduler.warmup_steps),
         "ss_lr_scheduler": config.scheduler.name,
-        "ss_network_module": "networks.lora",
+        "ss_network_module": network_module,
         "ss_network_dim": str(config.network.dim),
         "ss_network_alpha": str(config.network.alpha),
         "ss_network_args": json.dumps(network_args),
@@ -85,12 +85,31 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
     return meta
 
 
+def _network_module_and_args(config: Config) -> tuple[str, dict[str, str]]:
+    """``ss_network_module`` and ``ss_network_args`` as sd-scripts writes them for this network.
+
+    LyCORIS files carry ``lycoris.kohya`` and the ``--network_args`` that trained them (all
+    strings): ``algo``, the conv rank and alpha where convolutions are adapted, ``dora_wd``.
+    A1111's and ComfyUI's LoRA browsers show these.
+    """
+    network = config.network
+    conv = {"conv_dim": str(network.conv_dim), "conv_alpha": str(network.conv_alpha)}
+    if not uses_lycoris(network):
+        return "networks.lora", conv if network.type == "locon" else {}
+    args = {"algo": ALGORITHMS[network.type]}
+    if network.type in CONV_TYPES:
+        args.update(conv)
+    if network.dora:
+        args["dora_wd"] = "True"
+    return "lycoris.kohya", args
+
+
 def new_session_id() -> str:
     """A random id shared by every file one run saves (sd-scripts' ss_session_id)."""
     return str(uuid.uuid4().int % (2 ** 31))
 
 
-def save_lora(path: Path, network: LoRANetwork, metadata: dict[str, str], *, epoch: int, step: int,
+def save_lora(path: Path, network: LoRANetwork | LycorisAdapterNetwork, metadata: dict[str, str], *, epoch: int, step: int,
               precision: str) -> Path:
     """Write the network's weights with metadata to ``path`` atomically; return the path."""
     tensors = network.kohya_state_dict(SAVE_DTYPES[precision])

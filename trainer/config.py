@@ -21,9 +21,19 @@ from typing import Any, Iterator
 CONFIG_VERSION = 1
 """The schema version written into every saved config."""
 
-SUPPORTED_NETWORKS = ("lora", "locon")
-SUPPORTED_OPTIMIZERS = ("adamw", "adamw8bit")
-SUPPORTED_SCHEDULERS = ("constant", "linear", "cosine", "cosine_with_restarts")
+SUPPORTED_NETWORKS = ("lora", "locon", "loha", "lokr", "ia3", "boft", "glora")
+DORA_NETWORKS = ("lora", "locon", "loha", "lokr")
+"""Network types that ``network.dora`` can add weight decomposition to."""
+SUPPORTED_OPTIMIZERS = ("adamw", "adamw8bit", "came", "adafactor", "prodigy", "prodigy_plus")
+SUPPORTED_SCHEDULERS = ("constant", "linear", "cosine", "cosine_with_restarts", "rex")
+LR_FREE_OPTIMIZERS = ("prodigy", "prodigy_plus")
+"""Optimizers that find their own step size: the configured rate only scales it, so it is near 1.0."""
+SCHEDULE_FREE_OPTIMIZERS = ("prodigy_plus",)
+"""Optimizers that average their own weights instead of following a schedule."""
+FUSED_OPTIMIZERS = ("adamw", "adamw8bit", "came", "adafactor", "prodigy_plus")
+"""Optimizers that can update one weight at a time inside the backward pass."""
+LR_FREE_MIN = 0.1
+"""Below this, a rate given to a learning-rate-free optimizer is a leftover AdamW value, not a scale."""
 
 
 def setting(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
@@ -90,28 +100,48 @@ class DatasetConfig:
 class NetworkConfig:
     """The LoRA network injected into the model."""
 
-    type: str = setting("lora", "`lora` adapts the attention layers; `locon` also adapts the "
-                        "convolutions (often better for styles).", choices=SUPPORTED_NETWORKS)
+    type: str = setting("lora", "`lora` adapts the attention layers: the proven choice for characters. "
+                        "`locon` also adapts the convolutions, and with `ia3` is the usual pick for styles. "
+                        "The LyCORIS types: `loha` (Hadamard product, more expressive at the same rank, for "
+                        "styles and several concepts in one file) and `lokr` (Kronecker product, very small "
+                        "files) adapt the convolutions too; `ia3` ((IA)³) only rescales the attention "
+                        "layers' outputs: tiny files, good for styles, and it wants a much higher learning "
+                        "rate; `boft` (orthogonal fine-tuning) keeps the base model's structure and is hard "
+                        "to overtrain; `glora` is a generalised LoRA. Every type but `lora` and `locon` "
+                        "saves a LyCORIS file: ComfyUI and A1111 read them (A1111 may not read `boft`), "
+                        "diffusers does not.", choices=SUPPORTED_NETWORKS)
     dim: int = setting(8, "LoRA rank: capacity and file size grow with it.", minimum=1, maximum=1024)
     alpha: float = setting(4.0, "Scales the LoRA's effect by alpha/dim; half of dim is the "
                            "guide's choice.", minimum=0.0, maximum=1024)
-    conv_dim: int = setting(8, "Rank for the convolution layers (`locon` only).", minimum=1, maximum=1024)
-    conv_alpha: float = setting(4.0, "Alpha for the convolution layers (`locon` only).",
+    conv_dim: int = setting(8, "Rank for the 3×3 convolution layers (`locon`, `loha` and `lokr`).",
+                            minimum=1, maximum=1024)
+    conv_alpha: float = setting(4.0, "Alpha for the 3×3 convolution layers (`locon`, `loha` and `lokr`).",
                                 minimum=0.0, maximum=1024)
+    dora: bool = setting(False, "DoRA: split each adapted weight into a direction and a magnitude and "
+                         "train both; often better quality than the plain type at the same rank, somewhat "
+                         "slower. Works with `lora`, `locon`, `loha` and `lokr`, and saves a LyCORIS file "
+                         "(read by A1111 and ComfyUI; diffusers reads DoRA files wrongly).")
 
 
 @dataclass
 class OptimizerConfig:
     """The optimizer and its learning rates."""
 
-    name: str = setting("adamw8bit", "`adamw8bit` (bitsandbytes, less memory) or `adamw`.",
-                        choices=SUPPORTED_OPTIMIZERS)
-    unet_lr: float = setting(5e-4, "Learning rate of the UNet's LoRA layers.", minimum=0.0, maximum=1.0)
+    name: str = setting("adamw8bit", "`adamw8bit` (bitsandbytes: the proven choice, moments in 8 bits); `adamw` "
+                        "(full-precision moments, the reference); `came` (factored moments: less memory than AdamW, "
+                        "reliable results; pairs with `rex`; a rate of about 2e-4); `adafactor` (factored moments, "
+                        "the least memory, at the given rate); `prodigy` (finds its own step size: set the rates to "
+                        "1.0); `prodigy_plus` (Prodigy with schedule-free weight averaging: rates 1.0 and a "
+                        "`constant` schedule).", choices=SUPPORTED_OPTIMIZERS)
+    unet_lr: float = setting(5e-4, "Learning rate of the UNet's LoRA layers. For `prodigy` and `prodigy_plus` a "
+                             "multiplier on the step size they find: 1.0, or down to 0.1 to train more gently.",
+                             minimum=0.0, maximum=1.0)
     text_encoder_lr: float = setting(1e-4, "Learning rate of the text encoder's LoRA layers; 0 "
                                      "leaves the text encoder untouched (and faster).",
                                      minimum=0.0, maximum=1.0)
     weight_decay: float = setting(0.01, "AdamW weight decay.", minimum=0.0, maximum=1.0)
-    max_grad_norm: float = setting(1.0, "Gradients are clipped to this norm; 0 turns clipping off.",
+    max_grad_norm: float = setting(1.0, "Gradients are clipped to this norm; 0 turns clipping off. With the fused "
+                                   "backward pass each weight tensor is clipped on its own, as sd-scripts does.",
                                    minimum=0.0, maximum=1000.0)
 
 
@@ -119,8 +149,10 @@ class OptimizerConfig:
 class SchedulerConfig:
     """How the learning rate moves during training."""
 
-    name: str = setting("cosine_with_restarts", "`constant`, `linear`, `cosine` or "
-                        "`cosine_with_restarts`.", choices=SUPPORTED_SCHEDULERS)
+    name: str = setting("cosine_with_restarts", "`constant` (the only choice for `prodigy_plus`, which averages "
+                        "instead); `linear`; `cosine`; `cosine_with_restarts` (the proven choice); `rex` (falls fast "
+                        "at first and slowly near the end, the rational REX curve; pairs with `came`). Warmup "
+                        "applies to all of them.", choices=SUPPORTED_SCHEDULERS)
     restarts: int = setting(3, "Number of cosine cycles for `cosine_with_restarts` (kohya's "
                             "lr_scheduler_num_cycles; the guide's \"3 restarts\").", minimum=1, maximum=100)
     warmup_steps: int = setting(0, "Steps over which the learning rate rises from 0 at the start.",
@@ -139,8 +171,9 @@ class TrainingConfig:
                                    choices=("no", "fp16", "bf16"))
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass: "
                                            "much less memory, about a third slower.")
-    fused_backward_pass: bool = setting(False, "Step the optimizer inside the backward pass to save "
-                                        "memory (needs batch size 1). Not available in this version yet.")
+    fused_backward_pass: bool = setting(False, "Update each weight as soon as its gradient is computed and free "
+                                        "that gradient at once, so the gradients never all exist together (less "
+                                        "memory). Needs batch size 1 and any optimizer but `prodigy`.")
     seed: int = setting(42, "Seed for noise, shuffling and initial weights; the same seed and "
                         "data give the same run.", minimum=0, maximum=2**32 - 1)
     min_snr_gamma: float = setting(0.0, "Min-SNR loss weighting: caps the weight of easy, low-noise steps "
@@ -379,15 +412,42 @@ def _cross_field_problems(config: Config) -> list[Problem]:
                                 "use 512, 768, 1024 or 0 for the architecture's own size."))
     if config.network.alpha <= 0:
         problems.append(Problem("network.alpha", "must be above 0 (alpha/dim scales the LoRA)."))
+    if config.network.dora and config.network.type in SUPPORTED_NETWORKS \
+            and config.network.type not in DORA_NETWORKS:
+        problems.append(Problem("network.dora", f"cannot be combined with network.type = "
+                                f"{config.network.type!r}; DoRA works with {', '.join(DORA_NETWORKS)}."))
     if config.optimizer.unet_lr <= 0:
         problems.append(Problem("optimizer.unet_lr", "must be above 0, or nothing is trained."))
-    if config.training.fused_backward_pass:
-        problems.append(Problem("training.fused_backward_pass",
-                                "is not available in this version yet; set it to false."))
+    problems.extend(_optimizer_problems(config))
     name = config.output.name
     if not name or any(c in name for c in "/\\\0") or name in (".", ".."):
         problems.append(Problem("output.name", f"{name!r} is not a usable file name "
                                 "(no slashes, not empty)."))
+    return problems
+
+
+def _optimizer_problems(config: Config) -> list[Problem]:
+    """Optimizer, schedule and fused-pass combinations that cannot train as configured."""
+    problems = []
+    opt = config.optimizer
+    if opt.name in LR_FREE_OPTIMIZERS:
+        # Their rate multiplies the step size they find; an AdamW-sized rate would all but stop training.
+        for key, value in (("unet_lr", opt.unet_lr), ("text_encoder_lr", opt.text_encoder_lr)):
+            if 0 < value < LR_FREE_MIN:
+                problems.append(Problem(f"optimizer.{key}", f"{opt.name} finds its own step size and expects "
+                                        f"{key} = 1.0 (at least {LR_FREE_MIN:g}); {value:g} would barely train."))
+    if opt.name in SCHEDULE_FREE_OPTIMIZERS and config.scheduler.name != "constant":
+        problems.append(Problem("scheduler.name", f"{opt.name} averages its weights in place of a schedule; "
+                                f"use constant (warmup is allowed), not {config.scheduler.name}."))
+    if config.training.fused_backward_pass:
+        if config.training.batch_size != 1:
+            problems.append(Problem("training.fused_backward_pass", "updates weights during the backward pass, "
+                                    f"which needs training.batch_size = 1 (it is {config.training.batch_size})."))
+        if opt.name not in FUSED_OPTIMIZERS:
+            # Prodigy estimates one step size from all gradients together; one weight at a time it would not.
+            problems.append(Problem("training.fused_backward_pass", f"cannot be used with {opt.name}, which needs "
+                                    f"every gradient at once to find its step size; use one of "
+                                    f"{', '.join(FUSED_OPTIMIZERS)}."))
     return problems
 
 

@@ -22,14 +22,15 @@ from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.errors import NAN_ADVICE, TrainerError
 from trainer.events import EventWriter
 from trainer.models import detect_arch, load_base_model, place_for_training, sdxl_time_ids
-from trainer.networks.lora import LoRANetwork, NetworkSpec
-from trainer.optim import build_optimizer, build_scheduler
+from trainer.fused import make_update
+from trainer.networks import build_network
+from trainer.optim import averaged_weights, build_optimizer, build_scheduler, start_training
 from trainer.plan import DatasetScan, count_batches, epoch_batches
 from trainer.rundir import RunPaths
 from trainer.sampling import Sampler, SampleSettings, choose_prompts
 from trainer.stop import StopRequest
 from trainer.state import Fingerprint, Progress, load_state, restore, save_state
-from trainer.step import TextEmbeddingCache, apply_update, choose_precision, diffusion_loss, encode_captions
+from trainer.step import TextEmbeddingCache, choose_precision, diffusion_loss, encode_captions
 
 NAN_PATIENCE = 3
 """Consecutive non-finite losses tolerated (their updates are skipped) before the run stops."""
@@ -68,9 +69,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
 
     # Network.
     train_te = config.optimizer.text_encoder_lr > 0
-    spec = NetworkSpec(config.network.dim, config.network.alpha,
-                       config.network.conv_dim if config.network.type == "locon" else 0, config.network.conv_alpha)
-    network = LoRANetwork(model.unet, model.text_encoders, arch, spec, train_te).to(precision.device)
+    network = build_network(config.network, model.unet, model.text_encoders, arch, train_te).to(precision.device)
     network.attach()
     model.unet.train()
     for encoder in model.text_encoders if train_te else []:
@@ -125,11 +124,14 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                                  started_at=started_at, session_id=new_session_id())
 
     # Optimizer and schedule.
+    fused = config.training.fused_backward_pass
     optimizer = build_optimizer(config.optimizer,
-                                network.parameter_groups(config.optimizer.unet_lr, config.optimizer.text_encoder_lr))
+                                network.parameter_groups(config.optimizer.unet_lr, config.optimizer.text_encoder_lr),
+                                fused)
     scheduler = build_scheduler(config.scheduler, optimizer, total_steps)
     scaler = torch.amp.GradScaler("cuda") if precision.weight_dtype == torch.float16 else None
     trainable = [p for p in network.parameters() if p.requires_grad]
+    update = make_update(optimizer, scaler, trainable, config.optimizer.max_grad_norm, fused)
 
     # Resume: the saved state replaces weights, optimizer, schedule, generators and position.
     done = Progress()
@@ -138,6 +140,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         done = restore(state, fingerprint=fingerprint, network=network, optimizer=optimizer, scheduler=scheduler,
                        scaler=scaler, rng=rng)
         metadata = state["metadata"]
+    start_training(optimizer)  # schedule-free optimizers: train on their training-form weights
     device_name = torch.cuda.get_device_name(precision.device) if precision.device.type == "cuda" else "cpu"
     events.emit("start", run=paths.root.name, arch=arch, device=device_name, precision=precision.name,
                 resolution=resolution, images=len(images), samples_per_epoch=sum(repeats),
@@ -147,10 +150,12 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 text_encoder_outputs_cached=text_cache is not None, resumed_from_step=done.step if resume else None)
 
     def checkpoint(path: Path, epoch: int, reason: str) -> Path:
-        # The LoRA and the state that resumes after it are saved together.
-        saved = save_lora(path, network, metadata, epoch=epoch, step=done.step, precision=config.output.save_precision)
-        save_state(paths.resume_state, progress=done, fingerprint=fingerprint, network=network,
-                   optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng=rng, metadata=metadata)
+        # The LoRA and the state that resumes after it are saved together (schedule-free: averaged weights).
+        with averaged_weights(optimizer):
+            saved = save_lora(path, network, metadata, epoch=epoch, step=done.step,
+                              precision=config.output.save_precision)
+            save_state(paths.resume_state, progress=done, fingerprint=fingerprint, network=network,
+                       optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng=rng, metadata=metadata)
         events.emit("checkpoint", epoch=epoch, step=done.step, path=str(saved), reason=reason)
         return saved
 
@@ -179,7 +184,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             loss_value = loss.item()
             if math.isfinite(loss_value):
                 done.nan_streak = 0
-                apply_update(loss, optimizer, scaler, trainable, config.optimizer.max_grad_norm)
+                update(loss)
             else:
                 # Skip this update; a run that keeps diverging is stopped with advice.
                 done.nan_streak += 1
@@ -200,8 +205,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 if action == "save" and not stop.requested:
                     checkpoint(step_checkpoint_path(), done.epoch, "requested")
                 elif action == "sample":
-                    sampler.write(f"s{done.step:06d}", epoch=done.epoch, step=done.step,
-                                  cancelled=lambda: stop.requested)
+                    with averaged_weights(optimizer):
+                        sampler.write(f"s{done.step:06d}", epoch=done.epoch, step=done.step,
+                                      cancelled=lambda: stop.requested)
             if stop.requested:
                 saved = checkpoint(step_checkpoint_path(), done.epoch, "stopped")
                 events.emit("stopped", step=done.step, total_steps=total_steps, epoch=done.epoch,
@@ -219,12 +225,14 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             prune_checkpoints(paths.checkpoints, config.output.name, config.output.keep_last_n_checkpoints)
         every = config.output.sample_every_n_epochs
         if every and (finished_epoch % every == 0 or finished_epoch == config.training.epochs):
-            sampler.write(f"e{finished_epoch:04d}", epoch=finished_epoch, step=done.step,
-                          cancelled=lambda: stop.requested)
+            with averaged_weights(optimizer):
+                sampler.write(f"e{finished_epoch:04d}", epoch=finished_epoch, step=done.step,
+                              cancelled=lambda: stop.requested)
 
-    # Save.
-    final = save_lora(paths.final_lora(config.output.name), network, metadata, epoch=config.training.epochs,
-                      step=done.step, precision=config.output.save_precision)
+    # Save (a schedule-free optimizer's averaged weights are the result).
+    with averaged_weights(optimizer):
+        final = save_lora(paths.final_lora(config.output.name), network, metadata, epoch=config.training.epochs,
+                          step=done.step, precision=config.output.save_precision)
     events.emit("done", step=done.step, total_steps=total_steps, output=str(final),
                 seconds=round(time.time() - started_at, 2))
     return final

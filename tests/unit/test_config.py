@@ -100,12 +100,14 @@ def test_integers_are_accepted_for_float_fields_and_whole_floats_for_ints():
     assert config.training.epochs == 10 and isinstance(config.training.epochs, int)
 
 
-def test_features_of_later_versions_are_refused_plainly():
+def test_fused_backward_pass_needs_batch_1_and_sampling_is_accepted():
     config = with_value(Config(), "training.fused_backward_pass", True)
     config = with_value(config, "output.sample_every_n_epochs", 2)
-    fields = {p.field for p in validate(config)}
-    assert "training.fused_backward_pass" in fields
-    assert "output.sample_every_n_epochs" not in fields  # sampling during training is available now
+    batch_4 = {p.field: p.message for p in validate(with_value(config, "training.batch_size", 4))}
+    assert "training.fused_backward_pass" in batch_4 and "batch" in batch_4["training.fused_backward_pass"]
+    batch_1 = {p.field for p in validate(with_value(config, "training.batch_size", 1))}
+    assert "training.fused_backward_pass" not in batch_1
+    assert "output.sample_every_n_epochs" not in batch_1
 
 
 def test_resolution_must_be_a_multiple_of_64():
