@@ -10,16 +10,50 @@ subprocess transport kills its child when it is closed or garbage-collected.
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from trainer.config_toml import ConfigFileError, load_config
 from trainer.rundir import RunPaths, pid_alive, read_pid, write_pid
 
 
 def trainer_command(run: RunPaths, resume: bool = False) -> list[str]:
-    """The command line of the training process for a run."""
-    return [sys.executable, "-m", "trainer", str(run.root)] + (["--resume"] if resume else [])
+    """The command line of the training process for a run.
+
+    With ``training.num_processes`` > 1 in the run's config, ``accelerate launch`` (through
+    ``trainer.launcher``, which ends a requested stop with status 0) starts that many
+    trainers (one per GPU; gloo on a machine without CUDA) and is itself the run's process: the
+    pid recorded is the launcher's, and it passes a stop on to every trainer. Its command line
+    still names the trainer, which is how a run's pid is recognised as alive.
+    """
+    trainer = ["-m", "trainer", str(run.root)] + (["--resume"] if resume else [])
+    processes = _num_processes(run)
+    if processes <= 1:
+        return [sys.executable, *trainer]
+    # --multi_gpu selects torch's process launcher, which works without GPUs too (accelerate's --cpu
+    # would start a single process). The port is a free one, so two runs on one machine do not collide.
+    return [sys.executable, "-m", "trainer.launcher", "--multi_gpu", "--num_machines", "1",
+            "--num_processes", str(processes), "--main_process_ip", "127.0.0.1",
+            "--main_process_port", str(_free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
+            *trainer]
+
+
+def _num_processes(run: RunPaths) -> int:
+    """``training.num_processes`` of the run's frozen config (1 when it cannot be read: the trainer reports why)."""
+    try:
+        config, _ = load_config(run.config)
+    except (ConfigFileError, OSError):
+        return 1
+    return max(1, int(config.training.num_processes or 1))
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on now, for the processes to meet at."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _detach_command(run: RunPaths, resume: bool = False) -> list[str]:

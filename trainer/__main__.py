@@ -2,7 +2,9 @@
 
 The process is meant to run detached: it reads nothing from stdin, writes its progress to
 RUN_DIR/events.jsonl and lets stdout/stderr (redirected to trainer.log by whoever starts it)
-carry library output and tracebacks. Exit status: 0 finished or stopped on request, 1 failed,
+carry library output and tracebacks. Under ``accelerate launch`` (``training.num_processes`` > 1)
+every process runs this entry; rank 0 alone writes events and the pid file, and the pid it
+records is the launcher's, which forwards a stop to all of them. Exit status: 0 finished or stopped on request, 1 failed,
 2 the run directory or its config is unusable.
 """
 
@@ -15,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from trainer.config_toml import ConfigFileError, load_config
+from trainer.distributed import Ranks, ranks_from_env
 from trainer.errors import OOM_ADVICE, TrainerError
 from trainer.events import EventWriter
 from trainer.preflight import preflight
@@ -29,6 +32,16 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+class _NoEvents:
+    """The events of a process other than rank 0: rank 0 reports the same run, so these go nowhere."""
+
+    def emit(self, type: str, **fields) -> dict:
+        return {"type": type, **fields}
+
+    def close(self) -> None:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="Train the LoRA a run directory describes.")
     parser.add_argument("run_dir", type=Path, help="a run directory holding config.toml")
@@ -40,22 +53,27 @@ def main(argv: list[str] | None = None) -> int:
     if not paths.config.is_file():
         print(f"{paths.config} does not exist: the run directory is incomplete.", file=sys.stderr)
         return 2
+    ranks = ranks_from_env()
+    # Under a launcher the run's process is the launcher (our parent): it is the one to stop.
+    own_pid = os.getppid() if ranks.distributed else os.getpid()
     other = read_pid(paths)
-    if other is not None and other != os.getpid() and pid_alive(other):
+    if other is not None and other not in (own_pid, os.getpid()) and pid_alive(other):
         # Two trainers on one run folder would interleave their events and overwrite files.
         print(f"{paths.root} is already being trained by process {other}.", file=sys.stderr)
         return 2
     quiet_libraries()
-    write_pid(paths, os.getpid())
+    if not ranks.main:
+        return _run(paths, _NoEvents(), args.resume, ranks)
+    write_pid(paths, own_pid)
     events = EventWriter(paths.events)
     try:
-        return _run(paths, events, args.resume)
+        return _run(paths, events, args.resume, ranks)
     finally:
         events.close()
         paths.pid.unlink(missing_ok=True)
 
 
-def _run(paths: RunPaths, events: EventWriter, resume: bool) -> int:
+def _run(paths: RunPaths, events: EventWriter, resume: bool, ranks: Ranks = Ranks()) -> int:
     try:
         config, problems = load_config(paths.config)
     except ConfigFileError as exc:
@@ -79,9 +97,9 @@ def _run(paths: RunPaths, events: EventWriter, resume: bool) -> int:
     from trainer.loop import run_training  # torch is imported from here on
 
     stop = StopRequest()
-    install_stop_handlers(stop)
+    install_stop_handlers(stop, echo_seconds=5.0 if ranks.distributed else 0.0)
     try:
-        run_training(config, paths, events, stop, checked.scan, resume=resume)
+        run_training(config, paths, events, stop, checked.scan, resume=resume, ranks=ranks)
         return 0
     except TrainerError as exc:
         events.emit("error", code=exc.code, message=exc.message, advice=exc.advice)
@@ -97,6 +115,11 @@ def _run(paths: RunPaths, events: EventWriter, resume: bool) -> int:
             events.emit("error", code="crash", message=f"{type(exc).__name__}: {exc}".splitlines()[0],
                         advice=f"This is a bug in loratui or a library; the full traceback is in {paths.log}.")
         return 1
+    finally:
+        if ranks.distributed:
+            from trainer.distributed import shutdown
+
+            shutdown()
 
 
 if __name__ == "__main__":

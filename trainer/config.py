@@ -174,6 +174,12 @@ class TrainingConfig:
     fused_backward_pass: bool = setting(False, "Update each weight as soon as its gradient is computed and free "
                                         "that gradient at once, so the gradients never all exist together (less "
                                         "memory). Needs batch size 1 and any optimizer but `prodigy`.")
+    num_processes: int = setting(1, "Training processes, one per GPU, started with `accelerate launch` "
+                                 "(data parallel: each trains on its share of the batches and they average "
+                                 "their gradients). `training.batch_size` is per process, so each step "
+                                 "trains on batch_size × num_processes images and an epoch has "
+                                 "num_processes times fewer steps. 1 trains in one ordinary process.",
+                                 minimum=1, maximum=64)
     seed: int = setting(42, "Seed for noise, shuffling and initial weights; the same seed and "
                         "data give the same run.", minimum=0, maximum=2**32 - 1)
     min_snr_gamma: float = setting(0.0, "Min-SNR loss weighting: caps the weight of easy, low-noise steps "
@@ -440,6 +446,10 @@ def _optimizer_problems(config: Config) -> list[Problem]:
         problems.append(Problem("scheduler.name", f"{opt.name} averages its weights in place of a schedule; "
                                 f"use constant (warmup is allowed), not {config.scheduler.name}."))
     if config.training.fused_backward_pass:
+        if config.training.num_processes > 1:
+            # Each weight is updated inside the backward pass, before the processes could average its gradient.
+            problems.append(Problem("training.fused_backward_pass", "cannot be used with training.num_processes "
+                                    f"> 1 (it is {config.training.num_processes})."))
         if config.training.batch_size != 1:
             problems.append(Problem("training.fused_backward_pass", "updates weights during the backward pass, "
                                     f"which needs training.batch_size = 1 (it is {config.training.batch_size})."))

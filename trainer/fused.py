@@ -77,10 +77,17 @@ class FusedBackward:
 
 
 def make_update(optimizer: torch.optim.Optimizer, scaler, params: list[torch.Tensor], max_grad_norm: float,
-                fused: bool) -> Callable[[torch.Tensor], None]:
-    """The function that turns a step's loss into an update: ordinary, or fused into the backward pass."""
+                fused: bool, after_backward: Callable[[], None] | None = None) -> Callable[[torch.Tensor], None]:
+    """The function that turns a step's loss into an update: ordinary, or fused into the backward pass.
+
+    ``after_backward`` (ordinary updates only) sees the gradients before they are used.
+    """
     if not fused:
-        return lambda loss: apply_update(loss, optimizer, scaler, params, max_grad_norm)
+        return lambda loss: apply_update(loss, optimizer, scaler, params, max_grad_norm, after_backward)
+    if after_backward is not None:
+        raise TrainerError("config", "the fused backward pass updates each weight before the processes could "
+                           "average its gradient, so it cannot train with several processes.",
+                           "Set training.num_processes = 1 or turn training.fused_backward_pass off.")
     if scaler is not None:
         raise TrainerError("config", "the fused backward pass cannot be used with fp16 loss scaling, which must "
                            "see every gradient before any update.",

@@ -7,6 +7,7 @@ requests and samples between steps) → save.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -19,6 +20,8 @@ from trainer.checkpoint import new_session_id, prune_checkpoints, save_lora, tra
 from trainer.config import Config, effective_resolution
 from trainer.control import take_requests
 from trainer.data import CachedImage, cache_latents, default_cache_dir
+from trainer import distributed
+from trainer.distributed import Ranks
 from trainer.errors import NAN_ADVICE, TrainerError
 from trainer.events import EventWriter
 from trainer.models import detect_arch, load_base_model, place_for_training, sdxl_time_ids
@@ -41,10 +44,12 @@ class _StoppedBeforeTraining(Exception):
 
 
 def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: StopRequest, scan: DatasetScan,
-                 resume: bool = False) -> Path | None:
+                 resume: bool = False, ranks: Ranks = Ranks()) -> Path | None:
     """Train the LoRA the config describes; return the final file, or None when stopped early.
 
-    With ``resume`` the run continues from the state saved with its last checkpoint.
+    With ``resume`` the run continues from the state saved with its last checkpoint. With several
+    ``ranks`` (processes started by ``accelerate launch``) each trains on its share of every epoch
+    and only rank 0 writes files; the others return None.
     """
     started_at = time.time()
     seed = config.training.seed
@@ -53,6 +58,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
 
     # Device and precision.
     precision = choose_precision(config.training.mixed_precision)
+    if ranks.distributed:
+        precision = dataclasses.replace(precision, device=distributed.init_process_group(ranks))
     arch = config.model.arch if config.model.arch != "auto" else detect_arch(config.model.base)
     resolution = effective_resolution(config, arch)
     if arch == "sdxl" and config.model.clip_skip != 1:
@@ -71,6 +78,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     train_te = config.optimizer.text_encoder_lr > 0
     network = build_network(config.network, model.unet, model.text_encoders, arch, train_te).to(precision.device)
     network.attach()
+    if ranks.distributed:
+        distributed.broadcast_parameters(network.parameters())  # the same starting LoRA in every process
     model.unet.train()
     for encoder in model.text_encoders if train_te else []:
         encoder.train()
@@ -87,12 +96,16 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         events.emit("warning", code="image_skipped", file=str(path), message=f"{path.name}: {why}; skipped.")
     cache_dir = Path(config.dataset.cache_dir or default_cache_dir()) / "latents" \
         if config.dataset.cache_latents_to_disk else None
+    if ranks.distributed and not ranks.main:
+        distributed.barrier()  # rank 0 encodes first, so the others read its disk cache instead of re-encoding
     try:
         images, report = cache_latents(scan.images, model.vae, resolution, config.dataset.buckets,
                                        config.dataset.bucket_upscale, config.dataset.flip, cache_dir, progress)
     except _StoppedBeforeTraining:
         events.emit("stopped", step=0, epoch=0, reason=stop.reason, checkpoint=None)
         return None
+    if ranks.distributed and ranks.main:
+        distributed.barrier()
     for source, why in report.skipped:
         events.emit("warning", code="image_skipped", file=str(source.path), message=f"{source.path.name} {why}; skipped.")
     if report.cache_error:
@@ -116,6 +129,12 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     repeats = [image.source.repeats for image in images]
     batch_size = config.training.batch_size
     per_epoch = count_batches(buckets, repeats, batch_size)
+    if ranks.distributed:
+        # Each process takes every world-th batch; the remainder is dropped so all take the same number of steps.
+        per_epoch //= ranks.world
+        if per_epoch == 0:
+            raise TrainerError("dataset", f"an epoch has fewer batches than the {ranks.world} training processes.",
+                               "Lower training.batch_size or training.num_processes, or add images or repeats.")
     total_steps = per_epoch * config.training.epochs
     fingerprint = Fingerprint(total_steps, per_epoch, len(images))
     tags = tag_frequency(captions)
@@ -131,7 +150,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     scheduler = build_scheduler(config.scheduler, optimizer, total_steps)
     scaler = torch.amp.GradScaler("cuda") if precision.weight_dtype == torch.float16 else None
     trainable = [p for p in network.parameters() if p.requires_grad]
-    update = make_update(optimizer, scaler, trainable, config.optimizer.max_grad_norm, fused)
+    average = (lambda: distributed.average_gradients(trainable, ranks.world)) if ranks.distributed else None
+    update = make_update(optimizer, scaler, trainable, config.optimizer.max_grad_norm, fused, average)
 
     # Resume: the saved state replaces weights, optimizer, schedule, generators and position.
     done = Progress()
@@ -140,17 +160,24 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         done = restore(state, fingerprint=fingerprint, network=network, optimizer=optimizer, scheduler=scheduler,
                        scaler=scaler, rng=rng)
         metadata = state["metadata"]
+    if ranks.distributed:
+        # Different noise, timesteps and flips in each process (a resumed state carries rank 0's generators).
+        torch.manual_seed(seed + 1_000_003 * ranks.rank + done.step)
+        rng.seed(seed * 1_000_003 + ranks.rank * 7919 + done.step)
     start_training(optimizer)  # schedule-free optimizers: train on their training-form weights
     device_name = torch.cuda.get_device_name(precision.device) if precision.device.type == "cuda" else "cpu"
     events.emit("start", run=paths.root.name, arch=arch, device=device_name, precision=precision.name,
                 resolution=resolution, images=len(images), samples_per_epoch=sum(repeats),
                 batches_per_epoch=per_epoch, epochs=config.training.epochs, batch_size=batch_size,
-                total_steps=total_steps, formula_steps=sum(repeats) * config.training.epochs / batch_size,
+                total_steps=total_steps,
+                formula_steps=sum(repeats) * config.training.epochs / (batch_size * ranks.world),
                 trainable_parameters=sum(p.numel() for p in network.parameters()),
                 text_encoder_outputs_cached=text_cache is not None, resumed_from_step=done.step if resume else None)
 
-    def checkpoint(path: Path, epoch: int, reason: str) -> Path:
+    def checkpoint(path: Path, epoch: int, reason: str) -> Path | None:
         # The LoRA and the state that resumes after it are saved together (schedule-free: averaged weights).
+        if not ranks.main:
+            return None  # the weights are the same in every process; rank 0 saves them
         with averaged_weights(optimizer):
             saved = save_lora(path, network, metadata, epoch=epoch, step=done.step,
                               precision=config.output.save_precision)
@@ -172,6 +199,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     gpu_total = _gpu_total(precision.device)
     while done.epoch <= config.training.epochs:
         batches = epoch_batches(buckets, repeats, batch_size, random.Random(seed * 100003 + done.epoch))
+        if ranks.distributed:
+            batches = batches[ranks.rank::ranks.world][:per_epoch]  # same shuffle everywhere: disjoint shares
         for batch in batches[done.batch_in_epoch:]:
             tick = time.perf_counter()
             chosen = [images[i] for i in batch]
@@ -182,6 +211,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             loss = diffusion_loss(model, latents, conditioning, _time_ids(chosen, arch, precision.device), precision,
                                   config.training.noise_offset, config.training.min_snr_gamma)
             loss_value = loss.item()
+            if ranks.distributed:
+                # All processes must agree whether to update (the update averages gradients with the others).
+                loss_value = distributed.mean_over_processes(loss_value, precision.device)
             if math.isfinite(loss_value):
                 done.nan_streak = 0
                 update(loss)
@@ -201,17 +233,25 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                         **_gpu_memory(precision.device, gpu_total))
             # Requests from the app ("save now", "sample now") are files in the run folder. A save is
             # left to the stop below when both come at once: it saves the same file.
-            for action in take_requests(paths.root):
-                if action == "save" and not stop.requested:
+            actions = take_requests(paths.root) if ranks.main else []
+            stopping = stop.requested
+            if ranks.distributed:
+                # A stop (a signal may reach one process first) and the app's requests are acted on by all
+                # processes at the same step, or they would wait for each other forever.
+                stopping, save, sample = distributed.any_over_processes(
+                    [stop.requested, "save" in actions, "sample" in actions], precision.device)
+                actions = [a for a, wanted in (("save", save), ("sample", sample)) if wanted]
+            for action in actions:
+                if action == "save" and not stopping:
                     checkpoint(step_checkpoint_path(), done.epoch, "requested")
-                elif action == "sample":
+                elif action == "sample" and ranks.main:
                     with averaged_weights(optimizer):
                         sampler.write(f"s{done.step:06d}", epoch=done.epoch, step=done.step,
                                       cancelled=lambda: stop.requested)
-            if stop.requested:
+            if stopping:
                 saved = checkpoint(step_checkpoint_path(), done.epoch, "stopped")
                 events.emit("stopped", step=done.step, total_steps=total_steps, epoch=done.epoch,
-                            reason=stop.reason, checkpoint=str(saved))
+                            reason=stop.reason or "another training process was stopped", checkpoint=str(saved))
                 return None
 
         finite = [v for v in done.epoch_losses if math.isfinite(v)]
@@ -222,14 +262,17 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         every = config.output.save_every_n_epochs
         if every and finished_epoch % every == 0 and finished_epoch < config.training.epochs:
             checkpoint(paths.checkpoint(config.output.name, finished_epoch), finished_epoch, "epoch")
-            prune_checkpoints(paths.checkpoints, config.output.name, config.output.keep_last_n_checkpoints)
+            if ranks.main:
+                prune_checkpoints(paths.checkpoints, config.output.name, config.output.keep_last_n_checkpoints)
         every = config.output.sample_every_n_epochs
-        if every and (finished_epoch % every == 0 or finished_epoch == config.training.epochs):
+        if every and ranks.main and (finished_epoch % every == 0 or finished_epoch == config.training.epochs):
             with averaged_weights(optimizer):
                 sampler.write(f"e{finished_epoch:04d}", epoch=finished_epoch, step=done.step,
                               cancelled=lambda: stop.requested)
 
     # Save (a schedule-free optimizer's averaged weights are the result).
+    if not ranks.main:
+        return None
     with averaged_weights(optimizer):
         final = save_lora(paths.final_lora(config.output.name), network, metadata, epoch=config.training.epochs,
                           step=done.step, precision=config.output.save_precision)

@@ -121,10 +121,16 @@ def encode_captions(model: BaseModel, texts: list[str], precision: Precision,
 
 
 def apply_update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, params: list,
-                 max_grad_norm: float) -> None:
-    """Backward pass, gradient clipping and the optimizer step (with fp16 loss scaling if needed)."""
+                 max_grad_norm: float, after_backward=None) -> None:
+    """Backward pass, gradient clipping and the optimizer step (with fp16 loss scaling if needed).
+
+    ``after_backward`` runs between the backward pass and everything that reads the gradients
+    (several processes average them there).
+    """
     if scaler is not None:
         scaler.scale(loss).backward()
+        if after_backward is not None:
+            after_backward()  # scaled gradients: every process uses the same scale, so averaging commutes
         scaler.unscale_(optimizer)
         if max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
@@ -132,6 +138,8 @@ def apply_update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, p
         scaler.update()
     else:
         loss.backward()
+        if after_backward is not None:
+            after_backward()
         if max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         optimizer.step()

@@ -8,6 +8,7 @@ dropped SSH link must never end the work, even if the process was started withou
 from __future__ import annotations
 
 import signal
+import time
 from dataclasses import dataclass
 
 
@@ -20,13 +21,24 @@ class StopRequest:
     """The signal's name (``SIGTERM``, ``SIGINT``)."""
 
 
-def install_stop_handlers(stop: StopRequest) -> None:
-    """Route SIGTERM and SIGINT to ``stop`` (a second one raises KeyboardInterrupt); ignore SIGHUP."""
+def install_stop_handlers(stop: StopRequest, echo_seconds: float = 0.0) -> None:
+    """Route SIGTERM and SIGINT to ``stop`` (a second one raises KeyboardInterrupt); ignore SIGHUP.
+
+    A repeat within ``echo_seconds`` of the first signal counts as the same request: a trainer
+    under ``accelerate launch`` gets Ctrl-C once from the terminal and once more from the launcher,
+    which passes every signal it receives on to its trainers.
+    """
+    first = 0.0
+
     def request_stop(signum, frame):
+        nonlocal first
         if stop.requested:  # a second Ctrl-C means "now"
+            if time.monotonic() - first < echo_seconds:
+                return
             raise KeyboardInterrupt
         stop.requested = True
         stop.reason = signal.Signals(signum).name
+        first = time.monotonic()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
