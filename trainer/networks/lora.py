@@ -144,6 +144,14 @@ def _text_encoder_adapters(encoder: nn.Module, index: int, count: int, spec: Net
             for layer in text_encoder_layers(encoder, index, count)]
 
 
+def check_weight_names(expected: set[str], tensors: dict[str, torch.Tensor], kind: str) -> None:
+    """Raise ValueError unless ``tensors`` holds exactly the ``expected`` names (a file of another network)."""
+    missing, unexpected = expected - set(tensors), set(tensors) - expected
+    if missing or unexpected:
+        raise ValueError(f"{kind} weights do not match the network: {len(missing)} missing, "
+                         f"{len(unexpected)} unexpected")
+
+
 class LoRANetwork(nn.Module):
     """The adapters of one training run: on the UNet and, optionally, on the text encoders."""
 
@@ -201,11 +209,7 @@ class LoRANetwork(nn.Module):
 
     def load_kohya_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
         """Load weights saved by ``kohya_state_dict`` (missing or extra names are an error)."""
-        expected = set(self.kohya_state_dict(torch.float32))
-        missing, unexpected = expected - set(tensors), set(tensors) - expected
-        if missing or unexpected:
-            raise ValueError(f"LoRA weights do not match the network: {len(missing)} missing, "
-                             f"{len(unexpected)} unexpected")
+        check_weight_names(set(self.kohya_state_dict(torch.float32)), tensors, "LoRA")
         with torch.no_grad():
             for lora in self.all_loras():
                 lora.lora_down.weight.copy_(tensors[f"{lora.lora_name}.lora_down.weight"])

@@ -23,7 +23,7 @@ import logging
 import torch
 from torch import nn
 
-from trainer.networks.lora import AdaptedLayer, text_encoder_layers, unet_layers
+from trainer.networks.lora import AdaptedLayer, check_weight_names, text_encoder_layers, unet_layers
 
 ALGORITHMS = {"lora": "lora", "locon": "locon", "loha": "loha", "lokr": "lokr", "ia3": "ia3",
               "boft": "boft", "glora": "glora"}
@@ -132,11 +132,7 @@ class LycorisAdapterNetwork(nn.Module):
 
     def load_kohya_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
         """Load weights saved by ``kohya_state_dict`` (missing or extra names are an error)."""
-        expected = set(self.kohya_state_dict(torch.float32))
-        missing, unexpected = expected - set(tensors), set(tensors) - expected
-        if missing or unexpected:
-            raise ValueError(f"LyCORIS weights do not match the network: {len(missing)} missing, "
-                             f"{len(unexpected)} unexpected")
+        check_weight_names(set(self.kohya_state_dict(torch.float32)), tensors, "LyCORIS")
         for module in self.all_loras():
             prefix = module.lora_name + "."
             own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
