@@ -8,6 +8,7 @@
     loratui runs [DIR …] [--format json]             every run: state, steps, last loss, output
     loratui attach [RUN]                             open the app on a run (the newest live one)
     loratui dataset scan DIR [--format json]         what will go wrong with a dataset folder (changes nothing)
+    loratui serve [CONFIG] [--port N]                the app in a browser tab (listens on 127.0.0.1)
 
 Every problem with the input is printed as one line naming the file or setting, and the exit
 status is non-zero; nothing is written until the config and the files it names check out.
@@ -39,7 +40,8 @@ def _app_parser() -> argparse.ArgumentParser:
                "  check   the guide's warnings and fixes for a config (exit 1 on a danger)\n"
                "  runs    list runs: running, finished, stopped or failed\n"
                "  attach  open the app on a run (after an SSH drop: the run kept going)\n"
-               "  dataset check a dataset folder: `loratui dataset scan DIR` (changes nothing)\n\n"
+               "  dataset check a dataset folder: `loratui dataset scan DIR` (changes nothing)\n"
+               "  serve   the app in a browser tab, on 127.0.0.1 (reach it through SSH port forwarding)\n\n"
                "`loratui COMMAND --help` tells more.", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", type=Path,
                         help=f"the training config to open (default: ./{DEFAULT_CONFIG} when it exists)")
@@ -325,6 +327,9 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "dataset":
         from loratui.cli_dataset import dataset_main
         return dataset_main(argv[1:])
+    if argv and argv[0] == "serve":
+        from loratui.cli_serve import serve_main
+        return serve_main(argv[1:])
     if argv and argv[0] == "demo":
         args = _demo_parser().parse_args(argv[1:])
         return cmd_demo(args.dir, args.headless)
