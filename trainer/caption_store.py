@@ -11,6 +11,12 @@ auto-tagger child process) hands its new texts to :func:`apply_edits`, which
    for a complete one;
 4. only then writes each caption atomically (``trainer.fileio``).
 
+Captions are only ever written inside the dataset: a caption file that is a link to a file
+outside it, or that lies in a linked folder outside it, is refused like an unwritable one (writing
+through the link would change a file the user never pointed loratui at), and a backup record
+that names a path outside the dataset is refused by undo. A link inside the dataset to another
+file inside it is written through, so the link stays a link.
+
 Backups live outside the dataset, under :func:`backup_root`, so a dataset stays clean to zip or
 upload. Each dataset has its own folder there, named after it plus a short hash of its resolved
 path, holding one sub-folder per change, named by its sortable time-based id.
@@ -24,6 +30,7 @@ simply kept). Nothing is lost either way, and the other files of the change are 
 from __future__ import annotations
 
 import calendar
+import errno
 import hashlib
 import json
 import os
@@ -33,9 +40,10 @@ import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
+from trainer.captions import read_regular_file
 from trainer.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 
 MANIFEST = "manifest.json"
@@ -43,6 +51,7 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 CONFLICT_SUFFIX = ".undo-conflict"
 """Added to a caption's name for the pre-change text that undo could not put back in place."""
+_OUTSIDE = "outside the dataset"
 _ID_FORMAT = "%Y%m%d-%H%M%S"
 _ID_PATTERN = re.compile(r"^(\d{8}-\d{6})-(\d{6})$")
 
@@ -138,10 +147,11 @@ def apply_edits(dataset: Path, edits: dict[Path, str], action: str) -> ChangeSet
     Raises CaptionWriteError, having changed nothing, when a target cannot be written or the
     backup cannot be made.
     """
+    given = Path(os.path.abspath(dataset))
     dataset = Path(dataset).resolve()
     folder = dataset_backup_dir(dataset)
     with _locked(folder):
-        planned = _plan(dataset, edits)
+        planned = _plan(dataset, given, edits)
         if not planned:
             return None
         _refuse_unwritable(dataset, [(path, "write") for path, _, _ in planned], "nothing was changed")
@@ -149,6 +159,7 @@ def apply_edits(dataset: Path, edits: dict[Path, str], action: str) -> ChangeSet
         written = 0
         try:
             for (path, old, new), entry in zip(planned, change.backups):
+                _ensure_inside(dataset, path)
                 _write_file(path, new, entry.mode if entry.mode is not None else _new_file_mode(path))
                 written += 1
         except OSError as exc:
@@ -156,14 +167,30 @@ def apply_edits(dataset: Path, edits: dict[Path, str], action: str) -> ChangeSet
         return change
 
 
-def _plan(dataset: Path, edits: dict[Path, str]) -> list[tuple[Path, bytes | None, bytes]]:
-    """(path, current bytes or None, new bytes) for every edit that changes a file."""
+def _plan(dataset: Path, given: Path, edits: dict[Path, str]) -> list[tuple[Path, bytes | None, bytes]]:
+    """(path, current bytes or None, new bytes) for every edit that changes a file.
+
+    ``given`` is the dataset folder as the caller named it (absolute, links not resolved): a
+    caption under it whose folder is a link out of the dataset is refused, not a programming error.
+    """
     texts: dict[Path, str] = {}
+    outside = []
     for key, text in edits.items():
-        path = _inside(dataset, key)
+        try:
+            path = _inside(dataset, key)
+        except ValueError:
+            lexical = Path(os.path.abspath(key))
+            if not (lexical.is_relative_to(given) or lexical.is_relative_to(dataset)) or lexical in (given, dataset):
+                raise
+            real = Path(os.path.abspath(lexical.parent)).resolve()
+            outside.append((lexical, f"its folder is a link to {real}, {_OUTSIDE}; captions are only written "
+                                     "inside it (copy that folder in to caption it)"))
+            continue
         if path in texts and texts[path] != text:
             raise ValueError(f"two different edits for {path}")
         texts[path] = text
+    if outside:
+        raise CaptionWriteError(_refusal(dataset, outside, "nothing was changed"), outside)
     planned, unreadable = [], []
     for path, text in texts.items():
         try:
@@ -223,18 +250,29 @@ def _rolled_back(change: ChangeSet, failed: Path, exc: OSError) -> CaptionWriteE
 
 def history(dataset: Path) -> list[ChangeSet]:
     """Every recorded change to a dataset's captions, newest first (undone ones included)."""
-    dataset = Path(dataset).resolve()
+    return list(_changes(Path(dataset).resolve(), strict=False))
+
+
+def _changes(dataset: Path, strict: bool) -> Iterator[ChangeSet]:
+    """The recorded changes of a (resolved) dataset, newest first, read one at a time.
+
+    A record naming a path outside the dataset is left out of the history; with ``strict`` (undo)
+    it stops with a CaptionWriteError instead, since an older change must not be undone in its place.
+    """
     folder = dataset_backup_dir(dataset)
     try:
         children = sorted((c for c in folder.iterdir() if _ID_PATTERN.match(c.name)), reverse=True)
     except OSError:
-        return []
-    changes = []
+        return
     for child in children:
-        change = _read_manifest(child, dataset)
+        try:
+            change = _read_manifest(child, dataset)
+        except CaptionWriteError:
+            if strict:
+                raise
+            continue
         if change is not None:
-            changes.append(change)
-    return changes
+            yield change
 
 
 def undo_last(dataset: Path) -> ChangeSet | None:
@@ -247,7 +285,7 @@ def undo_last(dataset: Path) -> ChangeSet | None:
     """
     dataset = Path(dataset).resolve()
     with _locked(dataset_backup_dir(dataset)):
-        for change in history(dataset):
+        for change in _changes(dataset, strict=True):
             if not change.undone:
                 _undo(change)
                 return change
@@ -281,11 +319,13 @@ def _undo(change: ChangeSet) -> None:
             if before is None:
                 path.unlink()
             else:
+                _ensure_inside(change.dataset, path)
                 _write_file(path, before, entry.mode if entry.mode is not None else _new_file_mode(path))
         for entry, before in conflicts:
             side = None
             if before is not None:
                 path = side = _conflict_path(entry.path)
+                _ensure_inside(change.dataset, side)
                 _write_file(side, before, entry.mode if entry.mode is not None else _new_file_mode(side))
             change.undo_conflicts.append((entry.path, side))
     except OSError as exc:
@@ -344,21 +384,50 @@ def _write_manifest(change: ChangeSet) -> None:
 
 
 def _read_manifest(folder: Path, dataset: Path) -> ChangeSet | None:
-    """The change recorded in a backup folder, or None when it is incomplete or not this dataset's."""
+    """The change recorded in a backup folder, or None when it is incomplete or not this dataset's.
+
+    Raises CaptionWriteError when the record names a caption outside the dataset or a backup
+    outside its folder: undo writes and removes the files a record names, so a record edited by
+    hand (or by anything else) must never steer it to another file.
+    """
     try:
         data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         if data.get("version") != MANIFEST_VERSION or Path(data["dataset"]) != dataset:
             return None
-        backups = [FileBackup(path=dataset / f["path"], existed=bool(f["existed"]),
-                              backup=folder / f["backup"] if f["backup"] else None,
+
+        def caption(text: object) -> Path:
+            return _recorded_path(dataset, text, folder, "a caption file inside " + str(dataset))
+
+        backups = [FileBackup(path=caption(f["path"]), existed=bool(f["existed"]),
+                              backup=_recorded_path(folder, f["backup"], folder, "a file in the backup folder")
+                              if f["backup"] else None,
                               before_sha256=f["before_sha256"], after_sha256=f["after_sha256"], mode=f["mode"])
                    for f in data["files"]]
-        conflicts = [(dataset / path, dataset / side if side else None) for path, side in data["undo_conflicts"]]
+        conflicts = [(caption(path), caption(side) if side else None) for path, side in data["undo_conflicts"]]
         return ChangeSet(id=data["id"], dataset=dataset, action=data["action"], created=float(data["created"]),
                          files=[b.path for b in backups], backups=backups, folder=folder,
                          undone_at=data["undone_at"], undo_conflicts=conflicts)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _recorded_path(base: Path, text: object, record: Path, expected: str) -> Path:
+    """``base / text`` for a relative path read from a backup record, refused unless it stays in ``base``."""
+    relative = PurePosixPath(text) if isinstance(text, str) else None
+    path = base / relative if relative is not None else None
+    if (path is None or not text or "\0" in text or relative.is_absolute() or ".." in relative.parts
+            or not _resolves_inside(base, path)):
+        raise CaptionWriteError(
+            f"the backup record {record / MANIFEST} names {text!r}, which is not {expected}, so nothing was "
+            f"undone; the record was damaged or edited. Move the folder {record} out of {record.parent} to undo "
+            "the changes recorded before it")
+    return path
+
+
+def _resolves_inside(base: Path, path: Path) -> bool:
+    """Whether ``path``'s folder, links followed, is ``base`` or inside it (the file may be a link)."""
+    real = Path(os.path.abspath(path.parent)).resolve()
+    return real.is_relative_to(base.resolve()) and path != base
 
 
 def _new_id(folder: Path) -> str:
@@ -388,9 +457,10 @@ def _inside(dataset: Path, key: Path) -> Path:
 
 
 def _read_bytes(path: Path) -> bytes | None:
-    """A file's bytes, or None when there is no file (a folder in its place is an error)."""
+    """A file's bytes, or None when there is no file (a folder, pipe or device in its place is an
+    error; a pipe is never opened for a blocking read)."""
     try:
-        return path.read_bytes()
+        return read_regular_file(path)
     except FileNotFoundError:
         return None
 
@@ -416,6 +486,17 @@ def _new_file_mode(path: Path) -> int:
         return 0o644
 
 
+def _ensure_inside(dataset: Path, path: Path) -> None:
+    """Raise PermissionError unless writing ``path`` (through a link if it is one) stays in ``dataset``.
+
+    Checked once more just before each write, so a link made after the up-front checks can never
+    turn a caption write into a write elsewhere.
+    """
+    target = Path(os.path.abspath(path)).resolve()
+    if not target.is_relative_to(dataset):
+        raise PermissionError(errno.EACCES, f"it leads to {target}, outside the dataset", str(path))
+
+
 def _write_file(path: Path, data: bytes, mode: int) -> None:
     """Write bytes atomically with the given permission bits, through a symbolic link if it is one."""
     target = path.resolve() if path.is_symlink() else path
@@ -427,9 +508,18 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
     atomic_write(target, write)
 
 
-def _why_unwritable(path: Path, operation: str) -> str | None:
+def _why_unwritable(dataset: Path, path: Path, operation: str) -> str | None:
     """Why ``path`` cannot be written (or removed), or None when it can."""
+    if operation == "remove":
+        # Removing a link removes the link itself, never its target; the link's folder must be writable.
+        if path.is_dir() and not path.is_symlink():
+            return "a folder is in the way"
+        return None if os.access(path.parent, os.W_OK | os.X_OK) else "its folder is read-only"
     target = path.resolve() if path.is_symlink() else path
+    if not target.is_relative_to(dataset):
+        # Writing through it would change a file outside the dataset; refusing is what a user expects
+        # (replacing the link with a plain file would silently change what it shares).
+        return f"it is a link to {target}, {_OUTSIDE}; captions are only written inside it"
     folder = target.parent
     if not folder.is_dir():
         return "its folder does not exist"
@@ -444,7 +534,7 @@ def _why_unwritable(path: Path, operation: str) -> str | None:
 
 
 def _refuse_unwritable(dataset: Path, targets: list[tuple[Path, str]], outcome: str) -> None:
-    problems = [(path, why) for path, operation in targets if (why := _why_unwritable(path, operation))]
+    problems = [(path, why) for path, operation in targets if (why := _why_unwritable(dataset, path, operation))]
     if problems:
         raise CaptionWriteError(_refusal(dataset, problems, outcome), problems)
 
@@ -457,8 +547,12 @@ def _refusal(dataset: Path, problems: list[tuple[Path, str]], outcome: str) -> s
     shown = "; ".join(f"{name(path)}: {why}" for path, why in problems[:3])
     more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
     count = "1 caption" if len(problems) == 1 else f"{len(problems)} captions"
-    return (f"cannot write {count} in {dataset} ({shown}{more}), so {outcome}; make the folder and its "
-            f"caption files writable (chmod -R u+w '{dataset}') or work on a copy of the dataset")
+    if any(_OUTSIDE in why for _, why in problems):
+        advice = "put the files themselves in place of links that lead out of it, or work on a copy of the dataset"
+    else:
+        advice = f"make the folder and its caption files writable (chmod -R u+w '{dataset}') or work on a copy " \
+                 "of the dataset"
+    return f"cannot write {count} in {dataset} ({shown}{more}), so {outcome}; {advice}"
 
 
 @contextmanager

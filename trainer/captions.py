@@ -7,11 +7,85 @@ the rest is shuffled each time the caption is used.
 
 from __future__ import annotations
 
+import errno
+import os
 import random
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trainer.plan import DatasetImage
+if TYPE_CHECKING:  # only for annotations: trainer.plan imports this module to check captions
+    from trainer.plan import DatasetImage
+
+
+class CaptionReadError(OSError):
+    """A caption file that is there but cannot be read: no permission, or not a regular file.
+
+    An OSError, so code that already handles unreadable files keeps working; ``strerror`` is the
+    reason in words, ``filename`` the caption file, and ``str()`` one sentence with what to do.
+    """
+
+    def __str__(self) -> str:
+        return (f"the caption file {self.filename} cannot be read ({self.strerror}); make it a readable text "
+                "file (chmod u+r) or remove it to train that image without a caption")
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_regular(path: Path) -> int:
+    """A read-only descriptor of a regular file; the caller closes it.
+
+    A named pipe (FIFO) with a caption's name would make a plain open wait forever for a writer,
+    and a device could be endless, so the file is opened non-blocking and checked through the
+    open descriptor (nothing can be swapped in between) to be a regular file.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise CaptionReadError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError as exc:
+        os.close(fd)
+        raise CaptionReadError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    if not regular:
+        os.close(fd)
+        raise CaptionReadError(errno.EINVAL, "not a regular file: a folder, a pipe or a device has its name",
+                               str(path))
+    return fd
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file, read without ever blocking.
+
+    Raises FileNotFoundError when nothing is there (a link to nothing included) and
+    CaptionReadError for anything else in the way: no permission, a folder, a pipe, a device.
+    """
+    fd = _open_regular(path)
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise CaptionReadError(exc.errno, exc.strerror or str(exc), str(path)) from None
+
+
+def caption_problem(path: Path) -> str | None:
+    """Why the caption file at ``path`` cannot be read, or None when it can (or there is none).
+
+    Opens the file without reading it, so a dataset scan can check every caption cheaply. A link
+    to nothing counts as no caption, as the app's dataset scan tells the user.
+    """
+    try:
+        os.close(_open_regular(path))
+    except FileNotFoundError:
+        return None
+    except CaptionReadError as exc:
+        return str(exc.strerror)
+    return None
 
 
 def split_tags(caption: str) -> list[str]:
@@ -47,11 +121,18 @@ def shuffle_tags(caption: str, keep_tokens: int, rng: random.Random) -> str:
 
 
 def read_caption(path: Path | None) -> str:
-    """The text of a caption file (empty when there is none), whitespace tidied."""
+    """The text of a caption file (empty when there is none), whitespace tidied.
+
+    Raises CaptionReadError (naming the file) when it cannot be read; a missing file is an error
+    too, since a scan only hands out caption paths of files it found.
+    """
     if path is None:
         return ""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    return " ".join(text.split())
+    try:
+        data = read_regular_file(path)
+    except FileNotFoundError as exc:
+        raise CaptionReadError(exc.errno, exc.strerror or "it does not exist", str(path)) from None
+    return " ".join(data.decode("utf-8", errors="replace").split())
 
 
 def tag_frequency(captions: list[str]) -> dict[str, int]:
@@ -74,19 +155,27 @@ class CaptionStats:
     """Images whose caption file is empty."""
     without_trigger: tuple[Path, ...]
     """Images whose caption lacks the trigger word as a tag (the trainer adds it; the file lacks it)."""
+    unreadable: tuple[Path, ...] = ()
+    """Images whose caption file is there but cannot be read (counted in none of the above)."""
 
 
 def caption_stats(images: list[DatasetImage], trigger: str) -> CaptionStats:
     """Read every caption once and count what is missing."""
-    missing, empty, without = [], [], []
+    missing, empty, without, unreadable = [], [], [], []
     trigger = trigger.strip()
     for image in images:
         if image.caption_path is None:
             missing.append(image.path)
             continue
-        tags = split_tags(read_caption(image.caption_path))
+        try:
+            tags = split_tags(read_caption(image.caption_path))
+        except CaptionReadError:
+            # The dataset check reports the file itself (it stops the trainer); counting it as
+            # empty or missing here would give the wrong advice.
+            unreadable.append(image.path)
+            continue
         if not tags:
             empty.append(image.path)
         if trigger and trigger not in tags:
             without.append(image.path)
-    return CaptionStats(len(images), tuple(missing), tuple(empty), tuple(without))
+    return CaptionStats(len(images), tuple(missing), tuple(empty), tuple(without), tuple(unreadable))

@@ -12,6 +12,7 @@ the pixels), which keeps a scan of a thousand images well under a second.
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
 import warnings
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
+
+from trainer.captions import caption_problem
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 """Image files the trainer reads (case-insensitive)."""
@@ -49,6 +52,10 @@ class DatasetScan:
     root: Path
     images: list[DatasetImage] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    """Images (and linked folders) left out, each with why."""
+    caption_problems: list[tuple[Path, str]] = field(default_factory=list)
+    """Caption files that are there but cannot be read, each with why. Their images keep the
+    caption path, so reading it fails loudly; a preflight reports these before a run starts."""
 
 
 def parse_repeat_folder(name: str) -> tuple[int, str] | None:
@@ -59,12 +66,36 @@ def parse_repeat_folder(name: str) -> tuple[int, str] | None:
     return int(match.group(1)), match.group(2)
 
 
-def _image_folders(root: Path, default_repeats: int) -> list[tuple[Path, int]]:
+def _folder_key(path: Path) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _image_folders(root: Path, default_repeats: int,
+                   skipped: list[tuple[Path, str]]) -> list[tuple[Path, int]]:
+    """The dataset folder and the folders directly inside it, each once, with their repeats.
+
+    A link to a folder outside the dataset is followed (people link a folder of pictures in),
+    but a link to a folder already listed (the dataset itself, or a sibling) is not: it would
+    train the same images twice, or with two repeat counts. The first one in name order wins,
+    as in the app's dataset scan, and the link is listed in ``skipped``.
+    """
     folders = [(root, default_repeats)]
+    seen = {_folder_key(root): root}
     for child in sorted(root.iterdir()):
         # Hidden folders hold backups and caches, never training data.
         if not child.is_dir() or child.name.startswith("."):
             continue
+        key = _folder_key(child)
+        if key in seen:
+            first = seen[key]
+            where = "the dataset folder" if first == root else first.name
+            skipped.append((child, f"is a link to {where}, whose images are already read; not read twice"))
+            continue
+        seen[key] = child
         parsed = parse_repeat_folder(child.name)
         folders.append((child, parsed[0] if parsed else default_repeats))
     return folders
@@ -103,7 +134,7 @@ def scan_dataset(root: Path | str, default_repeats: int, caption_extension: str 
     """
     root = Path(root)
     scan = DatasetScan(root)
-    for folder, repeats in _image_folders(root, default_repeats):
+    for folder, repeats in _image_folders(root, default_repeats, scan.skipped):
         for path in sorted(folder.iterdir()):
             if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
@@ -113,8 +144,13 @@ def scan_dataset(root: Path | str, default_repeats: int, caption_extension: str 
                 scan.skipped.append((path, str(exc)))
                 continue
             caption = path.with_suffix(caption_extension)
-            scan.images.append(DatasetImage(path, caption if caption.is_file() else None,
-                                            width, height, repeats))
+            # A caption that is there but cannot be read (no permission, a folder or a pipe with
+            # its name) is reported, never silently trained as "no caption". A dead link is no caption.
+            problem = caption_problem(caption)
+            if problem is not None:
+                scan.caption_problems.append((caption, problem))
+            present = caption.is_file() or problem is not None
+            scan.images.append(DatasetImage(path, caption if present else None, width, height, repeats))
     return scan
 
 

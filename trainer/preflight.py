@@ -43,6 +43,16 @@ def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:
         scan = scan_dataset(path, config.dataset.repeats, config.dataset.caption_extension)
     except OSError as exc:
         return [Problem("dataset.path", f"{folder} cannot be read ({exc.strerror}).")], None
+    except ValueError:  # an impossible caption extension: the config's validation names it
+        return [], None
+    if scan.caption_problems:
+        # The trainer would stop on these when it reads the captions, after the model has loaded.
+        count = len(scan.caption_problems)
+        shown = "; ".join(f"{path}: {why}" for path, why in scan.caption_problems[:3])
+        more = f"; and {count - 3} more" if count > 3 else ""
+        files = "caption file cannot" if count == 1 else f"{count} caption files cannot"
+        return [Problem("dataset.path", f"{files} be read ({shown}{more}). Make each a readable text file "
+                        "(chmod u+r) or remove it, and its image trains without a caption.")], scan
     if not scan.images:
         kinds = ", ".join(IMAGE_EXTENSIONS)
         detail = f" ({len(scan.skipped)} unusable, such as {scan.skipped[0][0].name}: " \

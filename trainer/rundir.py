@@ -66,11 +66,28 @@ class RunPaths:
 
     def final_lora(self, name: str) -> Path:
         """The finished LoRA file."""
-        return self.root / f"{name}.safetensors"
+        return self.root / f"{plain_name(name)}.safetensors"
 
     def checkpoint(self, name: str, epoch: int) -> Path:
         """The LoRA saved at the end of ``epoch``."""
-        return self.checkpoints / f"{name}-e{epoch:04d}.safetensors"
+        return self.checkpoints / f"{plain_name(name)}-e{epoch:04d}.safetensors"
+
+    def step_checkpoint(self, name: str, step: int) -> Path:
+        """The LoRA saved at ``step`` when a run is stopped or asked to save between epochs."""
+        return self.checkpoints / f"{plain_name(name)}-step{step:06d}.safetensors"
+
+
+def plain_name(name: str) -> str:
+    """``name`` itself when it is one plain file name; ValueError otherwise.
+
+    ``output.name`` becomes part of file and folder names inside ``output.dir`` and the run
+    folder. Config validation refuses names with slashes (``validate``); this is the second line
+    of defence for a Config built in code, so no name can place a file outside those folders.
+    """
+    separators = {"/", "\\", "\0", os.sep} | ({os.altsep} if os.altsep else set())
+    if not isinstance(name, str) or name in ("", ".", "..") or any(sep in name for sep in separators):
+        raise ValueError(f"output.name {name!r} is not a plain file name (validate the config first)")
+    return name
 
 
 def create_run_dir(config: Config, now: float | None = None) -> RunPaths:
@@ -79,19 +96,25 @@ def create_run_dir(config: Config, now: float | None = None) -> RunPaths:
     The config must already have absolute paths (``load_config`` gives that), so the frozen
     copy still works when the run is resumed from another working directory.
     """
+    name = plain_name(config.output.name)  # before anything is created
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     parent = Path(config.output.dir)
     parent.mkdir(parents=True, exist_ok=True)
-    root = parent / f"{config.output.name}-{stamp}"
+    root = parent / f"{name}-{stamp}"
     suffix = 1
     while True:
         try:
+            # mkdir never follows a link of the same name (it fails with FileExistsError), so the
+            # folder made here is always a new, real folder directly inside output.dir.
             root.mkdir()
             break
         except FileExistsError:
             # Two runs started in the same second: never share (or overwrite) a folder.
             suffix += 1
-            root = parent / f"{config.output.name}-{stamp}-{suffix}"
+            root = parent / f"{name}-{stamp}-{suffix}"
+    if root.resolve().parent != parent.resolve():
+        root.rmdir()
+        raise ValueError(f"the run folder {root} would not be directly inside output.dir {parent}")
     paths = RunPaths(root)
     atomic_write_text(paths.config, dumps(config))
     return paths

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from PIL import Image
-from trainer.captions import read_caption, split_tags
+from trainer.captions import caption_problem, read_caption, split_tags
 from trainer.plan import IMAGE_EXTENSIONS, DatasetScan, assign_bucket, parse_repeat_folder
 
 from loratui.dataset.report import CODES, SEVERITIES, DatasetReport, FolderSummary, Issue, ScannedImage, milder
@@ -196,7 +196,7 @@ class _Walk:
             else:
                 message = f"is a link to {where}, which is already scanned. The scan does not follow it again"
             if depth == 1:
-                message += "; the trainer would read those images a second time. Delete the link."
+                message += " and neither does the trainer, so its images are read once. Delete the link."
             else:
                 message += "; the trainer does not look this deep, so it does no harm there."
             self.report.add(path, "symlink_loop", message, None if depth == 1 else milder(CODES["symlink_loop"]))
@@ -239,8 +239,10 @@ class _Walk:
             except OSError as exc:
                 self.report.add(path, "unreadable", f"cannot be read ({exc.strerror or exc}).")
                 continue
+            # A folder or a pipe with the caption's name is reported as unreadable, as the trainer does.
+            present = caption.name in names or caption_problem(caption) is not None
             self.candidates.append(_Candidate(path, folder, repeats, status.st_size, status.st_mtime_ns,
-                                              caption if caption.name in names else None))
+                                              caption if present else None))
         for name in sorted(names - claimed):
             if PurePath(name).suffix == self.caption_extension:
                 self.report.add(folder / name, "orphan_caption", "is a caption with no image beside it, so the "
@@ -385,7 +387,7 @@ def _check_caption(image: ScannedImage, trigger: str, report: DatasetReport) -> 
     except OSError as exc:
         image.caption = "missing"
         report.add(image.caption_path, "unreadable", f"cannot be read ({exc.strerror or exc}); the trainer "
-                   "stops on it when it reads the captions. Fix its permissions.")
+                   "refuses to start until it can. Fix its permissions or remove it.")
         return
     if not tags:
         image.caption = "empty"

@@ -233,7 +233,8 @@ def run_job(paths: JobPaths, events: EventWriter, stop: StopRequest) -> int:
         _write(job, edits, tally)
     except CaptionWriteError as exc:
         events.emit("error", code="input", message=str(exc),
-                    advice="No caption was changed. Make the dataset writable and run the job again.")
+                    advice="No caption was changed. Fix what the message names (a read-only file or folder, or "
+                           "a caption that links out of the dataset) and run the job again.")
         return 1
     if stop.requested:
         finish("stopped", reason=stop.reason, remaining=len(todo) - processed)
