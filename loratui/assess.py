@@ -155,9 +155,11 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
         facts = read_dataset(config)
     problems = list(parse_problems) + validate(config) + check_model(config.model.base) + facts.problems \
         + check_output(config)
-    arch = config.model.arch if config.model.arch != "auto" else local_model_arch(config.model.base)
+    # An impossible arch or resolution is named by the config's validation; these only read good ones.
+    arch = config.model.arch if config.model.arch in ("sd15", "sdxl") else local_model_arch(config.model.base)
     plan = None
-    counts_valid = min(config.training.batch_size, config.training.epochs, config.dataset.repeats) >= 1
+    counts_valid = (min(config.training.batch_size, config.training.epochs, config.dataset.repeats) >= 1
+                    and config.dataset.resolution >= 0 and config.dataset.resolution % 64 == 0)
     if facts.scan is not None and facts.scan.images and counts_valid:
         resolution = effective_resolution(config, arch or "sd15")
         plan = plan_steps(facts.scan.images, resolution, config.training.batch_size, config.training.epochs,

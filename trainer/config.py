@@ -14,9 +14,10 @@ Validation here is about *impossible* values (a batch of 0, an unknown optimizer
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+
+from trainer.config_messages import finite_float, limit_text, number_text, quoted, suggest
 
 CONFIG_VERSION = 1
 """The schema version written into every saved config."""
@@ -34,6 +35,12 @@ FUSED_OPTIMIZERS = ("adamw", "adamw8bit", "came", "adafactor", "prodigy_plus")
 """Optimizers that can update one weight at a time inside the backward pass."""
 LR_FREE_MIN = 0.1
 """Below this, a rate given to a learning-rate-free optimizer is a leftover AdamW value, not a scale."""
+CONV_NETWORKS = ("locon", "loha", "lokr")
+"""Network types that adapt the 3×3 convolutions, and so use ``conv_dim`` and ``conv_alpha``."""
+MAX_NAME_BYTES = 200
+"""Longest ``output.name`` in UTF-8 bytes. File systems cap a file name at 255 bytes, and the longest
+name loratui derives from it (``<name>-step0001234.safetensors``, ``<name>-20250101-120000-2``) adds
+up to about 30; 200 leaves room to spare, so a run never dies at its first save."""
 
 
 def setting(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
@@ -215,6 +222,9 @@ class OutputConfig:
     sample_seed: int = setting(42, "Seed of the first prompt's image (the next prompt uses the next number), "
                                "kept for every sample of the run so they can be compared.",
                                minimum=0, maximum=2**32 - 1)
+    tensorboard: bool = setting(False, "Also log the loss, learning rate, speed and sample images for "
+                                "TensorBoard, in the run folder's `tensorboard/` (`tensorboard --logdir runs`). "
+                                "Needs the tensorboard package (`pip install tensorboard`).")
 
 
 @dataclass
@@ -318,38 +328,73 @@ def to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def suggest(name: str, options: list[str] | tuple[str, ...]) -> str:
-    """A " Did you mean …?" hint for a misspelt name, or an empty string."""
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+def _allowed(info: FieldInfo) -> str:
+    """A number field's range in words (" from 1 to 256"), or an empty string when it has none."""
+    if info.minimum is not None and info.maximum is not None:
+        return f" from {limit_text(info.minimum)} to {limit_text(info.maximum)}"
+    if info.minimum is not None:
+        return f" of at least {limit_text(info.minimum)}"
+    if info.maximum is not None:
+        return f" of at most {limit_text(info.maximum)}"
+    return ""
 
 
 def _coerce(info: FieldInfo, value: Any) -> tuple[Any, str | None]:
-    """Check one raw value against its field's type; return (value, problem message)."""
+    """Check one raw value against its field's type; return (value, problem message).
+
+    ``true`` is not a number here even though Python's bool is an int, and nan or ±inf is not a
+    number either: every comparison with nan is false, so it would slip past any limit.
+    """
     expected = info.type
     if expected is bool:
         if isinstance(value, bool):
             return value, None
-        return None, f"expected true or false, got {value!r}"
+        return None, f"expected true or false, got {quoted(value)}"
     if expected is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value, None
         if isinstance(value, float) and value.is_integer():
             return int(value), None
-        return None, f"expected a whole number, got {value!r}"
+        return None, f"expected a whole number{_allowed(info)}, got {quoted(value)}"
     if expected is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value), None
-        return None, f"expected a number, got {value!r}"
+            number = finite_float(value)
+            if number is not None:
+                return number, None
+        return None, f"expected a number{_allowed(info)}, got {quoted(value)}"
     if expected is str:
         if isinstance(value, str):
             return value, None
-        return None, f"expected text, got {value!r}"
+        return None, f"expected text, got {quoted(value)}"
     if expected is list:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value), None
-        return None, f"expected a list of texts, got {value!r}"
+        return None, f"expected a list of texts, got {quoted(value)}"
     raise TypeError(f"unsupported field type {expected}")  # a schema bug, not a user error
+
+
+def _type_message(info: FieldInfo, value: Any) -> str | None:
+    """Why a value held in a Config does not fit its field's type (None when it does).
+
+    Stricter than reading a file: a whole float such as 4.0 left in an int field by code would
+    reach ``range()`` in the trainer, so only a true int passes here.
+    """
+    if info.type is int and isinstance(value, float):
+        return f"expected a whole number{_allowed(info)}, got {quoted(value)}"
+    return _coerce(info, value)[1]
+
+
+def _unknown(dotted: str, name: str, nearby: list[str]) -> Problem:
+    """The problem for a key the schema lacks, with the closest real key or the section it belongs in."""
+    hint = suggest(name, nearby)
+    if not hint:
+        # A real setting in the wrong place: keys written above the first [section], or under another one.
+        homes = [key for key in FIELDS if "." in key and key.split(".", 1)[1] == name and key != dotted]
+        if len(homes) == 1:
+            hint = f" Did you mean '{homes[0]}'? It belongs in the [{homes[0].split('.')[0]}] table."
+        elif homes:
+            hint = f" '{name}' is a setting of " + ", ".join(f"[{k.split('.')[0]}]" for k in homes) + "."
+    return Problem(dotted, "unknown setting." + hint)
 
 
 def from_dict(data: dict[str, Any]) -> tuple[Config, list[Problem]]:
@@ -362,21 +407,22 @@ def from_dict(data: dict[str, Any]) -> tuple[Config, list[Problem]]:
     config = Config()
     top_level = [k for k in FIELDS if "." not in k]
     for key, value in data.items():
+        key = str(key)
         if key in SECTIONS:
             if not isinstance(value, dict):
-                problems.append(Problem(key, f"expected a [{key}] table, got {value!r}"))
+                problems.append(Problem(key, f"expected a [{key}] table, got {quoted(value)}"))
                 continue
             names = [k.split(".", 1)[1] for k in FIELDS if k.startswith(key + ".")]
             for name, raw in value.items():
                 dotted = f"{key}.{name}"
                 if dotted not in FIELDS:
-                    problems.append(Problem(dotted, "unknown setting." + suggest(name, names)))
+                    problems.append(_unknown(dotted, str(name), names))
                     continue
                 config = _set_checked(config, dotted, raw, problems)
         elif key in top_level:
             config = _set_checked(config, key, value, problems)
         else:
-            problems.append(Problem(key, "unknown setting." + suggest(key, list(SECTIONS) + top_level)))
+            problems.append(_unknown(key, key, list(SECTIONS) + top_level))
     return config, problems
 
 
@@ -388,36 +434,77 @@ def _set_checked(config: Config, key: str, raw: Any, problems: list[Problem]) ->
     return with_value(config, key, value)
 
 
+def _text_problem(text: str) -> str | None:
+    """Why a text value can be neither a path, a caption nor a line of a UTF-8 TOML file."""
+    if "\0" in text:
+        return "contains a NUL character (\\0), which no file name or caption can hold; remove it."
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Reachable through --set with bytes the terminal could not decode; the frozen config could not be written.
+        return f"{quoted(text)} is not valid UTF-8 text; retype it."
+    return None
+
+
+def _field_problems(key: str, info: FieldInfo, value: Any) -> list[Problem]:
+    """The problems of one well-typed field on its own: required, choices, limits, unusable text."""
+    problems = []
+    if info.required and not (isinstance(value, str) and value.strip()):
+        problems.append(Problem(key, "is required."))
+    if info.choices is not None and value not in info.choices:
+        options = ", ".join(str(c) for c in info.choices)
+        problems.append(Problem(key, f"{quoted(value)} is not one of: {options}."
+                                + suggest(str(value), [str(c) for c in info.choices])))
+    if info.minimum is not None and isinstance(value, (int, float)) and value < info.minimum:
+        problems.append(Problem(key, f"{number_text(value)} is below the minimum of {limit_text(info.minimum)}."))
+    if info.maximum is not None and isinstance(value, (int, float)) and value > info.maximum:
+        problems.append(Problem(key, f"{number_text(value)} is above the maximum of {limit_text(info.maximum)}."))
+    for text in value if isinstance(value, list) else [value] if isinstance(value, str) else []:
+        message = _text_problem(text)
+        if message:
+            problems.append(Problem(key, message))
+            break
+    return problems
+
+
 def validate(config: Config) -> list[Problem]:
-    """Every hard problem with a config, in field order. Never changes the config."""
+    """Every hard problem with a config, in field order. Never changes the config, never raises."""
     problems: list[Problem] = []
     for key, info in FIELDS.items():
         value = get_value(config, key)
-        if info.required and not (isinstance(value, str) and value.strip()):
-            problems.append(Problem(key, "is required."))
-        if info.choices is not None and value not in info.choices:
-            options = ", ".join(str(c) for c in info.choices)
-            problems.append(Problem(key, f"{value!r} is not one of: {options}."
-                                    + suggest(str(value), [str(c) for c in info.choices])))
-        if info.minimum is not None and isinstance(value, (int, float)) and value < info.minimum:
-            problems.append(Problem(key, f"{value} is below the minimum of {info.minimum:g}."))
-        if info.maximum is not None and isinstance(value, (int, float)) and value > info.maximum:
-            problems.append(Problem(key, f"{value} is above the maximum of {info.maximum:g}."))
-    problems.extend(_cross_field_problems(config))
+        message = _type_message(info, value)
+        if message:
+            problems.append(Problem(key, message))
+        else:
+            problems += _field_problems(key, info, value)
+    # A config read from a file always has the right types (from_dict keeps the default instead);
+    # one built in code may not, and the checks below compare and divide, so they wait until it does.
+    if not any(_type_message(info, get_value(config, key)) for key, info in FIELDS.items()):
+        problems.extend(_cross_field_problems(config))
     return problems
 
 
 def _cross_field_problems(config: Config) -> list[Problem]:
     problems = []
     if config.config_version > CONFIG_VERSION:
-        problems.append(Problem("config_version", f"this file is version {config.config_version}, "
+        problems.append(Problem("config_version", f"this file is version {number_text(config.config_version)}, "
                                 f"newer than this loratui understands ({CONFIG_VERSION}); upgrade loratui."))
     resolution = config.dataset.resolution
     if resolution % 64:
-        problems.append(Problem("dataset.resolution", f"{resolution} is not a multiple of 64; "
+        problems.append(Problem("dataset.resolution", f"{number_text(resolution)} is not a multiple of 64; "
                                 "use 512, 768, 1024 or 0 for the architecture's own size."))
+    extension = config.dataset.caption_extension
+    if not (extension.startswith(".") and len(extension) > 1 and not any(c in extension for c in "/\\\0")):
+        # Caption paths are built as image.with_suffix(extension), which refuses anything else.
+        dotted = extension and not any(c in extension for c in "./\\\0")
+        hint = f" Did you mean '.{extension}'?" if dotted else " Write it with its dot, such as '.txt'."
+        problems.append(Problem("dataset.caption_extension", f"{quoted(extension)} is not a file extension.{hint}"))
     if config.network.alpha <= 0:
         problems.append(Problem("network.alpha", "must be above 0 (alpha/dim scales the LoRA)."))
+    if config.network.type in CONV_NETWORKS and config.network.conv_alpha <= 0:
+        # As with alpha, a scale of 0 makes the convolution adapters output nothing and learn nothing.
+        problems.append(Problem("network.conv_alpha", f"must be above 0 with network.type = {config.network.type!r} "
+                                "(conv_alpha/conv_dim scales the convolution layers)."))
     if config.network.dora and config.network.type in SUPPORTED_NETWORKS \
             and config.network.type not in DORA_NETWORKS:
         problems.append(Problem("network.dora", f"cannot be combined with network.type = "
@@ -425,11 +512,40 @@ def _cross_field_problems(config: Config) -> list[Problem]:
     if config.optimizer.unet_lr <= 0:
         problems.append(Problem("optimizer.unet_lr", "must be above 0, or nothing is trained."))
     problems.extend(_optimizer_problems(config))
-    name = config.output.name
-    if not name or any(c in name for c in "/\\\0") or name in (".", ".."):
-        problems.append(Problem("output.name", f"{name!r} is not a usable file name "
-                                "(no slashes, not empty)."))
+    problems.extend(_output_problems(config.output))
+    problems.extend(_output_name_control_problems(config.output.name))
     return problems
+
+
+def _output_problems(output: OutputConfig) -> list[Problem]:
+    """Output names and folders that no file system can hold."""
+    problems = []
+    name = output.name
+    if not name or any(c in name for c in "/\\\0") or name in (".", ".."):
+        problems.append(Problem("output.name", f"{quoted(name)} is not a usable file name "
+                                "(no slashes, not empty)."))
+    elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        problems.append(Problem("output.name", f"is {len(name.encode('utf-8', 'surrogatepass'))} bytes long; "
+                                f"use at most {MAX_NAME_BYTES}, so the file names made from it fit the file "
+                                "system's limit of 255."))
+    if not output.dir:
+        problems.append(Problem("output.dir", "is empty; name the folder that holds the run folders, such as runs."))
+    return problems
+
+
+def _output_name_control_problems(name: str) -> list[Problem]:
+    """``output.name`` with a control character: a newline, tab, escape or DEL.
+
+    The name becomes file and folder names that logs, scripts and terminals show: a newline splits
+    a path across lines and an escape sequence can rewrite the screen it is printed on. NUL is
+    reported for every text field already (``_text_problem``), so it is left out here.
+    """
+    bad = sorted({c for c in name if c != "\0" and (ord(c) < 32 or 127 <= ord(c) < 160)})
+    if not bad:
+        return []
+    shown = ", ".join(repr(c) for c in bad)
+    return [Problem("output.name", f"contains a control character ({shown}), which has no place in a file name; "
+                    "use letters, digits, - and _.")]
 
 
 def _optimizer_problems(config: Config) -> list[Problem]:

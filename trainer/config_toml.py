@@ -46,7 +46,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     raw = raw.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except ValueError:  # TOMLDecodeError, or an integer too long for Python to read: take the text
         value = raw
     return key, value
 
@@ -92,6 +92,9 @@ def read_toml(path: Path | str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(path, f"is not valid TOML: {exc}") from None
+    except ValueError as exc:
+        # tomllib lets Python's own limit through: an integer of more than 4300 digits.
+        raise ConfigFileError(path, f"is not valid TOML: it holds a number too long to read ({exc})") from None
 
 
 def load_config(path: Path | str, overrides: Iterable[str] = ()) -> tuple[Config, list[Problem]]:
@@ -115,7 +118,12 @@ def resolve_paths(config: Config, base_dir: Path) -> Config:
     def absolute(value: str) -> str:
         if not value:
             return value
-        return str((base_dir / Path(value).expanduser()).resolve())
+        try:
+            return str((base_dir / Path(value).expanduser()).resolve())
+        except (ValueError, RuntimeError, OSError):
+            # A NUL byte, ~user with no such user, a symlink loop: left as written, so validation
+            # or the preflight names the setting instead of a traceback naming pathlib.
+            return value
 
     def model_reference(value: str) -> str:
         if value and looks_like_hub_id(value) and not (base_dir / value).exists():
