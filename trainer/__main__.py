@@ -18,8 +18,9 @@ from pathlib import Path
 
 from trainer.config_toml import ConfigFileError, load_config
 from trainer.distributed import Ranks, ranks_from_env
-from trainer.errors import OOM_ADVICE, TrainerError
+from trainer.errors import OOM_ADVICE, TrainerError, disk_full
 from trainer.events import EventWriter
+from trainer.fileio import DiskFullError, disk_full_errno, free_bytes, remove_stale_temps
 from trainer.preflight import preflight
 from trainer.quiet import quiet_libraries
 from trainer.stop import StopRequest, install_stop_handlers
@@ -30,6 +31,28 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _as_disk_full(exc: BaseException, paths: RunPaths) -> TrainerError | None:
+    """The ``disk_full`` error for a failure caused by a full disk, else None."""
+    resume_from = paths.root if paths.resume_state.is_file() else None
+    if isinstance(exc, DiskFullError):
+        return disk_full(str(exc.path), exc.strerror, exc.free_bytes, resume_from)
+    code = disk_full_errno(exc)
+    if code is None:
+        return None
+    # Not through atomic_write (the events file, the log): name what the OS named, or the run folder.
+    target = getattr(exc, "filename", None) or str(paths.root)
+    return disk_full(str(target), os.strerror(code), free_bytes(Path(target).parent), resume_from, atomic=False)
+
+
+def _clean_after_kill(paths: RunPaths) -> None:
+    """Remove the temporary files of saves a killed trainer never finished (no other trainer runs here)."""
+    removed = remove_stale_temps(paths.root)
+    for folder in (paths.checkpoints, paths.state, paths.samples):
+        removed += remove_stale_temps(folder, recursive=True)
+    for path in removed:
+        print(f"Removed {path}: a save the previous trainer did not finish.", flush=True)
 
 
 class _NoEvents:
@@ -94,6 +117,18 @@ def _run(paths: RunPaths, events: EventWriter, resume: bool, ranks: Ranks = Rank
                     advice=f"The LoRA is {paths.final_lora(config.output.name)}.")
         return 2
 
+    if resume and ranks.main:
+        _clean_after_kill(paths)
+    tensorboard = None
+    if config.output.tensorboard and ranks.main:
+        from trainer.tensorboard_log import TENSORBOARD_FOLDER, TensorBoardEvents, tensorboard_missing
+
+        missing = tensorboard_missing()
+        if missing:
+            events.emit("error", code="config", message=missing, advice="Install it, or turn the option off.")
+            return 2
+        events = tensorboard = TensorBoardEvents(events, paths.root / TENSORBOARD_FOLDER)
+
     from trainer.loop import run_training  # torch is imported from here on
 
     stop = StopRequest()
@@ -108,14 +143,26 @@ def _run(paths: RunPaths, events: EventWriter, resume: bool, ranks: Ranks = Rank
         events.emit("stopped", reason="interrupted twice: stopped without saving")
         return 0
     except Exception as exc:
-        traceback.print_exc()
-        if _is_out_of_memory(exc):
-            events.emit("error", code="oom", message=f"Out of memory: {exc}".splitlines()[0], advice=OOM_ADVICE)
+        # The event first: on a full disk the traceback may not fit into trainer.log.
+        full = _as_disk_full(exc, paths)
+        if full is not None:
+            events.emit("error", code=full.code, message=full.message, advice=full.advice)
+        elif _is_out_of_memory(exc):
+            # CUDA's own message starts "CUDA out of memory. Tried to allocate …": its first line is enough.
+            first_line = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = first_line if "out of memory" in first_line.lower() else f"Out of memory: {first_line}"
+            events.emit("error", code="oom", message=message, advice=OOM_ADVICE)
         else:
             events.emit("error", code="crash", message=f"{type(exc).__name__}: {exc}".splitlines()[0],
                         advice=f"This is a bug in loratui or a library; the full traceback is in {paths.log}.")
+        try:
+            traceback.print_exc()
+        except OSError:
+            pass
         return 1
     finally:
+        if tensorboard is not None:
+            tensorboard.close()
         if ranks.distributed:
             from trainer.distributed import shutdown
 

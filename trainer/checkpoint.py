@@ -7,6 +7,7 @@ flushed and renamed, so a crash mid-save never replaces a good file with a torn 
 
 from __future__ import annotations
 
+import glob
 import json
 import time
 import uuid
@@ -45,7 +46,7 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_num_epochs": str(config.training.epochs),
         "ss_max_train_steps": str(total_steps),
         "ss_batch_size_per_device": str(config.training.batch_size),
-        "ss_total_batch_size": str(config.training.batch_size),
+        "ss_total_batch_size": str(config.training.batch_size * config.training.num_processes),
         "ss_gradient_accumulation_steps": "1",
         "ss_gradient_checkpointing": str(config.training.gradient_checkpointing),
         "ss_lr_warmup_steps": str(config.scheduler.warmup_steps),
@@ -60,24 +61,25 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_v2": "False",
         "ss_base_model_version": BASE_MODEL_VERSIONS[arch],
         "ss_sd_model_name": Path(config.model.base).name or config.model.base,
-        "ss_clip_skip": "None" if arch == "sdxl" else "1",
+        "ss_clip_skip": "None" if arch == "sdxl" else str(config.model.clip_skip),
         "ss_max_token_length": "None",
         "ss_cache_latents": "True",
         "ss_seed": str(config.training.seed),
-        "ss_noise_offset": "None",
+        # sd-scripts writes "None" for a feature that is off, the value when it is on.
+        "ss_noise_offset": str(config.training.noise_offset) if config.training.noise_offset else "None",
         "ss_optimizer": optimizer_description(config.optimizer),
         "ss_max_grad_norm": str(config.optimizer.max_grad_norm),
         "ss_resolution": str((resolution, resolution)),
         "ss_enable_bucket": str(config.dataset.buckets),
-        "ss_bucket_no_upscale": "True",
+        "ss_bucket_no_upscale": str(not config.dataset.bucket_upscale),
         "ss_flip_aug": str(config.dataset.flip),
         "ss_color_aug": "False",
         "ss_random_crop": "False",
         "ss_shuffle_caption": str(config.dataset.shuffle_captions),
         "ss_keep_tokens": str(config.dataset.keep_tokens),
-        "ss_caption_dropout_rate": "0.0",
+        "ss_caption_dropout_rate": str(config.dataset.caption_dropout),
         "ss_prior_loss_weight": "1.0",
-        "ss_min_snr_gamma": "None",
+        "ss_min_snr_gamma": str(config.training.min_snr_gamma) if config.training.min_snr_gamma else "None",
         "ss_training_comment": f"trained with loratui, trigger word: {config.dataset.trigger_word or 'none'}",
         "ss_dataset_dirs": json.dumps({dataset_name: {"n_repeats": config.dataset.repeats, "img_count": images}}),
         "ss_tag_frequency": json.dumps({dataset_name: tag_frequency}, ensure_ascii=False),
@@ -124,7 +126,8 @@ def prune_checkpoints(folder: Path, name: str, keep: int) -> list[Path]:
     """Delete all but the newest ``keep`` checkpoints of this run (0 keeps all); return the removed."""
     if keep <= 0:
         return []
-    files = sorted(folder.glob(f"{name}-e*.safetensors"))
+    # The name is the user's: escaped, so a name such as "v[2]" or "a*" matches only its own files.
+    files = sorted(folder.glob(f"{glob.escape(name)}-e*.safetensors"))
     removed = files[:-keep]
     for old in removed:
         old.unlink(missing_ok=True)

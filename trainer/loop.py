@@ -20,7 +20,7 @@ from trainer.checkpoint import new_session_id, prune_checkpoints, save_lora, tra
 from trainer.config import Config, effective_resolution
 from trainer.control import take_requests
 from trainer.data import CachedImage, cache_latents, default_cache_dir
-from trainer import distributed
+from trainer import distributed, faults
 from trainer.distributed import Ranks
 from trainer.errors import NAN_ADVICE, TrainerError
 from trainer.events import EventWriter
@@ -187,7 +187,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         return saved
 
     def step_checkpoint_path() -> Path:
-        return paths.checkpoints / f"{config.output.name}-step{done.step:06d}.safetensors"
+        return paths.step_checkpoint(config.output.name, done.step)
 
     # Samples: the same prompts and seeds all run long, so each set can be compared with the last.
     sampler = Sampler(model, network, precision, events, paths.samples, SampleSettings(
@@ -208,6 +208,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             latents = torch.stack([image.pick_latents(rng) for image in chosen]).to(precision.device)
             conditioning = text_cache.lookup(texts, precision.device) if text_cache is not None \
                 else encode_captions(model, texts, precision, train_te)
+            faults.at_step()  # nothing unless LORATUI_FAULT arms it (the fault suite's injected OOM)
             loss = diffusion_loss(model, latents, conditioning, _time_ids(chosen, arch, precision.device), precision,
                                   config.training.noise_offset, config.training.min_snr_gamma)
             loss_value = loss.item()

@@ -80,3 +80,23 @@ def test_every_option_at_once_trains(tiny_sd15, dataset, make_config):
     assert {t.dtype for t in tensors.values()} == {torch.bfloat16}
     lrs = [s["lr"] for s in of_type(events, "step")]
     assert lrs[0] < lrs[1]  # warm-up rises
+
+
+def test_metadata_describes_the_settings_that_shaped_the_weights():
+    from trainer.config import Config, with_value
+
+    config = Config()
+    for key, value in [("model.clip_skip", 2), ("training.noise_offset", 0.05), ("training.min_snr_gamma", 5.0),
+                       ("dataset.bucket_upscale", True), ("dataset.caption_dropout", 0.1),
+                       ("training.batch_size", 2), ("training.num_processes", 3)]:
+        config = with_value(config, key, value)
+    meta = checkpoint.training_metadata(config, "sd15", resolution=512, images=10, total_steps=100,
+                                        batches_per_epoch=10, tag_frequency={}, started_at=0.0, session_id="1")
+    assert (meta["ss_clip_skip"], meta["ss_noise_offset"], meta["ss_min_snr_gamma"]) == ("2", "0.05", "5.0")
+    assert (meta["ss_bucket_no_upscale"], meta["ss_caption_dropout_rate"]) == ("False", "0.1")
+    assert (meta["ss_batch_size_per_device"], meta["ss_total_batch_size"]) == ("2", "6")
+    # Features that are off are written as sd-scripts writes them.
+    plain = checkpoint.training_metadata(Config(), "sdxl", resolution=1024, images=10, total_steps=100,
+                                         batches_per_epoch=10, tag_frequency={}, started_at=0.0, session_id="1")
+    assert (plain["ss_clip_skip"], plain["ss_noise_offset"], plain["ss_min_snr_gamma"]) == ("None", "None", "None")
+    assert plain["ss_bucket_no_upscale"] == "True"
