@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -50,6 +50,7 @@ class LoraTuiApp(App):
         Binding("f2", "switch_mode('dataset')", "Dataset", id="mode-dataset", priority=True),
         Binding("f3", "switch_mode('setup')", "Setup", id="mode-setup", priority=True),
         Binding("f4", "switch_mode('train')", "Train", id="mode-train", priority=True),
+        Binding("f6", "inspect_lora", "Inspect LoRA", id="inspect-lora", priority=True, show=False),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
     ]
@@ -198,3 +199,16 @@ class LoraTuiApp(App):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.current_mode))
+
+    def action_inspect_lora(self, path: str = "") -> None:
+        """Open the LoRA inspector (on ``path`` when given)."""
+        from loratui.screens.inspect import InspectScreen
+
+        if not isinstance(self.screen, InspectScreen):
+            self.push_screen(InspectScreen(path or None))
+
+    def get_system_commands(self, screen):
+        """The command palette: Textual's own commands and the inspector."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Inspect a LoRA file", "Network type, dim and alpha per block, base model, training "
+                            "settings and tags of any kohya-style LoRA (F6)", self.action_inspect_lora)

@@ -8,6 +8,9 @@
     loratui runs [DIR …] [--format json]             every run: state, steps, last loss, output
     loratui attach [RUN]                             open the app on a run (the newest live one)
     loratui dataset scan DIR [--format json]         what will go wrong with a dataset folder (changes nothing)
+    loratui inspect FILE… [--tags N] [--format json]  what is inside a LoRA (any kohya-compatible trainer)
+    loratui export CONFIG --to sd-scripts DIR        the same training as sd-scripts files and a command line
+    loratui import FILE [--out loratui.toml]         an sd-scripts or LoRA_Easy config as a loratui config
     loratui serve [CONFIG] [--port N]                the app in a browser tab (listens on 127.0.0.1)
 
 Every problem with the input is printed as one line naming the file or setting, and the exit
@@ -41,6 +44,9 @@ def _app_parser() -> argparse.ArgumentParser:
                "  runs    list runs: running, finished, stopped or failed\n"
                "  attach  open the app on a run (after an SSH drop: the run kept going)\n"
                "  dataset check a dataset folder: `loratui dataset scan DIR` (changes nothing)\n"
+               "  inspect show a LoRA file's type, dim/alpha per block, base model, training settings and tags\n"
+               "  export  write a config's sd-scripts equivalent: `loratui export CONFIG --to sd-scripts DIR`\n"
+               "  import  read an sd-scripts or LoRA_Easy_Training_Scripts config into a loratui config\n"
                "  serve   the app in a browser tab, on 127.0.0.1 (reach it through SSH port forwarding)\n\n"
                "`loratui COMMAND --help` tells more.", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", type=Path,
@@ -132,6 +138,19 @@ def _load_workspace(config: Path, overrides: list[str]):
     return workspace
 
 
+def _refuse_impossible(workspace) -> bool:
+    """Print the config's own hard problems (types, limits, unknown keys); True when there are any.
+
+    They are checked before anything else: the dataset scan, the step plan and the rules all
+    assume a valid config (a resolution of 8 or an arch of "sdxxl" would raise in them).
+    """
+    from trainer.config import validate
+
+    problems = workspace.parse_problems + validate(workspace.resolved())
+    _print_problems(problems)
+    return bool(problems)
+
+
 def cmd_train(config: Path, overrides: list[str], detach: bool) -> int:
     """Check the config, then train in the foreground or start a detached run."""
     from loratui.headless import train_in_foreground
@@ -140,7 +159,7 @@ def cmd_train(config: Path, overrides: list[str], detach: bool) -> int:
     from trainer.rundir import create_run_dir
 
     workspace = _load_workspace(config, overrides)
-    if workspace is None:
+    if workspace is None or _refuse_impossible(workspace):
         return EXIT_BAD_INPUT
     assessment = workspace.assess()
     if not assessment.startable:
@@ -176,7 +195,9 @@ def cmd_check(config: Path, overrides: list[str], output_format: str) -> int:
     from loratui.rules import worst
 
     workspace = _load_workspace(config, overrides)
-    if workspace is None:
+    if workspace is None or _refuse_impossible(workspace):
+        if output_format == "json":
+            print("[]")  # still JSON for a script reading stdout; the exit status says why it is empty
         return EXIT_BAD_INPUT
 
     result = workspace.assess(gpus=detect_gpus())
@@ -330,6 +351,15 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "serve":
         from loratui.cli_serve import serve_main
         return serve_main(argv[1:])
+    if argv and argv[0] == "inspect":
+        from loratui.cli_inspect import inspect_main
+        return inspect_main(argv[1:])
+    if argv and argv[0] == "export":
+        from loratui.cli_interop import export_main
+        return export_main(argv[1:])
+    if argv and argv[0] == "import":
+        from loratui.cli_interop import import_main
+        return import_main(argv[1:])
     if argv and argv[0] == "demo":
         args = _demo_parser().parse_args(argv[1:])
         return cmd_demo(args.dir, args.headless)

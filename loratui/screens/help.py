@@ -63,7 +63,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         keys = KEYS.get(self.mode, "")
-        common = ("- **F1** checklist · **F2** dataset · **F3** settings · **F4** train · **ctrl+p** command palette · "
+        common = ("- **F1** checklist · **F2** dataset · **F3** settings · **F4** train · **F6** inspect a LoRA file · "
+                  "**ctrl+p** command palette · "
                   "**ctrl+q** quit\n")
         with VerticalScroll(id="help"):
             yield Markdown(f"## Keys\n{keys}{common}\n## Troubleshooting\n{TROUBLESHOOTING}")
