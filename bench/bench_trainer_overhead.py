@@ -58,8 +58,14 @@ def trainer_seconds_per_step(model: Path, images: Path, work: Path, steps: int, 
     return (times[-1] - times[0]) / (len(times) - 1)
 
 
-def bare_seconds_per_step(model_dir: Path, images: Path, steps: int, train_te: bool, encode_every_step: bool) -> float:
-    """A plain loop: diffusers components, our LoRA modules, AdamW; nothing else."""
+def bare_loop(model_dir: Path, images: Path, steps: int, train_te: bool, encode_every_step: bool,
+              batch: int = BATCH, resolution: int = RESOLUTION) -> dict:
+    """A plain loop: diffusers components, our LoRA modules, AdamW; nothing else.
+
+    Returns ``durations`` (seconds of each step, by ``time.perf_counter``) and the wall-clock
+    moments (``time.time()``) its phases ended: ``imported``, ``loaded`` (model and LoRA ready)
+    and ``cached`` (every image encoded once).
+    """
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -69,6 +75,7 @@ def bare_seconds_per_step(model_dir: Path, images: Path, steps: int, train_te: b
 
     from trainer.networks.lora import LoRANetwork, NetworkSpec
 
+    moments = {"imported": time.time()}
     torch.manual_seed(0)
     tokenizer = CLIPTokenizer.from_pretrained(model_dir, subfolder="tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(model_dir, subfolder="text_encoder").requires_grad_(False)
@@ -78,18 +85,23 @@ def bare_seconds_per_step(model_dir: Path, images: Path, steps: int, train_te: b
     network = LoRANetwork(unet, [text_encoder], "sd15", NetworkSpec(8, 4.0), train_text_encoders=train_te)
     network.attach()
     optimizer = torch.optim.AdamW([p for p in network.parameters()], lr=1e-4, weight_decay=0.01)
+    moments["loaded"] = time.time()
 
     files = sorted(images.glob("*.png"))
-    pixels = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB").resize((RESOLUTION, RESOLUTION)),
+    pixels = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB").resize((resolution, resolution)),
                                                       dtype=np.float32) / 127.5 - 1).permute(2, 0, 1) for f in files])
     captions = [f.with_suffix(".txt").read_text().strip() for f in files]
     with torch.no_grad():
-        cached = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor
+        # One image at a time, as the trainer encodes them (a whole batch of 512 px images at once
+        # would need several GiB of VAE activations on a CPU).
+        cached = torch.cat([vae.encode(pixels[i:i + 1]).latent_dist.sample() for i in range(len(files))])
+        cached = cached * vae.config.scaling_factor
+    moments["cached"] = time.time()
 
     durations = []
     for step in range(steps):
         start = time.perf_counter()
-        rows = [(step * BATCH + i) % len(files) for i in range(BATCH)]
+        rows = [(step * batch + i) % len(files) for i in range(batch)]
         if encode_every_step:
             with torch.no_grad():
                 latents = vae.encode(pixels[rows]).latent_dist.sample() * vae.config.scaling_factor
@@ -100,7 +112,7 @@ def bare_seconds_per_step(model_dir: Path, images: Path, steps: int, train_te: b
         with torch.set_grad_enabled(train_te):
             hidden = text_encoder(ids).last_hidden_state
         noise = torch.randn_like(latents)
-        timesteps = torch.randint(0, 1000, (BATCH,))
+        timesteps = torch.randint(0, 1000, (batch,))
         prediction = unet(scheduler.add_noise(latents, noise, timesteps), timesteps, hidden).sample
         loss = F.mse_loss(prediction, noise)
         loss.backward()
@@ -109,7 +121,12 @@ def bare_seconds_per_step(model_dir: Path, images: Path, steps: int, train_te: b
         optimizer.zero_grad(set_to_none=True)
         loss.item()
         durations.append(time.perf_counter() - start)
-    return statistics.mean(durations[WARMUP:])
+    return {"durations": durations, **moments}
+
+
+def bare_seconds_per_step(model_dir: Path, images: Path, steps: int, train_te: bool, encode_every_step: bool) -> float:
+    """The bare loop's mean seconds per step after the warm-up, on the tiny model."""
+    return statistics.mean(bare_loop(model_dir, images, steps, train_te, encode_every_step)["durations"][WARMUP:])
 
 
 def main() -> int:

@@ -24,40 +24,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))  # full_size.py, the builder bench_full_size_cpu.py shares
 BUILD_DEVICE = "cuda"
-"""Where the full-size models are initialised (a GPU does it in seconds; `--build-on-cpu` for a dry run)."""
-
-
-def _full_size_pipeline(arch: str):
-    """The real architecture (configs from trainer.shape_tables) with random weights, built on BUILD_DEVICE."""
-    import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    from trainer.shape_tables import CLIP_BIG_G, CLIP_L, SD15_UNET, SDXL_UNET, VAE
-    from trainer.tiny import build_tokenizer, ddpm_scheduler
-
-    tokenizer = build_tokenizer()
-    ids = dict(eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-               pad_token_id=tokenizer.pad_token_id)
-    with torch.device(BUILD_DEVICE):
-        text = CLIPTextModel(CLIPTextConfig(**CLIP_L, **ids))
-        if arch == "sd15":
-            return StableDiffusionPipeline(
-                vae=AutoencoderKL(**VAE, sample_size=512), text_encoder=text, tokenizer=tokenizer,
-                unet=UNet2DConditionModel(**SD15_UNET), scheduler=ddpm_scheduler(), safety_checker=None,
-                feature_extractor=None, requires_safety_checker=False)
-        return StableDiffusionXLPipeline(
-            vae=AutoencoderKL(**VAE, sample_size=1024, scaling_factor=0.13025), text_encoder=text,
-            text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_BIG_G, **ids)), tokenizer=tokenizer,
-            tokenizer_2=build_tokenizer(), unet=UNet2DConditionModel(**SDXL_UNET), scheduler=ddpm_scheduler())
+"""Where the full-size models are initialised (a GPU does it in seconds; `--only-build` builds on the CPU)."""
 
 
 def full_size_model(arch: str, folder: Path) -> None:
-    """Save a full-size ``arch`` pipeline folder with random fp16 weights."""
-    import torch
+    """Save a full-size ``arch`` pipeline folder with random fp16 weights (built on BUILD_DEVICE)."""
+    from full_size import save_full_size
 
-    _full_size_pipeline(arch).to(torch.float16).save_pretrained(folder, safe_serialization=True)
+    save_full_size(arch, folder, "float16", BUILD_DEVICE)
 
 
 def train(model: Path, dataset: Path, work: Path, label: str, **settings) -> dict:

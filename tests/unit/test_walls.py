@@ -14,7 +14,7 @@ HEAVY = {"torch", "diffusers", "transformers", "peft", "lycoris", "bitsandbytes"
          "onnxruntime"}
 CONTRACT = ["trainer.config", "trainer.config_toml", "trainer.events", "trainer.plan", "trainer.rundir",
             "trainer.captions", "trainer.preflight", "trainer.fileio", "trainer.errors",
-            "trainer.networks.naming", "trainer.tagging.jobs"]
+            "trainer.networks.naming", "trainer.tagging.jobs", "trainer.faults", "trainer.config_messages"]
 
 
 def _imported_modules(path: Path) -> set[str]:
