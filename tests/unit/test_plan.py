@@ -110,3 +110,20 @@ def test_guide_example_25_images_10_repeats_10_epochs_batch_4():
     assert plan.formula_steps == 625
     assert plan.total_steps == 10 * math.ceil(250 / 4)
     assert count_batches([(1024, 1024)] * 25, [10] * 25, 4) == 63
+
+
+def test_png_exif_rotation_is_read_from_the_header_without_decoding(tmp_path):
+    from PIL import Image
+
+    from trainer.plan import read_image_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°: the trainer sees it upright, so the sides swap
+    Image.new("RGB", (64, 32)).save(tmp_path / "turned.png", exif=exif)
+    Image.new("RGB", (64, 32)).save(tmp_path / "plain.png")
+    assert read_image_size(tmp_path / "turned.png") == (32, 64)
+    assert read_image_size(tmp_path / "plain.png") == (64, 32)
+    # A PNG whose pixels are cut short is still sized from its header: nothing was decoded.
+    data = (tmp_path / "plain.png").read_bytes()
+    (tmp_path / "torn.png").write_bytes(data[: len(data) // 2])
+    assert read_image_size(tmp_path / "torn.png") == (64, 32)
