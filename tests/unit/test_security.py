@@ -295,13 +295,19 @@ def test_caption_text_that_looks_like_a_path_is_only_text(captioned_set, tmp_pat
 
 # ── 5: bad input from the dataset (bug A: unreadable captions; bug B: linked folders) ─────────
 
-def test_a_folder_or_a_pipe_named_like_a_caption_is_a_named_problem_and_never_blocks(tmp_path):
+def _dataset_with_unusable_captions(tmp_path: Path) -> Path:
+    """Three images: a.png's caption is a folder, b.png's a named pipe, c.png's a plain file."""
     dataset = tmp_path / "dataset"
     _image(dataset / "a.png", caption=None)
     _image(dataset / "b.png", caption=None, seed=1)
     _image(dataset / "c.png", seed=2)
     (dataset / "a.txt").mkdir()
     os.mkfifo(dataset / "b.txt")
+    return dataset
+
+
+def test_a_folder_or_a_pipe_named_like_a_caption_is_a_named_problem_and_never_blocks(tmp_path):
+    dataset = _dataset_with_unusable_captions(tmp_path)
     result: dict = {}
 
     def scan() -> None:
@@ -427,15 +433,10 @@ def test_the_apps_scan_and_the_trainer_agree_on_linked_folders(tmp_path):
     assert [(i.path, i.repeats) for i in report.images] == [(i.path, i.repeats) for i in trainer.images]
 
 
-# ── needs the preflight change (trainer/preflight.py check_dataset) ──────────────────────────
+# ── the trainer's preflight and the app see them before anything loads ──────────────────────────
 
 def _unusable_captions(tmp_path: Path) -> tuple[Path, Config]:
-    dataset = tmp_path / "dataset"
-    _image(dataset / "a.png", caption=None)
-    _image(dataset / "b.png", caption=None, seed=1)
-    _image(dataset / "c.png", seed=2)
-    (dataset / "a.txt").mkdir()
-    os.mkfifo(dataset / "b.txt")
+    dataset = _dataset_with_unusable_captions(tmp_path)
     model = tmp_path / "model"
     (model / "unet").mkdir(parents=True)
     (model / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
