@@ -121,12 +121,8 @@ def _run(paths: RunPaths, events: EventWriter, resume: bool, ranks: Ranks = Rank
         _clean_after_kill(paths)
     tensorboard = None
     if config.output.tensorboard and ranks.main:
-        from trainer.tensorboard_log import TENSORBOARD_FOLDER, TensorBoardEvents, tensorboard_missing
+        from trainer.tensorboard_log import TENSORBOARD_FOLDER, TensorBoardEvents  # preflight saw it installed
 
-        missing = tensorboard_missing()
-        if missing:
-            events.emit("error", code="config", message=missing, advice="Install it, or turn the option off.")
-            return 2
         events = tensorboard = TensorBoardEvents(events, paths.root / TENSORBOARD_FOLDER)
 
     from trainer.loop import run_training  # torch is imported from here on

@@ -6,6 +6,7 @@ do, so neither the app nor the trainer starts a run (or creates a run folder) th
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,24 @@ def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:
 
 
 def check_output(config: Config) -> list[Problem]:
-    """Problems with the output folder: it must exist or be creatable, and be writable."""
+    """Problems with the outputs: the folder must exist or be creatable and be writable, and
+    TensorBoard logging needs its package."""
+    problems = []
+    if config.output.tensorboard and not _installed("tensorboard"):
+        problems.append(Problem("output.tensorboard", "needs the tensorboard package: `pip install tensorboard` "
+                                "(or `pip install -e \".[tensorboard]\"`), or turn it off."))
+    return problems + _output_folder_problems(config)
+
+
+def _installed(package: str) -> bool:
+    # Looked up, not imported: the app runs this check too and must stay light.
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _output_folder_problems(config: Config) -> list[Problem]:
     target = Path(config.output.dir)
     probe = target
     while not probe.exists():

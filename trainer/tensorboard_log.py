@@ -23,16 +23,6 @@ _STEP_SCALARS = {"loss": "loss/step", "lr": "learning_rate/unet", "seconds_per_s
                  "vram_peak_gib": "gpu/memory_peak_gib"}
 
 
-def tensorboard_missing() -> str | None:
-    """Why TensorBoard logging cannot work here (the package is absent), or None when it can."""
-    try:
-        import tensorboard  # noqa: F401 - only asking whether it is installed
-    except ImportError:
-        return ("output.tensorboard needs the tensorboard package: `pip install tensorboard` (or "
-                "`pip install -e \".[tensorboard]\"`), or set output.tensorboard = false.")
-    return None
-
-
 class TensorBoardEvents:
     """An event writer that also writes every event's figures to TensorBoard.
 

@@ -46,7 +46,7 @@ def test_a_run_logs_its_loss_learning_rate_and_samples(tiny_sd15, dataset, make_
     assert (first.width, first.height) == (64, 64) and first.step == samples[0]["step"]
 
 
-def test_without_the_package_the_option_is_a_clear_config_error(tiny_sd15, dataset, make_config):
+def test_without_the_package_the_option_is_named_before_anything_starts(tiny_sd15, dataset, make_config):
     config = make_config(tiny_sd15, dataset, output={"tensorboard": True})
     # The run's process, with the tensorboard package hidden from it as on a box without it.
     from tests.trainer.helpers import new_run
@@ -58,5 +58,18 @@ def test_without_the_package_the_option_is_a_clear_config_error(tiny_sd15, datas
     result = subprocess.run([sys.executable, "-c", hide, str(run.root)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     (error,) = of_type(read_events(run.events), "error")
-    assert error["code"] == "config" and "output.tensorboard" in error["message"] and "pip install" in error["message"]
+    assert error["code"] == "input" and "output.tensorboard" in error["message"] and "pip install" in error["message"]
     assert not (run.root / TENSORBOARD_FOLDER).exists()
+
+
+def test_the_app_names_the_missing_package_before_launch(tiny_sd15, dataset, make_config, monkeypatch):
+    import sys
+
+    from trainer.config_toml import load_config
+    from trainer.preflight import check_output
+
+    config, _ = load_config(make_config(tiny_sd15, dataset, output={"tensorboard": True}))
+    assert check_output(config) == []
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as on a box without it
+    (problem,) = check_output(config)
+    assert problem.field == "output.tensorboard" and "pip install tensorboard" in problem.message
