@@ -42,6 +42,7 @@ class TrainScreen(Screen):
         Binding("g", "sample_now", "Sample now", id="sample-now"),
         Binding("r", "resume", "Resume run", id="resume-run"),
         Binding("a", "runs", "Runs", id="show-runs"),
+        Binding("i", "inspect_output", "Inspect LoRA", id="inspect-output"),
         Binding("p", "tab('tab-loss')", "Plot", id="tab-loss"),
         Binding("l", "tab('tab-log')", "Log", id="tab-log"),
         Binding("v", "tab('tab-samples')", "Samples", id="tab-samples"),
@@ -189,6 +190,8 @@ class TrainScreen(Screen):
         if action == "resume":
             return self.run is not None and self.run_state.phase in ("stopped", "failed") \
                 and self.run.resume_state.is_file() and not self._live()
+        if action == "inspect_output":
+            return self.run_state.output is not None
         if action in ("stop", "save_now", "sample_now"):
             return self.run is not None and not self.run_state.finished and self._live()
         return True
@@ -244,6 +247,11 @@ class TrainScreen(Screen):
 
     def action_tab(self, tab: str) -> None:
         self.monitor.show_tab(tab)
+
+    def action_inspect_output(self) -> None:
+        """Open the finished LoRA in the inspector: its blocks, metadata and size against the guide."""
+        if self.run_state.output is not None:
+            self.app.action_inspect_lora(self.run_state.output)
 
     def action_runs(self) -> None:
         """Pick a run to follow from every known run."""

@@ -193,3 +193,21 @@ async def test_no_offer_without_live_runs_and_the_runs_list_on_a(fake_run, light
         assert await until(pilot, lambda: app.screen.run is not None and app.screen.run.root == finished.root,
                            timeout=10)
         assert await until(pilot, lambda: app.screen.monitor.state.phase == "done", timeout=10)
+
+
+async def test_i_opens_the_finished_lora_in_the_inspector(fake_run):
+    from loratui.screens.inspect import InspectScreen
+
+    run = fake_run("--steps", "50", "--rate", "0", "--scenario", "healthy")
+    app = attached_app(run)
+    async with app.run_test(size=(100, 32)) as pilot:
+        assert await following(pilot, app)
+        train_screen = app.screen
+        assert await until(pilot, lambda: train_screen.monitor.state.phase == "done", timeout=30)
+        output = train_screen.run_state.output
+        await pilot.press("i")
+        assert await until(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.error is not None)
+        # The stand-in trainer's "LoRA" is four bytes: the inspector names that file and says why.
+        assert output in str(app.screen.error) or output in app.screen.query_one("#inspect-path").value
+        await pilot.press("escape")
+        assert await until(pilot, lambda: app.screen is train_screen)
