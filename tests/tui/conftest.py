@@ -36,10 +36,11 @@ async def steady_cursors(pilot) -> None:
     A blink timer tick that lands between focusing and the screenshot would otherwise decide
     whether the cursor shows (it did, on a CI machine).
     """
-    for box in pilot.app.query(Input):
+    # The screen's inputs: with modes, the active screen is not under app.query's reach.
+    for box in pilot.app.screen.query(Input):
         box.cursor_blink = False
     await pilot.pause(0.2)
-    for box in pilot.app.query(Input):
+    for box in pilot.app.screen.query(Input):
         box._cursor_visible = box.has_focus  # Textual keeps this private; no public way to pin it
     await pilot.pause(0.1)
 

@@ -34,6 +34,9 @@ def test_setup_snapshot_with_a_danger_inline(snap_compare, light_workspace):
         assert await until(pilot, lambda: assessed(app))
         await pilot.pause(0.2)
         app.screen.focus_setting("optimizer.unet_lr")
+        # On a loaded machine focus can land after a fixed pause; the cursor shows only where it is.
+        assert await until(pilot, lambda: app.focused is not None and "field-optimizer-unet_lr" in
+                           [node.id for node in app.focused.ancestors_with_self])
         await pilot.pause(0.2)
         await steady_cursors(pilot)
 
