@@ -165,7 +165,9 @@ def test_closing_the_tab_ends_its_app_but_never_the_training_it_started(tmp_path
 
     write_dataset(tmp_path / "dataset")
     config_path = tmp_path / "loratui.toml"
-    save_config(with_value(demo_config(), "model.base", str(tiny_sd15)), config_path)
+    # 60 steps: long enough to be mid-run when the tab closes, short enough for the suite.
+    config = with_value(with_value(demo_config(), "model.base", str(tiny_sd15)), "training.epochs", 4)
+    save_config(with_value(config, "dataset.repeats", 5), config_path)
     process, port = _start_server(tmp_path, str(config_path))
 
     def steps(run: Path) -> int:
