@@ -11,11 +11,13 @@ import glob
 import json
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from trainer.captions import split_tags
 from trainer.config import Config
 from trainer.fileio import atomic_write
 from trainer.networks import uses_lycoris
@@ -28,12 +30,47 @@ BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
 """sd-scripts' ss_base_model_version values."""
 
 
+@dataclass
+class DatasetFolder:
+    """One folder of training images as sd-scripts' metadata lists it (``ss_dataset_dirs``)."""
+
+    repeats: int
+    images: int = 0
+    tags: dict[str, int] = field(default_factory=dict)
+    """How many captions in the folder carry each tag (``ss_tag_frequency``)."""
+
+
+def dataset_folders(root: Path, images: list[tuple[Path, int, str]]) -> dict[str, DatasetFolder]:
+    """Images (path, repeats, caption) grouped as sd-scripts groups them: one entry per folder.
+
+    sd-scripts names each entry after its image folder (``10_mychar``), with that folder's own
+    repeats, so a LoRA browser shows which folder taught which tags; images directly in the
+    dataset folder are listed under its name.
+    """
+    folders: dict[str, DatasetFolder] = {}
+    for path, repeats, caption in images:
+        name = Path(path).parent.name if Path(path).parent != Path(root) else Path(root).name
+        folder = folders.setdefault(name, DatasetFolder(repeats))
+        folder.images += 1
+        for tag in set(split_tags(caption)):
+            folder.tags[tag] = folder.tags.get(tag, 0) + 1
+    for folder in folders.values():
+        folder.tags = dict(sorted(folder.tags.items(), key=lambda item: (-item[1], item[0])))
+    return folders
+
+
 def training_metadata(config: Config, arch: str, *, resolution: int, images: int, total_steps: int,
                       batches_per_epoch: int, tag_frequency: dict[str, int], started_at: float,
-                      session_id: str) -> dict[str, str]:
-    """The metadata that stays the same through a run (per-save keys are added by ``save_lora``)."""
+                      session_id: str, folders: dict[str, DatasetFolder] | None = None) -> dict[str, str]:
+    """The metadata that stays the same through a run (per-save keys are added by ``save_lora``).
+
+    ``folders`` (from ``dataset_folders``) lists the images per folder as sd-scripts does; without
+    it the whole dataset is one entry with ``images`` images, ``dataset.repeats`` each, and the
+    tags of ``tag_frequency``.
+    """
     network_module, network_args = _network_module_and_args(config)
-    dataset_name = Path(config.dataset.path).name
+    if folders is None:
+        folders = {Path(config.dataset.path).name: DatasetFolder(config.dataset.repeats, images, tag_frequency)}
     meta = {
         "ss_session_id": session_id,
         "ss_training_started_at": str(started_at),
@@ -41,7 +78,8 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_learning_rate": str(config.optimizer.unet_lr),
         "ss_unet_lr": str(config.optimizer.unet_lr),
         "ss_text_encoder_lr": str(config.optimizer.text_encoder_lr),
-        "ss_num_train_images": str(images),
+        # As sd-scripts counts it: every image once per repeat.
+        "ss_num_train_images": str(sum(f.images * f.repeats for f in folders.values())),
         "ss_num_batches_per_epoch": str(batches_per_epoch),
         "ss_num_epochs": str(config.training.epochs),
         "ss_max_train_steps": str(total_steps),
@@ -81,8 +119,9 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_prior_loss_weight": "1.0",
         "ss_min_snr_gamma": str(config.training.min_snr_gamma) if config.training.min_snr_gamma else "None",
         "ss_training_comment": f"trained with loratui, trigger word: {config.dataset.trigger_word or 'none'}",
-        "ss_dataset_dirs": json.dumps({dataset_name: {"n_repeats": config.dataset.repeats, "img_count": images}}),
-        "ss_tag_frequency": json.dumps({dataset_name: tag_frequency}, ensure_ascii=False),
+        "ss_dataset_dirs": json.dumps({name: {"n_repeats": f.repeats, "img_count": f.images}
+                                       for name, f in folders.items()}),
+        "ss_tag_frequency": json.dumps({name: f.tags for name, f in folders.items()}, ensure_ascii=False),
     }
     return meta
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from trainer.captions import read_caption, shuffle_tags, tag_frequency, with_trigger
-from trainer.checkpoint import new_session_id, prune_checkpoints, save_lora, training_metadata
+from trainer.checkpoint import dataset_folders, new_session_id, prune_checkpoints, save_lora, training_metadata
 from trainer.config import Config, effective_resolution
 from trainer.control import take_requests
 from trainer.data import CachedImage, cache_latents, default_cache_dir
@@ -138,8 +138,10 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     total_steps = per_epoch * config.training.epochs
     fingerprint = Fingerprint(total_steps, per_epoch, len(images))
     tags = tag_frequency(captions)
+    folders = dataset_folders(Path(config.dataset.path),
+                              [(i.source.path, i.source.repeats, c) for i, c in zip(images, captions)])
     metadata = training_metadata(config, arch, resolution=resolution, images=len(images), total_steps=total_steps,
-                                 batches_per_epoch=per_epoch, tag_frequency=tags,
+                                 batches_per_epoch=per_epoch, tag_frequency=tags, folders=folders,
                                  started_at=started_at, session_id=new_session_id())
 
     # Optimizer and schedule.

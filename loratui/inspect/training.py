@@ -25,7 +25,7 @@ SETTINGS = (
     ("optimizer", ("ss_optimizer",)),
     ("scheduler", ("ss_lr_scheduler",)),
     ("warmup steps", ("ss_lr_warmup_steps",)),
-    ("images", ("ss_num_train_images",)),
+    ("images × repeats", ("ss_num_train_images",)),  # sd-scripts counts each image once per repeat
     ("regularisation images", ("ss_num_reg_images",)),
     ("batch size", ("ss_total_batch_size", "ss_batch_size_per_device")),
     ("gradient accumulation", ("ss_gradient_accumulation_steps",)),

@@ -100,3 +100,22 @@ def test_metadata_describes_the_settings_that_shaped_the_weights():
                                          batches_per_epoch=10, tag_frequency={}, started_at=0.0, session_id="1")
     assert (plain["ss_clip_skip"], plain["ss_noise_offset"], plain["ss_min_snr_gamma"]) == ("None", "None", "None")
     assert plain["ss_bucket_no_upscale"] == "True"
+
+
+def test_folders_are_listed_as_sd_scripts_lists_them(tmp_path):
+    import json
+
+    from trainer.config import Config
+
+    root = tmp_path / "mychar"
+    images = [(root / "a.png", 10, "mychar, red hair"), (root / "b.png", 10, "mychar, red hair, smile"),
+              (root / "3_wide" / "c.png", 3, "mychar, smile")]
+    folders = checkpoint.dataset_folders(root, images)
+    meta = checkpoint.training_metadata(Config(), "sd15", resolution=512, images=3, total_steps=10,
+                                        batches_per_epoch=10, tag_frequency={}, started_at=0.0, session_id="1",
+                                        folders=folders)
+    assert json.loads(meta["ss_dataset_dirs"]) == {"mychar": {"n_repeats": 10, "img_count": 2},
+                                                   "3_wide": {"n_repeats": 3, "img_count": 1}}
+    assert json.loads(meta["ss_tag_frequency"]) == {"mychar": {"mychar": 2, "red hair": 2, "smile": 1},
+                                                    "3_wide": {"mychar": 1, "smile": 1}}
+    assert meta["ss_num_train_images"] == "23"  # every image once per repeat, as sd-scripts counts
