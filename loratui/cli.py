@@ -29,7 +29,8 @@ DEFAULT_CONFIG = Path("loratui.toml")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _add_overrides(parser: argparse.ArgumentParser) -> None:
+def add_overrides(parser: argparse.ArgumentParser) -> None:
+    """Give a command the ``--set SECTION.KEY=VALUE`` option (repeatable), read into ``overrides``."""
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one setting, e.g. --set training.batch_size=2 (repeatable)")
 
@@ -51,7 +52,7 @@ def _app_parser() -> argparse.ArgumentParser:
                "`loratui COMMAND --help` tells more.", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", type=Path,
                         help=f"the training config to open (default: ./{DEFAULT_CONFIG} when it exists)")
-    _add_overrides(parser)
+    add_overrides(parser)
     parser.add_argument("--version", action="version", version=f"loratui {__version__}")
     return parser
 
@@ -72,7 +73,7 @@ def _train_parser() -> argparse.ArgumentParser:
         "Train from a config without the app: a progress line here, Ctrl-C stops after the "
         "current step and saves."))
     parser.add_argument("config", type=Path, help="the training config (TOML)")
-    _add_overrides(parser)
+    add_overrides(parser)
     parser.add_argument("--detach", action="store_true",
                         help="run in the background (survives logout) and print the run folder")
     return parser
@@ -93,7 +94,7 @@ def _check_parser() -> argparse.ArgumentParser:
         "it concerns and, where there is one, the fix. Exit status 1 when any finding is a danger, "
         "2 when the config cannot be used at all, else 0."))
     parser.add_argument("config", type=Path, help="the training config (TOML)")
-    _add_overrides(parser)
+    add_overrides(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     return parser
 

@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from loratui.cli import DEFAULT_CONFIG, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from loratui.cli import DEFAULT_CONFIG, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_overrides
 
 TARGETS = ("sd-scripts",)
 """Trainers ``export`` can write for."""
@@ -38,8 +38,7 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument("config", type=Path, help="the loratui config (TOML)")
     parser.add_argument("--to", choices=TARGETS, required=True, help="the trainer to write for")
     parser.add_argument("dir", type=Path, help="the folder to write into (made when missing)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one setting first, e.g. --set training.batch_size=2 (repeatable)")
+    add_overrides(parser)
     parser.add_argument("--force", action="store_true", help="replace files of the same names already in DIR")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     return parser

@@ -18,7 +18,8 @@ import socket
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+from loratui.cli import DEFAULT_CONFIG, EXIT_BAD_INPUT, EXIT_OK, add_overrides
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
@@ -30,8 +31,7 @@ def serve_parser() -> argparse.ArgumentParser:
         "forwarding); closing the tab never stops a training run."))
     parser.add_argument("config", nargs="?", type=Path,
                         help="the training config each tab opens (default: ./loratui.toml when it exists)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one setting, as for the app (repeatable)")
+    add_overrides(parser)
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to listen on (default 127.0.0.1). Anything else lets whoever "
                              "reaches the port drive the box: there is no login")
@@ -86,8 +86,8 @@ def serve_main(argv: list[str]) -> int:
     """Entry point of ``loratui serve``."""
     args = serve_parser().parse_args(argv)
     config = args.config
-    if config is None and Path("loratui.toml").is_file():
-        config = Path("loratui.toml")
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
     if config is not None and not config.exists():
         print(f"loratui serve: {config}: no such file", file=sys.stderr)
         return EXIT_BAD_INPUT
