@@ -57,7 +57,8 @@ def save_full_size(arch: str, folder: Path, dtype: str = "float16", device: str 
     """Build a full-size ``arch`` pipeline and save it to ``folder`` as a diffusers folder in ``dtype``."""
     import torch
 
-    pipeline = full_size_pipeline(arch, device, seed).to(getattr(torch, dtype))
+    # Saved from the CPU: built on a GPU it is cast there (fast), then copied once for writing.
+    pipeline = full_size_pipeline(arch, device, seed).to(getattr(torch, dtype)).to("cpu")
     pipeline.save_pretrained(folder, safe_serialization=True)
     del pipeline
     (folder / STAMP).write_text(json.dumps({"arch": arch, "dtype": dtype, "device": device, "seed": seed}))
