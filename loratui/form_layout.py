@@ -19,7 +19,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Schedule", ("training.epochs", "training.batch_size", "scheduler.name", "scheduler.restarts",
                   "scheduler.warmup_steps", "training.min_snr_gamma", "training.noise_offset", "training.seed")),
     ("Memory savers", ("training.mixed_precision", "training.gradient_checkpointing",
-                       "training.fused_backward_pass")),
+                       "training.fused_backward_pass", "training.compile")),
     ("Output", ("output.name", "output.dir", "output.save_every_n_epochs", "output.keep_last_n_checkpoints",
                 "output.save_precision", "output.sample_every_n_epochs", "output.sample_prompts",
                 "output.sample_steps", "output.sample_seed")),

@@ -25,6 +25,7 @@ from trainer.preflight import preflight
 from trainer.quiet import quiet_libraries
 from trainer.stop import StopRequest, install_stop_handlers
 from trainer.rundir import RunPaths, pid_alive, read_pid, write_pid
+from trainer.speed import configure_allocator
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{paths.root} is already being trained by process {other}.", file=sys.stderr)
         return 2
     quiet_libraries()
+    # Before torch is imported (trainer.loop imports it): CUDA reads its allocator settings once, at start.
+    print(configure_allocator(), flush=True)
     if not ranks.main:
         return _run(paths, _NoEvents(), args.resume, ranks)
     write_pid(paths, own_pid)

@@ -1,7 +1,8 @@
 """Decoding training images and encoding them into latents, once, with an optional disk cache.
 
 Each image is decoded once, turned upright (EXIF), converted to RGB, scaled to cover its
-bucket and centre-cropped, then encoded by the VAE. Training reads only the latents, so the
+bucket and centre-cropped, then encoded by the VAE (images of one bucket a few at a time, as
+memory allows: ``images_per_encode``). Training reads only the latents, so the
 VAE never runs inside the loop. With flip augmentation the mirrored image is encoded too and
 each use picks one of the two at random.
 
@@ -135,51 +136,121 @@ def _read_entry(path: Path) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     return latents, flipped
 
 
-def _encode(vae: torch.nn.Module, image: Image.Image, flip: bool, image_key: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+ENCODE_BATCH_IMAGES = 4
+"""At most this many images (with flip, twice as many pictures) go through the VAE in one call."""
+
+ENCODE_BATCH_PIXELS = 1024 * 1024
+"""At most this many pixels go through the VAE in one call, however small the images.
+
+The fp32 VAE's working memory grows with the pixels it encodes at once (about 2.5 GiB per
+megapixel: ``loratui.estimates.vae_encoding_bytes``), and latent caching must not become the
+run's memory peak. One megapixel is what a single unmirrored 1024² image needs, so SDXL at its
+native size still encodes one image per call, while 512² images go four at a time (two with flip).
+"""
+
+
+def images_per_encode(bucket: tuple[int, int], flip: bool, max_images: int = ENCODE_BATCH_IMAGES,
+                      max_pixels: int = ENCODE_BATCH_PIXELS) -> int:
+    """How many images of this bucket one VAE call encodes (at least one, with its mirror image)."""
+    pictures = bucket[0] * bucket[1] * (2 if flip else 1)
+    return max(1, min(max_images, max_pixels // pictures))
+
+
+def _encode(vae: torch.nn.Module, images: list[Image.Image], flip: bool,
+            image_keys: list[str]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """The latents (and mirrored latents with ``flip``) of images of one size, in one VAE call."""
     device = next(vae.parameters()).device
-    variants = [image] + ([ImageOps.mirror(image)] if flip else [])
+    per_image = 2 if flip else 1
+    variants = [v for image in images for v in ([image, ImageOps.mirror(image)] if flip else [image])]
     pixels = torch.stack([to_pixels(v) for v in variants]).to(device)
-    # The sample is drawn with a generator seeded by the image: the same image gives the same
-    # latent in every run, cached or not, whichever file the VAE came from.
-    generator = torch.Generator(device="cpu").manual_seed(int(image_key[:15], 16))
     with torch.no_grad():
         distribution = vae.encode(pixels).latent_dist
-        noise = torch.randn(distribution.mean.shape, generator=generator).to(device)
+        # Each image's sample is drawn with a generator seeded by that image, in the same shape and
+        # order whatever the batch: the same image gives the same latent in every run, cached or
+        # not, encoded alone or with others, whichever file the VAE came from.
+        shape = (per_image, *distribution.mean.shape[1:])
+        generators = [torch.Generator(device="cpu").manual_seed(int(key[:15], 16)) for key in image_keys]
+        noise = torch.cat([torch.randn(shape, generator=generator) for generator in generators]).to(device)
         latents = ((distribution.mean + distribution.std * noise) * vae.config.scaling_factor).float().cpu()
-    return latents[0].contiguous(), (latents[1].contiguous() if flip else None)
+    return [(latents[i * per_image].contiguous(), latents[i * per_image + 1].contiguous() if flip else None)
+            for i in range(len(images))]
+
+
+def _encode_batch(vae: torch.nn.Module, images: list[Image.Image], flip: bool,
+                  image_keys: list[str]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """``_encode`` several images at once, or one at a time when the batch does not fit on the GPU."""
+    try:
+        return _encode(vae, images, flip, image_keys)
+    except torch.cuda.OutOfMemoryError:
+        if len(images) == 1:
+            raise
+    # Outside the except block, whose traceback would keep the failed batch's tensors alive.
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return [result for image, key in zip(images, image_keys) for result in _encode(vae, [image], flip, [key])]
 
 
 def cache_latents(images: list[DatasetImage], vae: torch.nn.Module, resolution: int, use_buckets: bool,
                   upscale: bool, flip: bool, cache_dir: Path | None,
-                  on_progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[list[CachedImage], CacheReport]:
-    """Encode every image once (or read it from the disk cache); undecodable images are reported and left out."""
+                  on_progress: Callable[[int, int], None] = lambda done, total: None,
+                  batch_images: int = ENCODE_BATCH_IMAGES,
+                  batch_pixels: int = ENCODE_BATCH_PIXELS) -> tuple[list[CachedImage], CacheReport]:
+    """Encode every image once (or read it from the disk cache); undecodable images are reported and left out.
+
+    Images that share a bucket are encoded several at a time (``images_per_encode``): one VAE
+    call per image pays the call's fixed costs once per image. Each image's latents depend on
+    that image alone, so the order of encoding changes nothing; the result keeps the input order,
+    and ``on_progress`` is called once per image as each is finished.
+    """
     report = CacheReport()
     vae_id = vae_fingerprint(vae) if cache_dir is not None else ""
-    cached = []
-    for done, source in enumerate(images, start=1):
-        bucket = assign_bucket(source.width, source.height, resolution, use_buckets, upscale)
-        _, crop = crop_geometry(source.width, source.height, bucket)
-        image_key = _image_key(source, bucket, flip)
-        key = _entry_key(image_key, vae_id)
-        entry = cache_dir / key[:2] / f"{key}.safetensors" if cache_dir is not None else None
-        result = _read_entry(entry) if entry is not None and entry.is_file() else None
+    total = len(images)
+    finished: dict[int, CachedImage] = {}
+    skipped: dict[int, tuple[DatasetImage, str]] = {}
+
+    def done(index: int, result: tuple[torch.Tensor, torch.Tensor | None] | None, bucket: tuple[int, int]) -> None:
+        source = images[index]
         if result is not None:
-            report.reused += 1
-        else:
-            try:
-                image = load_rgb(source.path)
-            except Exception as exc:  # Pillow raises many types for damaged files
-                report.skipped.append((source, f"cannot be decoded ({exc})"))
-                on_progress(done, len(images))
-                continue
-            result = _encode(vae, fit_to_bucket(image, bucket), flip, image_key)
-            report.encoded += 1
-            if entry is not None and report.cache_error is None:
-                tensors = {"latents": result[0]} | ({"flipped": result[1]} if result[1] is not None else {})
+            _, crop = crop_geometry(source.width, source.height, bucket)
+            finished[index] = CachedImage(source, bucket, result[0], result[1], (source.height, source.width), crop)
+        on_progress(len(finished) + len(skipped), total)
+
+    by_bucket: dict[tuple[int, int], list[int]] = {}
+    for index, source in enumerate(images):
+        by_bucket.setdefault(assign_bucket(source.width, source.height, resolution, use_buckets, upscale),
+                             []).append(index)
+    for bucket, indices in by_bucket.items():
+        size = images_per_encode(bucket, flip, batch_images, batch_pixels)
+        for start in range(0, len(indices), size):
+            pending = []  # (index, image key, cache entry, fitted image) of the images to encode together
+            for index in indices[start:start + size]:
+                source = images[index]
+                image_key = _image_key(source, bucket, flip)
+                key = _entry_key(image_key, vae_id)
+                entry = cache_dir / key[:2] / f"{key}.safetensors" if cache_dir is not None else None
+                result = _read_entry(entry) if entry is not None and entry.is_file() else None
+                if result is not None:
+                    report.reused += 1
+                    done(index, result, bucket)
+                    continue
                 try:
-                    atomic_write(entry, lambda tmp: save_file(tensors, str(tmp)))
-                except OSError as exc:
-                    report.cache_error = f"{cache_dir}: {exc.strerror or exc}"
-        cached.append(CachedImage(source, bucket, result[0], result[1], (source.height, source.width), crop))
-        on_progress(done, len(images))
-    return cached, report
+                    image = load_rgb(source.path)
+                except Exception as exc:  # Pillow raises many types for damaged files
+                    skipped[index] = (source, f"cannot be decoded ({exc})")
+                    done(index, None, bucket)
+                    continue
+                pending.append((index, image_key, entry, fit_to_bucket(image, bucket)))
+            if not pending:
+                continue
+            encoded = _encode_batch(vae, [p[3] for p in pending], flip, [p[1] for p in pending])
+            for (index, _, entry, _), result in zip(pending, encoded):
+                report.encoded += 1
+                if entry is not None and report.cache_error is None:
+                    tensors = {"latents": result[0]} | ({"flipped": result[1]} if result[1] is not None else {})
+                    try:
+                        atomic_write(entry, lambda tmp: save_file(tensors, str(tmp)))
+                    except OSError as exc:
+                        report.cache_error = f"{cache_dir}: {exc.strerror or exc}"
+                done(index, result, bucket)
+    report.skipped = [skipped[index] for index in sorted(skipped)]
+    return [finished[index] for index in sorted(finished)], report

@@ -71,17 +71,61 @@ def broadcast_parameters(params) -> None:
         dist.broadcast(param.data, src=0)
 
 
-def average_gradients(params, world: int) -> None:
-    """Average the gradients of ``params`` over the processes (a missing gradient counts as zero)."""
+BUCKET_BYTES = 25 * 2**20
+"""Gradient bytes per all-reduce: DistributedDataParallel's default bucket size."""
+
+
+def gradient_buckets(params, bucket_bytes: int = BUCKET_BYTES) -> list[list]:
+    """``params`` in all-reduce groups: same dtype and device, in order, each about ``bucket_bytes``.
+
+    The grouping depends only on the weights (never on which got a gradient), so every process
+    forms the same buckets and joins the same all-reduces in the same order.
+    """
+    buckets: list[list] = []
+    filled: list[int] = []  # bytes in each bucket
+    current: dict[tuple, int] = {}  # (dtype, device) -> the index of the bucket being filled
+    for param in params:
+        kind = (param.dtype, param.device)
+        size = param.numel() * param.element_size()
+        index = current.get(kind)
+        if index is None or filled[index] + size > bucket_bytes:
+            index = current[kind] = len(buckets)
+            buckets.append([])
+            filled.append(0)
+        buckets[index].append(param)
+        filled[index] += size
+    return buckets
+
+
+def average_gradients(params, world: int, bucket_bytes: int = BUCKET_BYTES) -> None:
+    """Average the gradients of ``params`` over the processes (a missing gradient counts as zero).
+
+    Why buckets: an SDXL LoRA has over a thousand small gradient tensors, and one all-reduce per
+    tensor pays a collective's fixed latency (a kernel launch and a network round trip with NCCL)
+    a thousand times per step. The gradients are copied into one flat buffer per bucket of about
+    25 MB, reduced with one call per bucket and copied back. Each element is summed as before:
+    bit for bit the same with two processes (with more, NCCL may add them in another order).
+    """
     import torch
     import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+    params = list(params)
     for param in params:
         if param.grad is None:
             # Every process must join every all-reduce, even for a weight that got no gradient.
             param.grad = torch.zeros_like(param)
-        dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-        param.grad.div_(world)
+    for bucket in gradient_buckets(params, bucket_bytes):
+        grads = [param.grad for param in bucket]
+        if len(grads) == 1:
+            flat = grads[0]  # reduced in place: nothing to gain from a copy
+        else:
+            flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat.div_(world)
+        if len(grads) > 1:
+            for grad, averaged in zip(grads, _unflatten_dense_tensors(flat, grads)):
+                grad.copy_(averaged)
 
 
 def mean_over_processes(value: float, device) -> float:

@@ -9,6 +9,14 @@ weight depends only on that weight (AdamW, CAME, Adafactor), and Prodigy Plus su
 What cannot carry over: clipping the norm of *all* gradients together (they never exist
 together), so each weight's gradient is clipped on its own, as sd-scripts' fused pass does; and
 fp16 loss scaling, whose unscale-and-check needs every gradient before any update.
+
+What it is worth for a LoRA, honestly: the only gradients are the LoRA's own (the base model is
+frozen), so it saves at most their fp32 size, 4 bytes per trained weight. An SDXL UNet LoRA at
+dim 8 has 21.3 M weights in 1,444 tensors (``loratui.estimates.lora_parameter_tensors("sdxl",
+"lora", 8, 8, False)``): about 85 MB saved, against ~6.8 GB of bf16 base weights (dim 32: 340 MB;
+SD1.5 at dim 8: 14 MB). The pass was made for full fine-tuning, where the gradients are as big as
+the model. The cost: one optimizer call per tensor (1,444 per step for that SDXL LoRA) instead of
+one fused multi-tensor step, and per-tensor instead of global gradient clipping.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -24,13 +25,14 @@ from trainer import distributed, faults
 from trainer.distributed import Ranks
 from trainer.errors import NAN_ADVICE, TrainerError
 from trainer.events import EventWriter
-from trainer.models import detect_arch, load_base_model, place_for_training, sdxl_time_ids
+from trainer.models import detect_arch, load_base_model, on_device, place_for_training, sdxl_time_ids
 from trainer.fused import make_update
 from trainer.networks import build_network
 from trainer.optim import averaged_weights, build_optimizer, build_scheduler, start_training
 from trainer.plan import DatasetScan, count_batches, epoch_batches
 from trainer.rundir import RunPaths
 from trainer.sampling import Sampler, SampleSettings, choose_prompts
+from trainer.speed import use_tf32
 from trainer.stop import StopRequest
 from trainer.state import Fingerprint, Progress, load_state, restore, save_state
 from trainer.step import TextEmbeddingCache, choose_precision, diffusion_loss, encode_captions
@@ -60,6 +62,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     precision = choose_precision(config.training.mixed_precision)
     if ranks.distributed:
         precision = dataclasses.replace(precision, device=distributed.init_process_group(ranks))
+    tf32 = use_tf32(precision)  # fp32 runs on a GPU: TF32 tensor cores (LORATUI_TF32=0 compares without)
+    print(f"Precision: {precision.name} on {precision.device}; TF32 matmuls {'on' if tf32 else 'off'}.", flush=True)
     arch = config.model.arch if config.model.arch != "auto" else detect_arch(config.model.base)
     resolution = effective_resolution(config, arch)
     if arch == "sdxl" and config.model.clip_skip != 1:
@@ -78,13 +82,28 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     train_te = config.optimizer.text_encoder_lr > 0
     network = build_network(config.network, model.unet, model.text_encoders, arch, train_te).to(precision.device)
     network.attach()
+    if config.training.compile:
+        # Regional compilation: each transformer block is compiled on its own, in place (Module.compile),
+        # after the adapters are attached so their forward is compiled into the block's. In place keeps
+        # the module tree, and so every state-dict and LoRA name, unchanged for saving and sampling.
+        # Compiling happens at a block's first call; dynamic=None lets torch make the sizes symbolic once
+        # a second bucket size arrives instead of recompiling for every bucket. The blocks repeat, so
+        # one compiled graph serves every block of a shape. LORATUI_COMPILE_BACKEND picks another
+        # torch.compile backend (the CPU tests use aot_eager, which skips code generation).
+        backend = os.environ.get("LORATUI_COMPILE_BACKEND", "inductor")
+        for block in model.unet.modules():
+            if type(block).__name__ == "BasicTransformerBlock":
+                block.compile(backend=backend, dynamic=None)
     if ranks.distributed:
         distributed.broadcast_parameters(network.parameters())  # the same starting LoRA in every process
     model.unet.train()
     for encoder in model.text_encoders if train_te else []:
         encoder.train()
         if config.training.gradient_checkpointing:
-            encoder.gradient_checkpointing_enable()
+            # Non-reentrant: transformers 4.x defaults to reentrant checkpointing, under which the frozen
+            # embeddings feed the first checkpointed layer an input without grad and no text-encoder
+            # LoRA weight gets a gradient at all (transformers 5 defaults to non-reentrant).
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     # Latents: every image encoded once (or read from the disk cache); undecodable ones are skipped.
     def progress(done: int, total: int) -> None:
@@ -116,13 +135,16 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                            "Check the warnings above for each file's reason.")
     events.emit("status", phase="caching", message=f"Images ready: {report.encoded} encoded, "
                 f"{report.reused} from the cache", current=len(scan.images), total=len(scan.images))
-    place_for_training(model, precision.device)
 
     # Captions: read once; the text encoders' outputs are cached when nothing can change them.
     captions = [with_trigger(read_caption(i.source.caption_path), config.dataset.trigger_word) for i in images]
     text_cache = None
     if not train_te and not config.dataset.shuffle_captions:
-        text_cache = TextEmbeddingCache(model, captions, precision)
+        # Encoded on the GPU before the UNet arrives; then the encoders, which no step runs, wait on the
+        # CPU (sampling fetches them), so they and the UNet never hold GPU memory together.
+        with on_device(model.text_encoders, precision.device):
+            text_cache = TextEmbeddingCache(model, captions, precision)
+    place_for_training(model, precision.device, text_outputs_cached=text_cache is not None)
 
     # Plan: the exact step count, from the same buckets the batches are drawn from.
     buckets = [image.bucket for image in images]
@@ -308,7 +330,12 @@ def _gpu_total(device: torch.device) -> float | None:
 
 
 def _gpu_memory(device: torch.device, total: float | None) -> dict[str, float]:
-    """Peak and total GPU memory in GiB (nothing on a CPU), for the monitor and the figures."""
+    """Peak allocated and reserved, and total GPU memory in GiB (nothing on a CPU), for the monitor and the figures.
+
+    Reserved is what PyTorch's caching allocator holds from the driver (allocated plus its cached,
+    fragmented blocks): the figure that decides whether the next allocation fails.
+    """
     if total is None:
         return {}
-    return {"vram_peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3), "vram_total_gib": total}
+    return {"vram_peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3),
+            "vram_reserved_peak_gib": round(torch.cuda.max_memory_reserved(device) / 2**30, 3), "vram_total_gib": total}

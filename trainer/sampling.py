@@ -7,9 +7,10 @@ components already in memory (nothing is loaded twice), with an Euler sampler bu
 model's own noise schedule, as a user would sample the finished file.
 
 Sampling must leave training exactly as it found it: the LoRA multiplier goes back to 1.0, every
-module gets its train/eval mode back, the VAE returns to where it was parked, and the random
-generators training draws from are neither used nor advanced. A sample that fails (out of memory
-at a large resolution, say) becomes a ``warning`` event and training carries on.
+module gets its train/eval mode back, the VAE and the text encoders return to where they were
+parked, and the random generators training draws from are neither used nor advanced. A sample
+that fails (out of memory at a large resolution, say) becomes a ``warning`` event and training
+carries on.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 
 from trainer.events import EventWriter
 from trainer.fileio import atomic_write, atomic_write_text
-from trainer.models import BaseModel, encode_text, tokenize
+from trainer.models import BaseModel, encode_text, on_device, tokenize
 from trainer.networks.lora import LoRANetwork
 from trainer.step import Precision
 
@@ -200,26 +201,26 @@ def _decode(pipe: Any, vae: torch.nn.Module, latents: torch.Tensor) -> Any:
 
 @contextlib.contextmanager
 def _sampling_mode(model: BaseModel, network: LoRANetwork, device: torch.device) -> Iterator[None]:
-    """Eval mode, no gradients, the VAE on the device and training's generators set aside; all undone after."""
+    """Eval mode, no gradients, VAE and text encoders on the device, training's generators aside; undone after."""
     modules = [model.unet, *model.text_encoders, model.vae]
     # Every submodule's own flag is kept, not just the top one: the loop leaves frozen text
     # encoders in eval mode and a trained UNet in train mode, and both must come back so.
     modes = [(m, m.training) for top in modules for m in top.modules()]
-    vae_device = next(model.vae.parameters()).device
     cuda = [device] if device.type == "cuda" else []
     try:
         for top in modules:
             top.eval()
-        model.vae.to(device)  # the loop parks it off the GPU; the pipeline computes on its modules' device
+        # The loop parks the VAE (and, when their outputs are cached, the text encoders) off the GPU;
+        # the prompts and the pipeline compute on their modules' device.
         # fork_rng puts the global generators back afterwards, so even a library that draws from
         # them cannot shift the noise of the training steps that follow.
-        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+        with on_device([model.vae, *model.text_encoders], device), torch.no_grad(), \
+                torch.random.fork_rng(devices=cuda):
             yield
     finally:
         network.set_multiplier(1.0)
         for module, training in modes:
             module.training = training
-        model.vae.to(vae_device)
         if cuda:
             torch.cuda.empty_cache()  # give the sampler's memory back before training needs it
 

@@ -318,6 +318,9 @@ def _training(config: Config, report: MappingReport) -> list[tuple[str, Any]]:
         report.drop("training.fused_backward_pass", True, "sd-scripts' LoRA scripts have no fused backward pass (its "
                     "--fused_backward_pass is for full fine-tuning with sdxl_train.py and Adafactor only), so this "
                     "run needs more memory there")
+    if train.compile:
+        report.drop("training.compile", True, "speed only: the exported run is not compiled (sd-scripts' own "
+                    "torch_compile option compiles differently; turn it on there if wanted)")
     report.approx("training.epochs", "max_train_epochs", train.epochs,
                   "sd-scripts counts steps with its own bucketing, so the step count (and so any step-based "
                   "schedule) can differ a little from loratui's exact count")

@@ -332,6 +332,11 @@ class Importer(DatasetMapping):
         if self.src.has("fused_backward_pass"):
             self.report.drop("fused_backward_pass", self.src.get("fused_backward_pass"), "sd-scripts' LoRA scripts "
                              "do not use it (it is for full fine-tuning), so it is not turned on here")
+        if self.src.has("torch_compile"):
+            compiled = bool(self.src.get("torch_compile"))
+            self.set("training.compile", compiled)
+            self.report.approx("torch_compile", "training.compile", compiled, "loratui compiles each UNet "
+                               "transformer block on its own, with torch.compile's default backend")
         self._caching()
         if self.src.get("sdpa"):
             self.report.map("sdpa", "(always on in loratui)", True)

@@ -4,18 +4,37 @@ Each adapted layer keeps its own weights frozen; its forward becomes
 ``original(x) + up(down(x)) · multiplier · alpha/dim``. The base model's module tree and state
 dict are left untouched (the adapter replaces the layer's ``forward``, as sd-scripts does), so
 the diffusers model can still be saved, loaded and sampled as usual.
+
+That sum is computed one of two ways (``FORWARD``, chosen by ``LORATUI_LORA_FORWARD``):
+
+* ``plain``: literally as written. The multiply and the add are two full-size elementwise passes
+  over the layer's output (and the multiply a third in the backward pass), on each of the ~1,400
+  layers an SDXL LoRA adapts.
+* ``fused`` (the default): the same sum with the scale folded into the (rank × out) up weight, and,
+  for a Linear layer, the up projection and the add done by one GEMM that accumulates into the
+  original's output (``addmm_``). Convolutions fold the scale and add in place. The saved weights
+  are the same either way: the scale is applied to a temporary copy, never stored.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainer.networks.naming import (UNET_ATTENTION_BLOCKS, UNET_CONV_BLOCKS, is_text_encoder_block,
                                      text_encoder_lora_name, unet_lora_name)
+
+FORWARD_MODES = ("plain", "fused")
+FORWARD = os.environ.get("LORATUI_LORA_FORWARD", "fused").strip().lower() or "fused"
+"""How every ``LoRAModule`` computes its forward: ``fused`` or ``plain`` (read at each call, so a
+benchmark can set ``trainer.networks.lora.FORWARD`` to compare both in one process)."""
+if FORWARD not in FORWARD_MODES:
+    raise ValueError(f"LORATUI_LORA_FORWARD must be one of {', '.join(FORWARD_MODES)}, not {FORWARD!r}")
 
 
 class LoRAModule(nn.Module):
@@ -60,7 +79,59 @@ class LoRAModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert self._original_forward is not None, "attach() the adapter before using it"
+        if FORWARD == "plain":
+            return self.plain_forward(x)
+        if isinstance(self.lora_up, nn.Linear):
+            return self._fused_linear_forward(x)
+        return self._fused_conv_forward(x)
+
+    def plain_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``original(x) + up(down(x)) · multiplier · scale``, each step its own kernel (the reference)."""
         return self._original_forward(x) + self.lora_up(self.lora_down(x)) * (self.multiplier * self.scale)
+
+    def _scaled_up_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        # The scale goes on the rank × out weight (a few thousand numbers) instead of the output
+        # (millions). Its gradient is the output gradient's times the same scale, as in the plain sum.
+        return (self.lora_up.weight * (self.multiplier * self.scale)).to(dtype)
+
+    def _fused_linear_forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Flatten (batch, tokens, features) to rows once, so the original layer, the down projection
+        # and the accumulating GEMM all see the same 2-D input (free for a contiguous x; F.linear
+        # would flatten it the same way inside).
+        rows = _cast_once(x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x)
+        out = self._original_forward(rows)
+        down = F.linear(rows, self.lora_down.weight)
+        # out += down @ (scaled up)ᵀ as one GEMM with beta = 1: no separate multiply or add pass.
+        # In place on the original's fresh output: a Linear's backward keeps its input and weight,
+        # never its output, so autograd needs nothing that this overwrites (it would raise if it did).
+        # In-place ops are not autocast, so both factors are cast to the output's dtype here, as
+        # autocast casts the plain path's up projection.
+        out = out.addmm_(down.to(out.dtype), self._scaled_up_weight(out.dtype).t())
+        return out.view(*x.shape[:-1], out.shape[-1]) if x.dim() != 2 else out
+
+    def _fused_conv_forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _cast_once(x)
+        out = self._original_forward(x)
+        down = self.lora_down(x)
+        # The 1×1 up convolution with the scale folded into its weight, added in place (a convolution's
+        # backward keeps its input and weight, not its output): one elementwise pass instead of two.
+        up = F.conv2d(down.to(out.dtype), self._scaled_up_weight(out.dtype))
+        return out.add_(up)
+
+
+def _cast_once(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in autocast's compute dtype when autocast would cast it, else ``x`` itself.
+
+    Under autocast an fp32 activation (a norm's output, say) is cast to bf16/fp16 by every matmul
+    or convolution that reads it: once by the original layer and again by the down projection.
+    Casting it once up front gives both the identical bf16 values for one pass instead of two.
+    """
+    device = x.device.type
+    if x.dtype != torch.float32 or not torch.amp.is_autocast_available(device) \
+            or not torch.is_autocast_enabled(device):
+        return x  # (the meta device, say, has no autocast to ask about)
+    dtype = torch.get_autocast_dtype(device)
+    return x.to(dtype) if dtype != torch.float32 else x
 
 
 @dataclass(frozen=True)
