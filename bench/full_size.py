@@ -8,7 +8,7 @@ text encoder does the same work. Nothing is downloaded.
 
     python bench/full_size.py OUT_DIR [--arch sd15|sdxl] [--dtype float32|float16] [--device cpu] [--seed 0]
 
-Used by ``bench/gpu_figures.py`` (built on the GPU, saved in fp16) and
+Used by ``bench/gpu_acceptance.py`` (built on the GPU, saved in fp16) and
 ``bench/bench_full_size_cpu.py`` (built on the CPU, saved in fp32, reused between runs).
 """
 

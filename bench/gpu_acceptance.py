@@ -394,7 +394,9 @@ def estimate_for(resolution: int, batch: int, checkpointing: bool, train_te: boo
     """``loratui.estimates``' VRAM figures for the run's settings (GiB), to set beside the measurement."""
     from loratui.estimates import GIB, vram_estimate
 
-    est = vram_estimate("sdxl", resolution, batch, checkpointing, "bf16", "adamw8bit", "lora", 8, 8, train_te)
+    # The runs here fix their captions, so a frozen text encoder's outputs are cached (and it waits on the CPU).
+    est = vram_estimate("sdxl", resolution, batch, checkpointing, "bf16", "adamw8bit", "lora", 8, 8, train_te,
+                        text_outputs_cached=not train_te)
     return {"allocated_peak_gib": round(est.allocated_peak / GIB, 3), "training_peak_gib": round(est.training_peak / GIB, 3),
             "caching_peak_gib": round(est.caching_peak / GIB, 3), "total_gib": round(est.total / GIB, 3),
             "parts_gib": {label: round(value / GIB, 3) for label, value in est.parts()}}

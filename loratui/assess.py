@@ -78,7 +78,8 @@ def _vram(config: Config, arch: str, resolution: int) -> VramEstimate:
     optimizer = config.optimizer.name if config.optimizer.name in ("adamw", "adamw8bit") else "adamw"
     return vram_estimate(arch, resolution, config.training.batch_size, config.training.gradient_checkpointing,
                          config.training.mixed_precision, optimizer, _estimated_type(config), config.network.dim,
-                         config.network.conv_dim, config.optimizer.text_encoder_lr > 0, config.dataset.flip)
+                         config.network.conv_dim, config.optimizer.text_encoder_lr > 0, config.dataset.flip,
+                         text_outputs_cached=not config.dataset.shuffle_captions)
 
 
 def _estimated_type(config: Config) -> str:

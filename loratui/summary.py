@@ -26,7 +26,9 @@ def estimates_text(estimates: Estimates | None) -> str:
             parts.append("no speed figure for this GPU yet")
         else:
             low, high = format_duration(duration.total_seconds_low), format_duration(duration.total_seconds_high)
-            parts.append(f"about {low}–{high} (user reports)")
+            span = low if low == high else f"{low}–{high}"
+            origin = "measured on this GPU model" if duration.measured else "user reports"
+            parts.append(f"about {span} ({origin}{', scaled from a smaller batch' if duration.scaled_from_batch else ''})")
     return " · ".join(parts)
 
 

@@ -176,8 +176,9 @@ class TrainingConfig:
     mixed_precision: str = setting("bf16", "`bf16`, `fp16` or `no` on a GPU; the LoRA weights stay "
                                    "fp32. On a CPU training always runs in fp32.",
                                    choices=("no", "fp16", "bf16"))
-    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass: "
-                                           "much less memory, about a third slower.")
+    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass: much less "
+                                           "memory (SDXL 1024 px batch 4: 36 → 8 GiB), slower steps (a third "
+                                           "or more; 1.9× on an H200, where launching kernels is the limit).")
     fused_backward_pass: bool = setting(False, "Update each weight as soon as its gradient is computed and free "
                                         "that gradient at once, so the gradients never all exist together. For a "
                                         "LoRA that saves only the LoRA's own gradients, 4 bytes per trained weight "

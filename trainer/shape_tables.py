@@ -59,7 +59,7 @@ from trainer.quiet import quiet_libraries
 FORMAT_VERSION = 1
 ARCHES = ("sd15", "sdxl")
 
-# The full-size configurations; the same ones bench/gpu_figures.py builds with random weights.
+# The full-size configurations; the same ones bench/full_size.py builds with random weights for the GPU acceptance check.
 SD15_UNET = dict(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
 SDXL_UNET = dict(sample_size=128, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
                  up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),

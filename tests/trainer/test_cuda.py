@@ -1,4 +1,4 @@
-"""Mixed precision on a GPU: skipped on machines without CUDA (bench/gpu_figures.py runs the same paths).
+"""Mixed precision and the other CUDA-only paths: skipped on machines without CUDA (bench/gpu_acceptance.py runs them).
 
 The CPU suite trains in fp32 and never reaches what only a GPU does: autocast to bf16/fp16, the
 fp16 loss scaler, bitsandbytes' CUDA kernels, checkpointing under autocast, sampling at SDXL's

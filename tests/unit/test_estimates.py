@@ -73,7 +73,8 @@ def test_detect_gpus_without_nvidia_smi_or_when_it_fails_finds_none(tmp_path, mo
 @pytest.mark.parametrize("name,model", [
     ("NVIDIA GeForce RTX 4090", "4090"), ("NVIDIA GeForce RTX 3090 Ti", "3090 ti"), ("GeForce RTX 3060", "3060"),
     ("NVIDIA GeForce RTX 4070 SUPER", "4070 super"), ("NVIDIA GeForce RTX 4090 Laptop GPU", None),
-    ("NVIDIA H100 80GB HBM3", None), ("Tesla T4", None),
+    ("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA H200", "h200"), ("NVIDIA H200 NVL", "h200 nvl"),
+    ("NVIDIA H100 PCIe", "h100 pcie"), ("NVIDIA A100-SXM4-80GB", "a100"), ("NVIDIA L40S", "l40s"), ("Tesla T4", None),
 ])
 def test_gpu_names_reduce_to_their_model_number(name, model):
     assert gpu_model(name) == model
@@ -96,8 +97,24 @@ def test_the_ti_shares_its_figure_and_a_larger_batch_is_scaled():
     assert doubled.scaled_from_batch == 1
 
 
+def test_a_measured_figure_is_used_for_its_own_batch_and_checkpointing_setting():
+    plain = duration_estimate("NVIDIA H200", "sdxl", 1024, 4, False, 100)
+    checkpointed = duration_estimate("NVIDIA H200", "sdxl", 1024, 4, True, 100)
+    one = duration_estimate("NVIDIA H200", "sdxl", 1024, 1, False, 100)
+    assert plain.measured and plain.scaled_from_batch is None and plain.source.startswith("measured by loratui")
+    # The batch-4 figure, not the batch-1 one times four: one image does not keep an H200 busy.
+    assert plain.seconds_per_step_low < 4 * one.seconds_per_step_low
+    assert checkpointed.seconds_per_step_low > plain.seconds_per_step_low
+    # Batch 2 only has the batch-1 figure to scale from: an upper bound, said to be scaled.
+    two = duration_estimate("NVIDIA H200", "sdxl", 1024, 2, False, 100)
+    assert two.scaled_from_batch == 1 and two.seconds_per_step_low == pytest.approx(2 * one.seconds_per_step_low)
+    # A reported figure says nothing about checkpointing and stands for both settings.
+    assert duration_estimate("NVIDIA GeForce RTX 4090", "sdxl", 1024, 1, True, 100).measured is False
+
+
 @pytest.mark.parametrize("gpu,arch,resolution", [
-    ("NVIDIA H200", "sdxl", 1024), ("NVIDIA GeForce RTX 4090 Laptop GPU", "sdxl", 1024),
+    ("NVIDIA H100 80GB HBM3", "sdxl", 1024), ("NVIDIA H200 NVL", "sdxl", 1024), ("NVIDIA H200", "sd15", 768),
+    ("NVIDIA GeForce RTX 4090 Laptop GPU", "sdxl", 1024),
     ("NVIDIA GeForce RTX 4090", "sd15", 768), ("NVIDIA GeForce RTX 4090", "sdxl", 768),
     ("NVIDIA GeForce RTX 3060 Ti", "sdxl", 1024),
 ])
@@ -133,6 +150,16 @@ def test_gradient_checkpointing_lowers_activations_a_lot(arch):
                                                                          gradient_checkpointing=True)
     assert checkpointed.activations < plain.activations / 3
     assert checkpointed.total < plain.total
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sdxl"])
+def test_cached_text_outputs_keep_exactly_the_frozen_encoders_off_the_gpu(arch):
+    encoders = sum(load_tables()[arch].text_encoder_parameters) * 2  # bf16
+    on, off = _vram(arch=arch), _vram(arch=arch, text_outputs_cached=True)
+    assert on.base_weights - off.base_weights == encoders
+    # A trained encoder is never cached, whatever the flag says: it must be on the GPU.
+    trained = dict(arch=arch, train_text_encoder=True)
+    assert _vram(**trained, text_outputs_cached=True).base_weights == _vram(**trained).base_weights
 
 
 def test_adamw8bit_keeps_less_optimizer_state_than_adamw():
@@ -235,3 +262,18 @@ def test_the_estimates_load_no_heavy_library():
 def test_estimates_are_frozen_values():
     estimate = _vram()
     assert replace(estimate, overhead=0).total == estimate.allocated_peak
+
+
+def test_the_summary_says_whether_a_duration_was_measured_reported_or_scaled():
+    from loratui.assess import Estimates
+    from loratui.summary import estimates_text
+
+    def text(gpu_name: str, batch: int) -> str:
+        gpu = GpuInfo(gpu_name, 143771, 0)
+        duration = duration_estimate(gpu_name, "sdxl", 1024, batch, False, 1000)
+        return estimates_text(Estimates(40_000_000, _vram(batch_size=batch), gpu, duration, None))
+
+    assert "(measured on this GPU model)" in text("NVIDIA H200", 4)
+    assert "scaled from a smaller batch" in text("NVIDIA H200", 2)
+    assert "(user reports)" in text("NVIDIA GeForce RTX 4090", 1)
+    assert "no speed figure" in text("NVIDIA H100 80GB HBM3", 4)
