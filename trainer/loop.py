@@ -27,8 +27,9 @@ from trainer.errors import NAN_ADVICE, TrainerError
 from trainer.events import EventWriter
 from trainer.models import detect_arch, load_base_model, on_device, place_for_training, sdxl_time_ids
 from trainer.fused import make_update
-from trainer.networks import build_network
+from trainer.networks import build_network, uses_lycoris
 from trainer.optim import averaged_weights, build_optimizer, build_scheduler, start_training
+from trainer.packed_optimizer import PackedParameters, packing_wanted
 from trainer.plan import DatasetScan, count_batches, epoch_batches
 from trainer.rundir import RunPaths
 from trainer.sampling import Sampler, SampleSettings, choose_prompts
@@ -168,12 +169,21 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
 
     # Optimizer and schedule.
     fused = config.training.fused_backward_pass
-    optimizer = build_optimizer(config.optimizer,
-                                network.parameter_groups(config.optimizer.unet_lr, config.optimizer.text_encoder_lr),
-                                fused)
+    groups = network.parameter_groups(config.optimizer.unet_lr, config.optimizer.text_encoder_lr)
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    if packing_wanted(config.optimizer.name, fused) and not uses_lycoris(config.network):
+        # bitsandbytes waits for the GPU after every tensor it steps; packed, it steps one per group.
+        packed = PackedParameters(groups)
+        groups, trainable = packed.groups, packed.optimizer_params()
+        print(f"Optimizer: {config.optimizer.name} steps {len(trainable)} tensors, {len(packed.packs)} of them packed "
+              "(LORATUI_PACKED_OPTIMIZER=0 steps each weight on its own).", flush=True)
+    else:
+        packed = None
+    optimizer = build_optimizer(config.optimizer, groups, fused)
+    if packed is not None:
+        packed.bind(optimizer)
     scheduler = build_scheduler(config.scheduler, optimizer, total_steps)
     scaler = torch.amp.GradScaler("cuda") if precision.weight_dtype == torch.float16 else None
-    trainable = [p for p in network.parameters() if p.requires_grad]
     average = (lambda: distributed.average_gradients(trainable, ranks.world)) if ranks.distributed else None
     update = make_update(optimizer, scaler, trainable, config.optimizer.max_grad_norm, fused, average)
 

@@ -92,7 +92,12 @@ def restore(state: dict[str, Any], *, fingerprint: Fingerprint, network: torch.n
                            f"{saved.total_steps} steps over {saved.images} images, now {fingerprint.total_steps} "
                            f"over {fingerprint.images}.", "Put the dataset back as it was, or start a new run.")
     network.load_state_dict(state["network"])
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError) as exc:  # torch's own check: the groups hold other numbers of tensors
+        raise TrainerError("resume", "the saved optimizer state has another layout than this run's optimizer (it "
+                           "was saved by another loratui version, or with LORATUI_PACKED_OPTIMIZER set otherwise).",
+                           "Resume with the version and environment that started the run, or start a new run.") from exc
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state["scaler"] is not None:
         scaler.load_state_dict(state["scaler"])

@@ -273,8 +273,10 @@ class LoRANetwork(nn.Module):
         """The weights under kohya names: ``<name>.lora_down.weight``, ``.lora_up.weight``, ``.alpha``."""
         tensors = {}
         for lora in self.all_loras():
-            tensors[f"{lora.lora_name}.lora_down.weight"] = lora.lora_down.weight.detach().to("cpu", dtype).contiguous()
-            tensors[f"{lora.lora_name}.lora_up.weight"] = lora.lora_up.weight.detach().to("cpu", dtype).contiguous()
+            # Copies, always: the weights may be views into one packed buffer (trainer.packed_optimizer),
+            # and safetensors refuses tensors that share memory.
+            tensors[f"{lora.lora_name}.lora_down.weight"] = lora.lora_down.weight.detach().to("cpu", dtype, copy=True).contiguous()
+            tensors[f"{lora.lora_name}.lora_up.weight"] = lora.lora_up.weight.detach().to("cpu", dtype, copy=True).contiguous()
             tensors[f"{lora.lora_name}.alpha"] = lora.alpha.detach().to("cpu", dtype)
         return tensors
 
