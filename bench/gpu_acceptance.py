@@ -10,11 +10,12 @@ is left of ``--budget`` seconds is skipped and says so:
    step is compared with) and one AdamW8bit step.
 2. build: a full-size SDXL with random weights (the real architecture; nothing is downloaded),
    saved as an fp16 diffusers folder, and twelve 1024 px training images.
-3. sdxl_b4 and sdxl_b4_gc: ``python -m trainer`` exactly as the app starts it: 1024 px, batch 4,
+3. sdxl_b4, sdxl_b4_unpacked and sdxl_b4_gc: ``python -m trainer`` exactly as the app starts it: 1024 px, batch 4,
    LoRA dim 8, bf16, AdamW8bit, text encoder frozen (its outputs cached), about 20 steps, without
    and with gradient checkpointing (the second also draws sample images at 1024 px). Median s/step
    over steps 5 onwards, peak allocated and reserved memory, nvidia-smi's peak, each set beside
-   ``loratui.estimates``' figures for the same settings.
+   ``loratui.estimates``' figures for the same settings. The unpacked run steps AdamW8bit tensor by
+   tensor (``LORATUI_PACKED_OPTIMIZER=0``), the baseline of the packed optimizer.
 4. profile: the same step in one process (bench/step_rig.py): kernels and launches per step, GPU
    busy fraction, idle gaps, host time, flash kernels, and the step timed against variants (the
    plain LoRA forward, checkpointing, the UNet without adapters as the floor).
@@ -71,95 +72,13 @@ CUDA_TESTS_LIMIT_S = 300
 GOALS_S_PER_STEP = {"sdxl_b4": 0.31, "sdxl_b4_gc": 0.45}
 """The issue's goals on an H200: a third of the arithmetic bound without checkpointing; with it, 0.45 s."""
 
-PHASE_COST_S = {"environment": 30, "build": 90, "cuda_tests": 180, "sdxl_b4": 75, "sdxl_b4_gc": 90, "profile": 90,
+PHASE_COST_S = {"environment": 30, "build": 90, "cuda_tests": 180, "sdxl_b4": 75, "sdxl_b4_unpacked": 75,
+                "sdxl_b4_gc": 90, "profile": 90,
                 "sdxl_b1_te": 60, "compile": 120}
 """Rough seconds each phase needs on an H200; a phase starts only if this much budget is left."""
 
 
 # --- Children: the only code that imports torch ---------------------------------------------
-
-
-def child_environment() -> dict:
-    """Versions, the GPU, bf16 and flash attention, the bf16 matrix-product rate, one AdamW8bit step."""
-    import importlib.metadata as metadata
-    import platform
-
-    import torch
-
-    info: dict = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-                  "packages": {}}
-    for name in ("diffusers", "transformers", "accelerate", "safetensors", "bitsandbytes", "peft", "numpy"):
-        try:
-            info["packages"][name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            info["packages"][name] = None
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    if cuda:
-        props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count,
-                    memory_gib=round(props.total_memory / 2**30, 1), bf16=torch.cuda.is_bf16_supported(),
-                    cudnn=torch.backends.cudnn.version())
-        try:
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit",
-                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-            info["nvidia_smi"] = smi.stdout.strip()
-        except (OSError, subprocess.SubprocessError) as exc:
-            info["nvidia_smi"] = f"unavailable: {exc}"
-        info["flash_attention"] = _try_flash_attention(torch)
-        info["bf16_matmul_tflops"] = _matmul_rate(torch)
-    info["adamw8bit_step"] = _adamw8bit_step(torch, device)
-    return info
-
-
-def _try_flash_attention(torch) -> dict:
-    """Whether SDPA's flash kernel runs on this GPU at an SDXL attention shape."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    q = torch.randn(4, 10, 4096, 64, device="cuda", dtype=torch.bfloat16)
-    result = {"flash_sdp_enabled": torch.backends.cuda.flash_sdp_enabled()}
-    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION),
-                          ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
-        try:
-            with sdpa_kernel([backend]):
-                torch.nn.functional.scaled_dot_product_attention(q, q, q)
-            torch.cuda.synchronize()
-            result[name] = True
-        except Exception as exc:  # noqa: BLE001 - a missing backend is a finding, not a failure
-            result[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
-    return result
-
-
-def _matmul_rate(torch, n: int = 8192, repeats: int = 10) -> float:
-    """bf16 TFLOP/s of an n³ product on random data (the arithmetic ceiling the step is compared with)."""
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeats):
-        a @ b
-    end.record()
-    torch.cuda.synchronize()
-    seconds = start.elapsed_time(end) / 1000 / repeats
-    return round(2 * n**3 / seconds / 1e12, 1)
-
-
-def _adamw8bit_step(torch, device) -> dict:
-    """One bitsandbytes AdamW8bit step on a LoRA-sized weight: its state is 8-bit and the weight moves."""
-    try:
-        import bitsandbytes as bnb
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-    weight = torch.nn.Parameter(torch.randn(640, 64, device=device))
-    before = weight.detach().clone()
-    optimizer = bnb.optim.AdamW8bit([weight], lr=1e-3)
-    weight.grad = torch.randn_like(weight)
-    optimizer.step()
-    state = optimizer.state[weight]
-    dtypes = sorted({str(v.dtype) for v in state.values() if hasattr(v, "dtype")})
-    return {"ok": bool((weight.detach() != before).all()), "bitsandbytes": bnb.__version__, "state_dtypes": dtypes}
 
 
 def child_build(folder: str, full: bool) -> dict:
@@ -231,7 +150,15 @@ def child_profile(model: str, resolution: int, batch: int, full: bool) -> dict:
     except Exception as exc:  # noqa: BLE001
         result["bare_profile"] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
     result["adapted_layers"] = len(rig.network.all_loras())
+    result["optimizer_packed"] = rig.extras["packed"]
     return result
+
+
+def child_environment() -> dict:
+    """Versions, the GPU, flash attention, the matrix-product ceiling, one AdamW8bit step (bench/gpu_environment.py)."""
+    from gpu_environment import environment
+
+    return environment()
 
 
 CHILDREN = {"environment": child_environment, "build": child_build, "profile": child_profile}
@@ -313,8 +240,10 @@ def write_images(folder: Path, count: int, size: int) -> Path:
 
 
 def train(model: Path, images: Path, work: Path, label: str, sizes: Sizes, timeout: float, log: Path,
-          batch: int, **sections) -> dict:
-    """One ``python -m trainer`` run of about ``sizes.steps`` steps; its figures, or how it failed."""
+          batch: int, env: dict | None = None, **sections) -> dict:
+    """One ``python -m trainer`` run of about ``sizes.steps`` steps; its figures, or how it failed.
+
+    ``env`` adds environment variables (the trainer's switches, such as ``LORATUI_PACKED_OPTIMIZER``)."""
     from trainer.config import from_dict, validate
     from trainer.config_toml import load_config, save_config
     from trainer.events import read_events
@@ -342,7 +271,7 @@ def train(model: Path, images: Path, work: Path, label: str, sizes: Sizes, timeo
         with SmiPeak() as smi, open(run.log, "wb") as out:
             status = subprocess.run([sys.executable, "-m", "trainer", str(run.root)], stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
-                                    timeout=max(5.0, timeout)).returncode
+                                    env={**os.environ, **(env or {})}, timeout=max(5.0, timeout)).returncode
     except subprocess.TimeoutExpired:
         status = "timeout"
     events = read_events(run.events)
@@ -503,12 +432,16 @@ def main() -> int:
         rec.record("cuda_tests", tests.finish(min(rec.left() - PHASE_COST_S["sdxl_b4"], args.tests_limit - waited)),
                    tests.began)
 
-    def trainer_phase(label: str, batch: int, checkpointing: bool, train_te: bool = False, **sections):
+    def trainer_phase(label: str, batch: int, checkpointing: bool, train_te: bool = False, env: dict | None = None,
+                      **sections):
         training = {"gradient_checkpointing": checkpointing} | sections.pop("training", {})
-        result = train(model, images, work, label, sizes, rec.left() - 5, log, batch, training=training, **sections)
+        result = train(model, images, work, label, sizes, rec.left() - 5, log, batch, env, training=training,
+                       **sections)
         return result | compare(result, estimate_for(sizes.resolution, batch, checkpointing, train_te))
 
     phase("sdxl_b4", lambda: trainer_phase("sdxl_b4", 4, False))
+    phase("sdxl_b4_unpacked", lambda: trainer_phase("sdxl_b4_unpacked", 4, False,
+                                                    env={"LORATUI_PACKED_OPTIMIZER": "0"}))
     phase("profile", lambda: run_child("profile", {"model": str(model), "resolution": sizes.resolution, "batch": 4,
                                                    "full": sizes.full}, rec.left() - 5, log))
     phase("sdxl_b4_gc", lambda: trainer_phase(
@@ -571,7 +504,7 @@ def summary(results: dict) -> str:
     phases = results["phases"]
     lines = ["| run | status | s/step | peak alloc GiB (est.) | peak reserved GiB | nvidia-smi GiB (est. total) |",
              "|---|---|---|---|---|---|"]
-    for name in ("sdxl_b4", "sdxl_b4_gc", "sdxl_b1_te", "compile"):
+    for name in ("sdxl_b4", "sdxl_b4_unpacked", "sdxl_b4_gc", "sdxl_b1_te", "compile"):
         r = phases.get(name)
         if not r:
             continue

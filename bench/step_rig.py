@@ -72,6 +72,7 @@ def build_rig(model_dir: Path, arch: str, resolution: int, batch: int, *, dim: i
     from trainer.models import load_base_model, on_device, place_for_training, sdxl_time_ids
     from trainer.networks import build_network
     from trainer.optim import build_optimizer, build_scheduler
+    from trainer.packed_optimizer import PackedParameters, packing_wanted
     from trainer.step import TextEmbeddingCache, choose_precision
 
     torch.manual_seed(seed)
@@ -93,10 +94,16 @@ def build_rig(model_dir: Path, arch: str, resolution: int, batch: int, *, dim: i
         with on_device(model.text_encoders, precision.device):
             text_cache = TextEmbeddingCache(model, captions, precision)
     place_for_training(model, precision.device, text_outputs_cached=text_cache is not None)
-    opt = build_optimizer(OptimizerConfig(name=optimizer),
-                          network.parameter_groups(5e-4, 1e-4 if train_te else 0.0))
-    scheduler = build_scheduler(SchedulerConfig(name="constant"), opt, 10_000)
+    groups = network.parameter_groups(5e-4, 1e-4 if train_te else 0.0)
     trainable = [p for p in network.parameters() if p.requires_grad]
+    packed = None
+    if packing_wanted(optimizer, False):  # as the loop does (LORATUI_PACKED_OPTIMIZER=0 compares without)
+        packed = PackedParameters(groups)
+        groups, trainable = packed.groups, packed.optimizer_params()
+    opt = build_optimizer(OptimizerConfig(name=optimizer), groups)
+    if packed is not None:
+        packed.bind(opt)
+    scheduler = build_scheduler(SchedulerConfig(name="constant"), opt, 10_000)
     update = make_update(opt, None, trainable, 1.0, False)
     side = resolution // 8
     latents = torch.randn(batch, 4, side, side, generator=torch.Generator().manual_seed(seed))
@@ -105,7 +112,7 @@ def build_rig(model_dir: Path, arch: str, resolution: int, batch: int, *, dim: i
         row = sdxl_time_ids((resolution, resolution), (0, 0), (resolution, resolution))
         time_ids = torch.stack([row] * batch).to(precision.device)
     return StepRig(model, network, precision, update, scheduler, latents, time_ids, text_cache, captions, train_te,
-                   extras={"optimizer": opt, "trainable": trainable})
+                   extras={"optimizer": opt, "trainable": trainable, "packed": packed is not None})
 
 
 def bare_unet_step(rig: StepRig) -> Callable[[], float]:
