@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from trainer import faults
 from trainer.config_toml import load_config
 from trainer.events import read_events
 from trainer.rundir import RunPaths, create_run_dir
@@ -39,3 +41,25 @@ def wait_for(predicate, timeout: float = 120.0, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def start_trainer(run: RunPaths, *extra: str, fault: str | None = None) -> subprocess.Popen:
+    """Start the trainer on ``run`` (output appended to its log), with ``fault`` armed or none at all."""
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV_VAR}
+    # On a small shared machine OpenMP's spinning threads make each tiny step about ten times slower.
+    env.setdefault("OMP_NUM_THREADS", "1")
+    if fault:
+        env[faults.ENV_VAR] = fault
+    with open(run.log, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "trainer", str(run.root), *extra], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def finish_trainer(process: subprocess.Popen, timeout: float = 240) -> int:
+    """Wait for a started trainer's exit status; one still running after ``timeout`` is killed."""
+    try:
+        return process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

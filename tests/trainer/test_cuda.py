@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +20,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from tests.trainer.helpers import new_run, of_type, train, wait_for
-from trainer import faults
+from tests.trainer.helpers import finish_trainer, new_run, of_type, start_trainer, train, wait_for
 from trainer.errors import OOM_ADVICE
 from trainer.events import read_events
 from trainer.sampling import STRENGTHS
@@ -121,25 +117,6 @@ def _tensors(value):
             yield from _tensors(item)
 
 
-def _start(run, *extra: str, fault: str | None = None) -> subprocess.Popen:
-    """Start the trainer on ``run`` (output appended to its log), with ``fault`` armed or none at all."""
-    env = {k: v for k, v in os.environ.items() if k != faults.ENV_VAR}
-    if fault:
-        env[faults.ENV_VAR] = fault
-    with open(run.log, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "trainer", str(run.root), *extra], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def _finish(process: subprocess.Popen, timeout: float = 240) -> int:
-    try:
-        return process.wait(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 # 8-bit AdamW, the default optimizer ------------------------------------------------------------------
 
 @pytest.mark.parametrize("arch", ["sd15", "sdxl"])
@@ -222,13 +199,13 @@ def test_an_fp16_run_stopped_and_resumed_keeps_its_loss_scaler(tiny_sd15, datase
     config = make_config(tiny_sd15, dataset, training={"mixed_precision": "fp16", "epochs": 40, "batch_size": 4},
                          output={"save_every_n_epochs": 10})
     run = new_run(config)
-    process = _start(run)
+    process = start_trainer(run)
     try:
         assert wait_for(lambda: len(of_type(read_events(run.events), "step")) >= 3, timeout=180, interval=0.02), \
             _log(run)
         assert process.poll() is None, "the run ended before it could be stopped"
         process.send_signal(signal.SIGTERM)
-        assert _finish(process, timeout=120) == 0, _log(run)
+        assert finish_trainer(process, timeout=120) == 0, _log(run)
     finally:
         if process.poll() is None:  # a failed wait above: end the trainer, keep that failure's message
             process.kill()
@@ -253,7 +230,7 @@ def test_an_fp16_run_stopped_and_resumed_keeps_its_loss_scaler(tiny_sd15, datase
     torch.save({**state, "scaler": marked}, run.resume_state)
 
     before = len(events)
-    assert _finish(_start(run, "--resume")) == 0, _log(run)
+    assert finish_trainer(start_trainer(run, "--resume")) == 0, _log(run)
     events = read_events(run.events)
     resumed = events[before:]
     assert _started_on_gpu(resumed, "fp16")["resumed_from_step"] == stopped["step"]
@@ -282,7 +259,7 @@ def test_an_fp16_run_stopped_and_resumed_keeps_its_loss_scaler(tiny_sd15, datase
 def test_an_out_of_memory_on_cuda_is_one_clear_error(tiny_sd15, dataset, make_config):
     config = make_config(tiny_sd15, dataset, training={"mixed_precision": "bf16", "epochs": 2})
     run = new_run(config)
-    status = _finish(_start(run, fault="oom@step:2"))
+    status = finish_trainer(start_trainer(run, fault="oom@step:2"))
     events = read_events(run.events)
     assert status == 1, _log(run)
     _started_on_gpu(events, "bf16")

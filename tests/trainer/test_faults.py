@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from loratui.launch import resumable_run
 from loratui.runs import summarize
 from tests.trainer import helpers
-from tests.trainer.helpers import of_type, wait_for
+from tests.trainer.helpers import finish_trainer, of_type, start_trainer, wait_for
 from trainer import faults
 from trainer.checkpoint import prune_checkpoints
 from trainer.errors import OOM_ADVICE
@@ -50,31 +50,10 @@ def new_run(config: Path) -> RunPaths:
     return RunPaths(helpers.new_run(config).root.resolve())
 
 
-def _start(run, *extra: str, fault: str | None = None) -> subprocess.Popen:
-    """Start the trainer on ``run`` (output appended to its log), with ``fault`` armed or none at all."""
-    env = {k: v for k, v in os.environ.items() if k != faults.ENV_VAR}
-    # On a small shared machine OpenMP's spinning threads make each tiny step about ten times slower.
-    env.setdefault("OMP_NUM_THREADS", "1")
-    if fault:
-        env[faults.ENV_VAR] = fault
-    with open(run.log, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "trainer", str(run.root), *extra], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def _finish(process: subprocess.Popen, timeout: float = 240) -> int:
-    try:
-        return process.wait(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 def _train(run, *extra: str, fault: str | None = None) -> tuple[int, list[dict]]:
     """Run the trainer to its end; return its exit status and the events this process wrote."""
     before = len(read_events(run.events))
-    status = _finish(_start(run, *extra, fault=fault))
+    status = finish_trainer(start_trainer(run, *extra, fault=fault))
     return status, read_events(run.events)[before:]
 
 
@@ -122,7 +101,7 @@ def _kill_at_random(run, chance: random.Random, window: tuple[int, int], resume:
     def mine() -> list[dict]:
         return read_events(run.events)[before:]
 
-    process = _start(run, *(["--resume"] if resume else []))
+    process = start_trainer(run, *(["--resume"] if resume else []))
     try:
         assert wait_for(lambda: of_type(mine(), "start"), timeout=180), _log(run)
         start = of_type(mine(), "start")[0]
@@ -136,7 +115,7 @@ def _kill_at_random(run, chance: random.Random, window: tuple[int, int], resume:
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
     finally:
-        _finish(process, timeout=1)
+        finish_trainer(process, timeout=1)
     return start["total_steps"]
 
 
@@ -174,7 +153,7 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint_and_a_resumable_run
     first, second = run.checkpoint("test", 1), run.checkpoint("test", 2)
 
     # Killed while the epoch-2 LoRA is half written.
-    assert _finish(_start(run, fault="kill@write:test-e0002.safetensors")) == -signal.SIGKILL, _log(run)
+    assert finish_trainer(start_trainer(run, fault="kill@write:test-e0002.safetensors")) == -signal.SIGKILL, _log(run)
     (torn,) = _temps(run)
     assert torn.parent == run.checkpoints and torn.name.startswith(".test-e0002.safetensors.")
     assert 0 < torn.stat().st_size < first.stat().st_size  # really a partial file
@@ -187,7 +166,7 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint_and_a_resumable_run
     assert prune_checkpoints(run.checkpoints, "test", keep=1) == [] and torn.exists()
 
     # Resumed, then killed again with the resume state half written (the LoRA before it is whole).
-    assert _finish(_start(run, "--resume", fault="kill@write:last.pt")) == -signal.SIGKILL, _log(run)
+    assert finish_trainer(start_trainer(run, "--resume", fault="kill@write:last.pt")) == -signal.SIGKILL, _log(run)
     assert not torn.exists(), "the resume did not clear the torn temporary file"
     (torn_state,) = _temps(run)
     assert torn_state.parent == run.state and torn_state.name.startswith(".last.pt.")
@@ -312,7 +291,7 @@ def test_a_disk_that_fills_up_during_training(small_disk, tiny_sd15, dataset, ma
     config = make_config(tiny_sd15, dataset, training={"epochs": 3, "batch_size": 1},
                          output={"save_every_n_epochs": 1, "dir": str(disk / "runs")})
     run = new_run(config)
-    process = _start(run)
+    process = start_trainer(run)
     try:
         assert wait_for(lambda: of_type(read_events(run.events), "checkpoint"), timeout=180), _log(run)
         # Paused between the first and the second checkpoint while the disk is filled, leaving room
@@ -326,9 +305,9 @@ def test_a_disk_that_fills_up_during_training(small_disk, tiny_sd15, dataset, ma
             ballast.write_bytes(b"\0" * (shutil.disk_usage(disk).free - len(good_first) // 2))
         finally:
             process.send_signal(signal.SIGCONT)
-        status = _finish(process)
+        status = finish_trainer(process)
     finally:
-        _finish(process, timeout=1)
+        finish_trainer(process, timeout=1)
     events = read_events(run.events)
     _assert_disk_full(events, status, run.checkpoint("test", 2))
     assert run.resume_state.read_bytes() == good_state and run.checkpoint("test", 1).read_bytes() == good_first
@@ -356,7 +335,7 @@ def test_a_stop_while_encoding_is_prompt_and_leaves_only_whole_cache_entries(tin
     cache = tmp_path / "cache"
     config = make_config(tiny_sd15, images, dataset={"cache_dir": str(cache)})
     run = new_run(config)
-    process = _start(run)
+    process = start_trainer(run)
     try:
         assert wait_for(lambda: any(e.get("current", 0) >= 2 for e in read_events(run.events)
                                     if e.get("phase") == "caching"), timeout=180), _log(run)
@@ -365,7 +344,7 @@ def test_a_stop_while_encoding_is_prompt_and_leaves_only_whole_cache_entries(tin
         status = process.wait(timeout=60)
         took = time.monotonic() - asked
     finally:
-        _finish(process, timeout=1)
+        finish_trainer(process, timeout=1)
     events = read_events(run.events)
     assert status == 0 and events[-1]["type"] == "stopped" and events[-1]["checkpoint"] is None
     assert of_type(events, "start") == [] and of_type(events, "step") == []
