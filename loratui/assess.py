@@ -124,7 +124,8 @@ def estimate(config: Config, arch: str, plan: StepPlan | None, gpus: list[GpuInf
     if gpu is not None:
         if plan is not None:
             duration = duration_estimate(gpu.name, arch, resolution, config.training.batch_size,
-                                         config.training.gradient_checkpointing, plan.total_steps)
+                                         config.training.gradient_checkpointing, plan.total_steps,
+                                         config.optimizer.text_encoder_lr > 0)
         if vram.total > gpu.memory_total_mib * 2**20:
             savers = _savers(config, arch, resolution, gpu)
     return Estimates(size, vram, gpu, duration, savers)

@@ -422,6 +422,9 @@ class SpeedFigure:
     gradient_checkpointing: bool | None = None
     """Whether the figure was taken with checkpointing; None when its source does not say (it then
     stands for either setting)."""
+    text_encoder_trained: bool | None = None
+    """Whether the text encoder was trained too (it then runs forward and backward every step); None
+    when the source does not say."""
 
     @property
     def measured(self) -> bool:
@@ -435,9 +438,12 @@ H200_SOURCE = ("measured by loratui on an NVIDIA H200 (bench/gpu_acceptance.py, 
 SPEED_FIGURES = (
     # loratui's own: the trainer as the app runs it. Batch 1 trained the text encoder too (the
     # setting the user reports below describe); batch 4 kept it frozen with its outputs cached.
-    SpeedFigure(("h200",), "sdxl", 1024, 4, 0.57, 0.57, H200_SOURCE, gradient_checkpointing=False),
-    SpeedFigure(("h200",), "sdxl", 1024, 4, 1.10, 1.10, H200_SOURCE, gradient_checkpointing=True),
-    SpeedFigure(("h200",), "sdxl", 1024, 1, 0.735, 0.735, H200_SOURCE, gradient_checkpointing=False),
+    SpeedFigure(("h200",), "sdxl", 1024, 4, 0.57, 0.57, H200_SOURCE, gradient_checkpointing=False,
+                text_encoder_trained=False),
+    SpeedFigure(("h200",), "sdxl", 1024, 4, 1.10, 1.10, H200_SOURCE, gradient_checkpointing=True,
+                text_encoder_trained=False),
+    SpeedFigure(("h200",), "sdxl", 1024, 1, 0.735, 0.735, H200_SOURCE, gradient_checkpointing=False,
+                text_encoder_trained=True),
     SpeedFigure(("4090",), "sdxl", 1024, 1, 1.13, 1.21,
                 "reported by users (kohya_ss issue #1288: bf16, cached latents, Adafactor)"),
     SpeedFigure(("3090", "3090 ti"), "sdxl", 1024, 1, 1.23, 1.4, "reported by users (kohya_ss issue #1288)"),
@@ -487,11 +493,11 @@ def gpu_model(name: str) -> str | None:
 
 
 def duration_estimate(gpu_name: str, arch: str, resolution: int, batch_size: int, gradient_checkpointing: bool,
-                      total_steps: int) -> DurationEstimate | None:
+                      total_steps: int, train_text_encoder: bool = False) -> DurationEstimate | None:
     """Time for ``total_steps`` steps from a reported figure, or None when none fits this GPU and setting.
 
-    Only figures for the same architecture and resolution are used, with the same checkpointing
-    setting where the figure states one, and of those the one with the largest batch not above
+    Only figures for the same architecture and resolution are used, with the same checkpointing and
+    text-encoder setting where the figure states them, and of those the one with the largest batch not above
     ``batch_size``. A larger batch is scaled in proportion, which overstates the time on a GPU that
     one image does not keep busy (on an H200 batch 4 took 0.57 s a step, batch 1 0.74 s), so a
     scaled figure is an upper bound; a smaller batch is not answered.
@@ -501,7 +507,8 @@ def duration_estimate(gpu_name: str, arch: str, resolution: int, batch_size: int
         return None
     fitting = [f for f in SPEED_FIGURES if model in f.gpus and f.arch == arch and f.resolution == resolution
                and batch_size >= f.batch_size
-               and f.gradient_checkpointing in (None, gradient_checkpointing)]
+               and f.gradient_checkpointing in (None, gradient_checkpointing)
+               and f.text_encoder_trained in (None, train_text_encoder)]
     if not fitting:
         return None
     figure = max(fitting, key=lambda f: f.batch_size)

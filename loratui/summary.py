@@ -27,8 +27,10 @@ def estimates_text(estimates: Estimates | None) -> str:
         else:
             low, high = format_duration(duration.total_seconds_low), format_duration(duration.total_seconds_high)
             span = low if low == high else f"{low}–{high}"
-            origin = "measured on this GPU model" if duration.measured else "user reports"
-            parts.append(f"about {span} ({origin}{', scaled from a smaller batch' if duration.scaled_from_batch else ''})")
+            origin = "measured on this GPU" if duration.measured else "user reports"
+            if duration.scaled_from_batch:  # an upper bound: a larger batch usually costs less per image
+                origin += f" at batch {duration.scaled_from_batch}, scaled"
+            parts.append(f"about {span} ({origin})")
     return " · ".join(parts)
 
 

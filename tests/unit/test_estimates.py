@@ -100,14 +100,16 @@ def test_the_ti_shares_its_figure_and_a_larger_batch_is_scaled():
 def test_a_measured_figure_is_used_for_its_own_batch_and_checkpointing_setting():
     plain = duration_estimate("NVIDIA H200", "sdxl", 1024, 4, False, 100)
     checkpointed = duration_estimate("NVIDIA H200", "sdxl", 1024, 4, True, 100)
-    one = duration_estimate("NVIDIA H200", "sdxl", 1024, 1, False, 100)
+    one = duration_estimate("NVIDIA H200", "sdxl", 1024, 1, False, 100, train_text_encoder=True)
     assert plain.measured and plain.scaled_from_batch is None and plain.source.startswith("measured by loratui")
     # The batch-4 figure, not the batch-1 one times four: one image does not keep an H200 busy.
     assert plain.seconds_per_step_low < 4 * one.seconds_per_step_low
     assert checkpointed.seconds_per_step_low > plain.seconds_per_step_low
-    # Batch 2 only has the batch-1 figure to scale from: an upper bound, said to be scaled.
-    two = duration_estimate("NVIDIA H200", "sdxl", 1024, 2, False, 100)
-    assert two.scaled_from_batch == 1 and two.seconds_per_step_low == pytest.approx(2 * one.seconds_per_step_low)
+    # Training the text encoder at batch 4 has only the batch-1 figure to scale from: an upper bound,
+    # said to be scaled; a frozen one at batch 1 has no figure at all (no smaller batch was measured).
+    four = duration_estimate("NVIDIA H200", "sdxl", 1024, 4, False, 100, train_text_encoder=True)
+    assert four.scaled_from_batch == 1 and four.seconds_per_step_low == pytest.approx(4 * one.seconds_per_step_low)
+    assert duration_estimate("NVIDIA H200", "sdxl", 1024, 1, False, 100) is None
     # A reported figure says nothing about checkpointing and stands for both settings.
     assert duration_estimate("NVIDIA GeForce RTX 4090", "sdxl", 1024, 1, True, 100).measured is False
 
@@ -270,10 +272,10 @@ def test_the_summary_says_whether_a_duration_was_measured_reported_or_scaled():
 
     def text(gpu_name: str, batch: int) -> str:
         gpu = GpuInfo(gpu_name, 143771, 0)
-        duration = duration_estimate(gpu_name, "sdxl", 1024, batch, False, 1000)
+        duration = duration_estimate(gpu_name, "sdxl", 1024, batch, False, 1000, train_text_encoder=batch < 4)
         return estimates_text(Estimates(40_000_000, _vram(batch_size=batch), gpu, duration, None))
 
-    assert "(measured on this GPU model)" in text("NVIDIA H200", 4)
-    assert "scaled from a smaller batch" in text("NVIDIA H200", 2)
+    assert "(measured on this GPU)" in text("NVIDIA H200", 4)
+    assert "(measured on this GPU at batch 1, scaled)" in text("NVIDIA H200", 2)
     assert "(user reports)" in text("NVIDIA GeForce RTX 4090", 1)
     assert "no speed figure" in text("NVIDIA H100 80GB HBM3", 4)
