@@ -166,3 +166,25 @@ def test_a_training_run_is_the_same_packed_or_not(tiny_sd15, dataset, make_confi
     assert all(torch.equal(packed[k], plain[k]) for k in plain)
     ups = [t for k, t in packed.items() if k.endswith("lora_up.weight")]
     assert ups and all(t.abs().max() > 0 for t in ups)
+
+
+def test_a_loss_scaler_unscales_and_steps_the_packed_gradients_as_it_does_the_per_tensor_ones():
+    # fp16 runs step through torch's GradScaler: it unscales and checks the optimizer's own tensors.
+    results = []
+    for packed in (False, True):
+        params = _params()
+        optimizer, _ = _optimizer(params, packed=packed)
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+        for step in range(4):
+            loss = sum(((p - t) ** 2).sum() for p, t in zip(params, _targets(step)))
+            if step == 2:
+                loss = loss * float("inf")  # an overflowing step: skipped, and the scale halves
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        results.append((params, scaler.get_scale()))
+    (plain, plain_scale), (packed, packed_scale) = results
+    assert plain_scale == packed_scale == 512.0
+    assert all(torch.equal(a, b) for a, b in zip(plain, packed))
