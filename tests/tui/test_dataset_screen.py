@@ -21,7 +21,12 @@ def captions(folder: Path) -> dict[str, str]:
 
 
 async def scanned(pilot, app) -> bool:
-    return await until(pilot, lambda: app.current_mode == "dataset" and app.screen.report is not None, timeout=20)
+    """Wait until a scan has been shown and none is pending: showing one can start another (a setting
+    became known meanwhile), and the summary reads "Scanning …" until that one is shown too."""
+    def settled() -> bool:
+        scanning = any(w.group == "scan" and not w.is_finished for w in app.workers)
+        return app.current_mode == "dataset" and app.screen.report is not None and not scanning
+    return await until(pilot, settled, timeout=20)
 
 
 async def test_the_scan_summary_problems_and_jumping_to_a_file(light_workspace):
