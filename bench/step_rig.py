@@ -3,7 +3,7 @@
 ``python -m trainer`` is the product, and the acceptance script times it as it is. What a child
 process cannot show is *why* a step takes the time it does, so this module builds the same step
 from the same trainer functions the loop calls (``load_base_model``, ``build_network``,
-``TextEmbeddingCache``, ``build_optimizer``, ``make_update``, ``diffusion_loss``) and runs it here,
+``TextEmbeddingCache``, ``build_packed_optimizer``, ``make_update``, ``diffusion_loss``) and runs it here,
 where it can be timed variant against variant on the same weights and traced with torch.profiler:
 kernels and launches per step, GPU busy fraction, idle gaps, the host time a step costs, whether
 flash attention kernels run.
@@ -71,8 +71,8 @@ def build_rig(model_dir: Path, arch: str, resolution: int, batch: int, *, dim: i
     from trainer.fused import make_update
     from trainer.models import load_base_model, on_device, place_for_training, sdxl_time_ids
     from trainer.networks import build_network
-    from trainer.optim import build_optimizer, build_scheduler
-    from trainer.packed_optimizer import PackedParameters, packing_wanted
+    from trainer.optim import build_scheduler
+    from trainer.packed_optimizer import build_packed_optimizer, packing_wanted
     from trainer.step import TextEmbeddingCache, choose_precision
 
     torch.manual_seed(seed)
@@ -96,13 +96,8 @@ def build_rig(model_dir: Path, arch: str, resolution: int, batch: int, *, dim: i
     place_for_training(model, precision.device, text_outputs_cached=text_cache is not None)
     groups = network.parameter_groups(5e-4, 1e-4 if train_te else 0.0)
     trainable = [p for p in network.parameters() if p.requires_grad]
-    packed = None
-    if packing_wanted(optimizer, False):  # as the loop does (LORATUI_PACKED_OPTIMIZER=0 compares without)
-        packed = PackedParameters(groups)
-        groups, trainable = packed.groups, packed.optimizer_params()
-    opt = build_optimizer(OptimizerConfig(name=optimizer), groups)
-    if packed is not None:
-        packed.bind(opt)
+    # As the loop builds it (LORATUI_PACKED_OPTIMIZER=0 compares without packing).
+    opt, trainable = build_packed_optimizer(OptimizerConfig(name=optimizer), groups, trainable, False)
     scheduler = build_scheduler(SchedulerConfig(name="constant"), opt, 10_000)
     update = make_update(opt, None, trainable, 1.0, False)
     side = resolution // 8
@@ -112,7 +107,7 @@ def build_rig(model_dir: Path, arch: str, resolution: int, batch: int, *, dim: i
         row = sdxl_time_ids((resolution, resolution), (0, 0), (resolution, resolution))
         time_ids = torch.stack([row] * batch).to(precision.device)
     return StepRig(model, network, precision, update, scheduler, latents, time_ids, text_cache, captions, train_te,
-                   extras={"optimizer": opt, "trainable": trainable, "packed": packed is not None})
+                   extras={"optimizer": opt, "trainable": trainable, "packed": packing_wanted(optimizer, False)})
 
 
 def bare_unet_step(rig: StepRig) -> Callable[[], float]:

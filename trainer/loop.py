@@ -28,8 +28,8 @@ from trainer.events import EventWriter
 from trainer.models import detect_arch, load_base_model, on_device, place_for_training, sdxl_time_ids
 from trainer.fused import make_update
 from trainer.networks import build_network, uses_lycoris
-from trainer.optim import averaged_weights, build_optimizer, build_scheduler, start_training
-from trainer.packed_optimizer import PackedParameters, packing_wanted
+from trainer.optim import averaged_weights, build_scheduler, start_training
+from trainer.packed_optimizer import build_packed_optimizer
 from trainer.plan import DatasetScan, count_batches, epoch_batches
 from trainer.rundir import RunPaths
 from trainer.sampling import Sampler, SampleSettings, choose_prompts
@@ -171,17 +171,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     fused = config.training.fused_backward_pass
     groups = network.parameter_groups(config.optimizer.unet_lr, config.optimizer.text_encoder_lr)
     trainable = [p for p in network.parameters() if p.requires_grad]
-    if packing_wanted(config.optimizer.name, fused) and not uses_lycoris(config.network):
-        # bitsandbytes waits for the GPU after every tensor it steps; packed, it steps one per group.
-        packed = PackedParameters(groups)
-        groups, trainable = packed.groups, packed.optimizer_params()
-        print(f"Optimizer: {config.optimizer.name} steps {len(trainable)} tensors, {len(packed.packs)} of them packed "
-              "(LORATUI_PACKED_OPTIMIZER=0 steps each weight on its own).", flush=True)
-    else:
-        packed = None
-    optimizer = build_optimizer(config.optimizer, groups, fused)
-    if packed is not None:
-        packed.bind(optimizer)
+    # bitsandbytes waits for the GPU after every tensor it steps; packed, it steps one per group.
+    optimizer, trainable = build_packed_optimizer(config.optimizer, groups, trainable, fused,
+                                                  allowed=not uses_lycoris(config.network))
     scheduler = build_scheduler(config.scheduler, optimizer, total_steps)
     scaler = torch.amp.GradScaler("cuda") if precision.weight_dtype == torch.float16 else None
     average = (lambda: distributed.average_gradients(trainable, ranks.world)) if ranks.distributed else None

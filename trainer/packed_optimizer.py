@@ -118,3 +118,19 @@ class PackedParameters:
     def bind(self, optimizer: torch.optim.Optimizer) -> None:
         """Route ``optimizer.zero_grad`` here (a GradScaler and the loop call it as usual)."""
         optimizer.zero_grad = self.zero_grad  # type: ignore[method-assign]
+
+
+def build_packed_optimizer(config, groups: list[dict], trainable: list[torch.Tensor], fused: bool,
+                           allowed: bool = True) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
+    """The run's optimizer over ``groups``, packed when ``packing_wanted`` (and ``allowed``); with the
+    tensors it steps, whose gradients the caller clips and averages."""
+    from trainer.optim import build_optimizer
+
+    if not (allowed and packing_wanted(config.name, fused)):
+        return build_optimizer(config, groups, fused), trainable
+    packed = PackedParameters(groups)
+    optimizer = build_optimizer(config, packed.groups, fused)
+    packed.bind(optimizer)
+    print(f"Optimizer: {config.name} steps {len(packed.optimizer_params())} tensors, {len(packed.packs)} of them "
+          "packed (LORATUI_PACKED_OPTIMIZER=0 steps each weight on its own).", flush=True)
+    return optimizer, packed.optimizer_params()
