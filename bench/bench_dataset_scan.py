@@ -7,7 +7,7 @@ repeat folders) in a temporary folder, then times, best of ``--repeat`` runs eac
 
 1. the floor: ``os.stat`` on every file (what any scan must at least do);
 2. the naive way: decoding every image fully with Pillow;
-3. the trainer's own ``trainer.plan.scan_dataset``;
+3. the trainer's own ``trainer.contract.dataset_scan.scan_dataset``;
 4. ``scan_folder(near_duplicates=False)``, the header pass (goal: under a second for 1,000);
 5. ``scan_folder()`` with an empty hash cache (decodes every image at a small scale);
 6. ``scan_folder()`` again, reading the hash cache.
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from trainer.plan import scan_dataset
+    from trainer.contract.dataset_scan import scan_dataset
 
     from loratui.dataset import scan_folder
 
@@ -108,7 +108,7 @@ def main() -> None:
         figures = {
             "os.stat every file (floor)": best_of(args.repeat, stat_all),
             "decode every image (Pillow)": best_of(args.repeat, decode_all),
-            "trainer.plan.scan_dataset": best_of(args.repeat, lambda: scan_dataset(root, 1)),
+            "trainer.contract.dataset_scan.scan_dataset": best_of(args.repeat, lambda: scan_dataset(root, 1)),
             "scan, header pass (--no-similar)": best_of(args.repeat, lambda: scan_folder(
                 root, resolution=1024, trigger_word="zkhero", near_duplicates=False)),
             "scan, full, empty hash cache": best_of(args.repeat, first_full),

@@ -96,10 +96,10 @@ def bare(model: Path, images: Path, steps: int, train_te: bool, work: Path) -> d
 
 def trainer(model: Path, data: Path, steps: int, train_te: bool, work: Path) -> dict:
     """``python -m trainer`` on a fresh run folder; its figures from its events."""
-    from trainer.config import from_dict, validate
-    from trainer.config_toml import load_config, save_config
-    from trainer.events import read_events
-    from trainer.rundir import create_run_dir
+    from trainer.contract.config.schema import from_dict, validate
+    from trainer.contract.config.toml_io import load_config, save_config
+    from trainer.contract.events import read_events
+    from trainer.contract.rundir import create_run_dir
 
     config, problems = from_dict({
         "model": {"base": str(model), "arch": "sd15"},
@@ -155,7 +155,7 @@ def main() -> int:
     parser.add_argument("--freeze-text-encoder", action="store_true", help="train the UNet's LoRA only")
     parser.add_argument("--skip-bare", action="store_true", help="only the trainer (no ratios)")
     parser.add_argument("--model", type=Path, help="train this SD1.5 diffusers folder instead (a quick check of the "
-                        "script with `python -m trainer.tiny DIR`'s tiny model)")
+                        "script with `python -m trainer.tools.tiny DIR`'s tiny model)")
     parser.add_argument("--bare-child", nargs=5, metavar=("MODEL", "IMAGES", "STEPS", "TRAIN_TE", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()

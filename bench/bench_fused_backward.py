@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 
 
 def _config(folder: Path, model: Path, images: Path, dim: int, fused: bool, resolution: int) -> Path:
-    from trainer.config import from_dict, validate
-    from trainer.config_toml import dumps
+    from trainer.contract.config.schema import from_dict, validate
+    from trainer.contract.config.toml_io import dumps
 
     data = {
         "model": {"base": str(model)},
@@ -52,9 +52,9 @@ def _config(folder: Path, model: Path, images: Path, dim: int, fused: bool, reso
 
 def _child_peak(config_path: Path) -> dict:
     """Train once in a child; return its peak RSS, its step times and any CUDA peak it reported."""
-    from trainer.config_toml import load_config
-    from trainer.events import read_events
-    from trainer.rundir import create_run_dir
+    from trainer.contract.config.toml_io import load_config
+    from trainer.contract.events import read_events
+    from trainer.contract.rundir import create_run_dir
 
     config, problems = load_config(config_path, ())
     assert not problems, problems
@@ -82,7 +82,7 @@ def _gradient_peak(model: Path, dim: int, fused: bool, resolution: int) -> int:
     """
     import torch
 
-    from trainer.config import OptimizerConfig
+    from trainer.contract.config.schema import OptimizerConfig
     from trainer.fused import make_update
     from trainer.models import load_base_model
     from trainer.networks.lora import LoRANetwork, NetworkSpec
@@ -126,7 +126,7 @@ def main() -> None:
         model = args.model
         if model is None:
             model = folder / "tiny-sd15"
-            subprocess.run([sys.executable, "-m", "trainer.tiny", str(model), "--arch", "sd15"], check=True,
+            subprocess.run([sys.executable, "-m", "trainer.tools.tiny", str(model), "--arch", "sd15"], check=True,
                            capture_output=True, cwd=REPO)
         from loratui.demo import write_dataset
 

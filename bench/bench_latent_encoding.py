@@ -74,8 +74,8 @@ def main() -> int:
     import torch
 
     from trainer.data import ENCODE_BATCH_PIXELS, images_per_encode
-    from trainer.plan import scan_dataset
-    from trainer.tiny import _vae as tiny_vae
+    from trainer.contract.dataset_scan import scan_dataset
+    from trainer.tools.tiny import _vae as tiny_vae
 
     torch.manual_seed(0)
     if args.model:

@@ -38,8 +38,8 @@ PRESSES = 40
 
 
 def new_run(parent: Path):
-    from trainer.config import Config, with_value
-    from trainer.rundir import create_run_dir
+    from trainer.contract.config.schema import Config, with_value
+    from trainer.contract.rundir import create_run_dir
 
     return create_run_dir(with_value(Config(), "output.dir", str(parent)))
 
@@ -109,7 +109,7 @@ async def follow_and_press(run, wait_for_steps: int | None, measure) -> dict:
 
 
 def bench_live(rate: float, seconds: float) -> None:
-    from trainer.events import read_events
+    from trainer.contract.events import read_events
 
     steps = int(rate * seconds)
     with tempfile.TemporaryDirectory() as work:
@@ -155,7 +155,7 @@ def bench_live(rate: float, seconds: float) -> None:
 
 
 def write_history(run, steps: int) -> None:
-    from trainer.events import EventWriter
+    from trainer.contract.events import EventWriter
 
     with EventWriter(run.events) as events:
         events.emit("start", total_steps=steps, epochs=10, device="cpu")
@@ -167,7 +167,7 @@ def write_history(run, steps: int) -> None:
 
 def replay(run):
     """Replay a whole run with the follower, as attaching does; returns the follower."""
-    from loratui.run_follower import RunFollower
+    from loratui.runs.follower import RunFollower
 
     follower = RunFollower(run)
     while not follower.poll().caught_up:
@@ -193,7 +193,7 @@ def kept_bytes(run) -> tuple[int, object]:
 
 
 def plot_ms(follower) -> float:
-    from loratui.plot import colours_from_theme, render_loss_plot
+    from loratui.monitor.plot import colours_from_theme, render_loss_plot
     from loratui.themes import LORATUI_THEME
 
     colours = colours_from_theme(LORATUI_THEME)

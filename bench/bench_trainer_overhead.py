@@ -35,10 +35,10 @@ RESOLUTION = 128
 
 
 def trainer_seconds_per_step(model: Path, images: Path, work: Path, steps: int, train_te: bool) -> float:
-    from trainer.config import from_dict, validate
-    from trainer.config_toml import load_config, save_config
-    from trainer.events import read_events
-    from trainer.rundir import create_run_dir
+    from trainer.contract.config.schema import from_dict, validate
+    from trainer.contract.config.toml_io import load_config, save_config
+    from trainer.contract.events import read_events
+    from trainer.contract.rundir import create_run_dir
 
     config, problems = from_dict({
         "model": {"base": str(model)},
@@ -136,7 +136,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from loratui.demo import write_dataset
-    from trainer.tiny import build
+    from trainer.tools.tiny import build
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -1,9 +1,9 @@
 """Full-size SD1.5 and SDXL architectures with random weights, built offline, for the benchmarks.
 
-The configurations are the real ones (``trainer.shape_tables``: the same tables the app's memory
+The configurations are the real ones (``trainer.tools.shape_tables``: the same tables the app's memory
 estimates come from), so a step costs the time and memory a real model's step does; only the
 weights are random. The tokenizer is the tiny models' byte-level CLIP tokenizer
-(``trainer.tiny.build_tokenizer``): every caption is padded to 77 tokens either way, so the
+(``trainer.tools.tiny.build_tokenizer``): every caption is padded to 77 tokens either way, so the
 text encoder does the same work. Nothing is downloaded.
 
     python bench/full_size.py OUT_DIR [--arch sd15|sdxl] [--dtype float32|float16] [--device cpu] [--seed 0]
@@ -33,8 +33,8 @@ def full_size_pipeline(arch: str, device: str = "cpu", seed: int = 0):
     from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from trainer.shape_tables import CLIP_BIG_G, CLIP_L, SD15_UNET, SDXL_UNET, VAE
-    from trainer.tiny import build_tokenizer, ddpm_scheduler
+    from trainer.tools.shape_tables import CLIP_BIG_G, CLIP_L, SD15_UNET, SDXL_UNET, VAE
+    from trainer.tools.tiny import build_tokenizer, ddpm_scheduler
 
     torch.manual_seed(seed)  # the same weights every time on the same device
     tokenizer = build_tokenizer()

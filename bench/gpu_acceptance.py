@@ -90,7 +90,7 @@ def child_build(folder: str, full: bool) -> dict:
 
         save_full_size("sdxl", Path(folder), "float16", "cuda" if torch.cuda.is_available() else "cpu")
     else:
-        from trainer.tiny import build
+        from trainer.tools.tiny import build
 
         build(folder, "sdxl")
     size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
@@ -244,10 +244,10 @@ def train(model: Path, images: Path, work: Path, label: str, sizes: Sizes, timeo
     """One ``python -m trainer`` run of about ``sizes.steps`` steps; its figures, or how it failed.
 
     ``env`` adds environment variables (the trainer's switches, such as ``LORATUI_PACKED_OPTIMIZER``)."""
-    from trainer.config import from_dict, validate
-    from trainer.config_toml import load_config, save_config
-    from trainer.events import read_events
-    from trainer.rundir import create_run_dir
+    from trainer.contract.config.schema import from_dict, validate
+    from trainer.contract.config.toml_io import load_config, save_config
+    from trainer.contract.events import read_events
+    from trainer.contract.rundir import create_run_dir
 
     repeats = -(-sizes.steps * batch // sizes.images)
     data = {"model": {"base": str(model), "arch": "sdxl"},

@@ -67,7 +67,7 @@ def build_rig(model_dir: Path, arch: str, resolution: int, batch: int, *, dim: i
     """Load ``model_dir`` and build the step the trainer would run for these settings."""
     import torch
 
-    from trainer.config import NetworkConfig, OptimizerConfig, SchedulerConfig
+    from trainer.contract.config.schema import NetworkConfig, OptimizerConfig, SchedulerConfig
     from trainer.fused import make_update
     from trainer.models import load_base_model, on_device, place_for_training, sdxl_time_ids
     from trainer.networks import build_network

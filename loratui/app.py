@@ -27,7 +27,7 @@ from loratui.rules import Fix
 from loratui.screens import ChecklistScreen, DatasetScreen, HelpScreen, SetupScreen, TrainScreen
 from loratui.themes import LORATUI_THEME, STYLESHEET
 from loratui.workspace import Workspace
-from trainer.config_toml import ConfigFileError
+from trainer.contract.config.toml_io import ConfigFileError
 
 ASSESS_DELAY = 0.25
 """Seconds of quiet typing before the config is assessed again."""
@@ -97,7 +97,7 @@ class LoraTuiApp(App):
     @work(thread=True, exclusive=True, group="live-runs", exit_on_error=False)
     def _find_live_runs(self) -> None:
         """Look for runs still training (an SSH drop left them running) and offer to follow them."""
-        from loratui.runs import find_runs
+        from loratui.runs.registry import find_runs
 
         folders = [Path(self.workspace.resolved().output.dir)] if self.workspace.path else []
         live = [summary for summary in find_runs(folders) if summary.alive]

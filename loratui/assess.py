@@ -14,11 +14,12 @@ from typing import Iterable
 from loratui.estimates import (DurationEstimate, GpuInfo, VramEstimate, duration_estimate, lora_file_size,
                                metadata_bytes, vram_estimate)
 from loratui.rules import Context, Finding, Fix, evaluate
-from trainer.captions import CaptionStats, caption_stats
-from trainer.config import Config, Problem, effective_resolution, get_value, validate, with_value
-from trainer.model_ref import check_model, local_model_arch
-from trainer.plan import DatasetScan, StepPlan, plan_steps
-from trainer.preflight import check_dataset, check_output
+from trainer.contract.dataset_scan import CaptionStats, caption_stats
+from trainer.contract.config.schema import Config, Problem, effective_resolution, get_value, validate, with_value
+from trainer.contract.model_ref import check_model, local_model_arch
+from trainer.contract.dataset_scan import DatasetScan
+from trainer.contract.plan import StepPlan, plan_steps
+from trainer.contract.preflight import check_dataset, check_output
 
 DATASET_KEYS = ("dataset.path", "dataset.repeats", "dataset.caption_extension", "dataset.trigger_word")
 """Settings whose change means the dataset must be read again."""

@@ -3,7 +3,7 @@
 The guide's first phase asks for tidy tags, the trigger word in every caption, and consistency
 ("same character = same tags"). The functions here compute those changes; none of them writes.
 Each operation takes the current texts (caption path → text, a missing caption being "") and
-returns only the entries it changes, ready for ``trainer.caption_store.apply_edits``, which backs
+returns only the entries it changes, ready for ``trainer.contract.caption_store.apply_edits``, which backs
 every file up first and can undo the change.
 
 An entry counts as changed only when its list of tags changes, so a caption is never rewritten
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from trainer.captions import join_tags, split_tags, tag_frequency, with_trigger
-from trainer.plan import scan_dataset
+from trainer.contract.captions import join_tags, split_tags, tag_frequency, with_trigger
+from trainer.contract.dataset_scan import scan_dataset
 
 KINDS = ("character", "style", "concept")
 """The LoRA kinds the tag table knows; only "character" flags rare tags."""
@@ -55,7 +55,7 @@ class TagRow:
 def read_captions(dataset: Path, caption_extension: str = ".txt", default_repeats: int = 1) -> dict[Path, Path]:
     """Every usable image of a dataset with its caption path, whether that file exists or not.
 
-    The images are the ones the trainer would use (``trainer.plan.scan_dataset``), so captions
+    The images are the ones the trainer would use (``trainer.contract.dataset_scan.scan_dataset``), so captions
     of skipped files are left alone. ``default_repeats`` only matters to the scan's repeat counts.
     """
     scan = scan_dataset(dataset, default_repeats, caption_extension)

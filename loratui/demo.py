@@ -16,9 +16,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from trainer.config import Config, DatasetConfig, ModelConfig, OptimizerConfig, OutputConfig, TrainingConfig
-from trainer.config_toml import save_config
-from trainer.fileio import atomic_write, atomic_write_text
+from trainer.contract.config.schema import (Config, DatasetConfig, ModelConfig, OptimizerConfig, OutputConfig,
+                                            TrainingConfig)
+from trainer.contract.config.toml_io import save_config
+from trainer.contract.fileio import atomic_write, atomic_write_text
 
 TRIGGER = "zkmascot"
 """The demo's trigger word: made-up, so the base model has no prior meaning for it."""
@@ -100,7 +101,7 @@ def demo_config() -> Config:
 
 def build_model(folder: Path) -> None:
     """Build the tiny SD1.5 model in a child process, so this process never imports torch."""
-    result = subprocess.run([sys.executable, "-m", "trainer.tiny", str(folder), "--arch", "sd15"],
+    result = subprocess.run([sys.executable, "-m", "trainer.tools.tiny", str(folder), "--arch", "sd15"],
                             stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"building the demo model failed:\n{result.stderr.strip()[-2000:]}")

@@ -1,7 +1,7 @@
 """Estimates shown before a run starts: the LoRA file's size, GPU memory, the GPUs here, the time it takes.
 
 Pure Python: everything comes from ``loratui/data/lora_shapes.json``, which
-``python -m trainer.shape_tables`` writes from the real full-size SD1.5 and SDXL architectures
+``python -m trainer.tools.shape_tables`` writes from the real full-size SD1.5 and SDXL architectures
 (every adapted layer's shape, the models' parameter counts, and activation memory replayed on
 PyTorch's meta device). The file is read on first use, never at import.
 
@@ -58,7 +58,7 @@ class ArchitectureTables:
     text_encoder_parameters: tuple[int, ...]
     vae_parameters: int
     activations: Mapping
-    """The raw activation rows (see ``trainer.shape_tables.activation_tables`` for the columns)."""
+    """The raw activation rows (see ``trainer.tools.shape_tables.activation_tables`` for the columns)."""
 
 
 @lru_cache(maxsize=1)
@@ -136,7 +136,7 @@ _SAVE_DTYPES = {"fp16": ("F16", 2), "bf16": ("BF16", 2), "fp32": ("F32", 4)}
 
 
 def metadata_bytes(tag_frequency: Mapping[str, int] | None = None, dataset_name: str = "dataset") -> int:
-    """The metadata's size in the header for a dataset with this tag count (``trainer.captions.tag_frequency``).
+    """The metadata's size in the header for a dataset with this tag count (``trainer.contract.captions.tag_frequency``).
 
     The trainer stores the tag counts as JSON text inside the header's JSON, so every quote is
     escaped; this reproduces that exactly. Without tags it returns the typical size.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.config import Config, get_value, with_value
+from trainer.contract.config.schema import Config, get_value, with_value
 
 _PROVEN = {
     "kind": "character",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loratui.assess import Assessment, Estimates
-from loratui.run_state import format_duration
+from loratui.runs.state import format_duration
 
 GIB = 2**30
 

@@ -16,9 +16,9 @@ from typing import Any, Iterable
 from loratui.assess import Assessment, DatasetFacts, assess
 from loratui.presets import Preset, closest_preset
 from loratui.rules import Fix
-from trainer.config import FIELDS, Config, Problem, from_dict, get_value, with_value
-from trainer.config_toml import apply_overrides, dumps, read_toml, resolve_paths
-from trainer.fileio import atomic_write_text
+from trainer.contract.config.schema import FIELDS, Config, Problem, from_dict, get_value, with_value
+from trainer.contract.config.toml_io import apply_overrides, dumps, read_toml, resolve_paths
+from trainer.contract.fileio import atomic_write_text
 
 
 @dataclass

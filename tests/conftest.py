@@ -31,7 +31,7 @@ def _private_run_registry(tmp_path_factory, monkeypatch):
 
 def _build_tiny(folder: Path, arch: str) -> Path:
     # Built in a child process so the test process itself stays free of torch where it matters.
-    subprocess.run([sys.executable, "-m", "trainer.tiny", str(folder), "--arch", arch], check=True,
+    subprocess.run([sys.executable, "-m", "trainer.tools.tiny", str(folder), "--arch", arch], check=True,
                    stdin=subprocess.DEVNULL, capture_output=True)
     return folder
 
@@ -60,8 +60,8 @@ def dataset(tmp_path) -> Path:
 
 def write_config(folder: Path, base_model: Path, images: Path, **sections) -> Path:
     """Write a small, fast config (128 px, a handful of steps) with per-section overrides."""
-    from trainer.config import from_dict, validate
-    from trainer.config_toml import dumps
+    from trainer.contract.config.schema import from_dict, validate
+    from trainer.contract.config.toml_io import dumps
 
     base = {
         "model": {"base": str(base_model)},

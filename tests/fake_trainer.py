@@ -6,7 +6,7 @@
 It behaves like ``python -m trainer`` where the monitor can see it: it records its pid in the
 run folder (and removes it when it ends), appends events to ``events.jsonl`` through the real
 ``EventWriter``, prints tqdm-style progress to stdout, stops gracefully on SIGTERM with a
-``stopped`` event, and answers "save"/"sample" requests from ``trainer.control``. Scenarios
+``stopped`` event, and answers "save"/"sample" requests from ``trainer.contract.control``. Scenarios
 shape the loss series and the ending:
 
 - ``healthy``: a noisy, slowly falling diffusion-like loss; ends with ``done``.
@@ -33,9 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer.control import take_requests  # noqa: E402
-from trainer.events import EventWriter  # noqa: E402
-from trainer.rundir import RunPaths, write_pid  # noqa: E402
+from trainer.contract.control import take_requests  # noqa: E402
+from trainer.contract.events import EventWriter  # noqa: E402
+from trainer.contract.rundir import RunPaths, write_pid  # noqa: E402
 
 STOP = {"requested": False}
 """Set by SIGTERM; checked after every step, as the real trainer does."""

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from trainer.captions import split_tags
-from trainer.config import Config
-from trainer.fileio import atomic_write
+from trainer.contract.captions import split_tags
+from trainer.contract.config.schema import Config
+from trainer.contract.fileio import atomic_write
 from trainer.networks import uses_lycoris
 from trainer.networks.lora import LoRANetwork
 from trainer.networks.lycoris_net import ALGORITHMS, CONV_TYPES, LycorisAdapterNetwork

@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from trainer.errors import TrainerError
+from trainer.contract.errors import TrainerError
 from trainer.step import apply_update
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from trainer.errors import TrainerError
-from trainer.model_ref import (DEFAULT_SINGLE_FILE_CONFIGS, arch_from_checkpoint_keys, arch_from_model_index,
+from trainer.contract.errors import TrainerError
+from trainer.contract.model_ref import (DEFAULT_SINGLE_FILE_CONFIGS, arch_from_checkpoint_keys, arch_from_model_index,
                                local_model_arch, safetensors_keys)
 
 

@@ -11,8 +11,8 @@ from typing import Iterator
 
 import torch
 
-from trainer.config import OptimizerConfig, SchedulerConfig
-from trainer.errors import TrainerError
+from trainer.contract.config.schema import OptimizerConfig, SchedulerConfig
+from trainer.contract.errors import TrainerError
 
 CAME_BETAS = (0.9, 0.999, 0.9999)
 """CAME's three decay rates, as its authors and LoRA_Easy_Training_Scripts use them."""

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from trainer.events import EventWriter
-from trainer.fileio import atomic_write, atomic_write_text
+from trainer.contract.events import EventWriter
+from trainer.contract.fileio import atomic_write, atomic_write_text
 from trainer.models import BaseModel, encode_text, on_device, tokenize
 from trainer.networks.lora import LoRANetwork
 from trainer.step import Precision

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from trainer.errors import TrainerError
-from trainer.fileio import atomic_write
+from trainer.contract.errors import TrainerError
+from trainer.contract.fileio import atomic_write
 
 STATE_VERSION = 1
 

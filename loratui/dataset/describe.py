@@ -64,7 +64,7 @@ def format_report(report, limit: int | None = SHOWN_PER_CODE) -> list[str]:
 
 def describe_tagging_event(event: dict) -> str | None:
     """A line for a tagging event worth keeping on screen (None for progress, which is redrawn)."""
-    from trainer.tagging.jobs import MODEL_NAMES
+    from trainer.contract.tagging_jobs import MODEL_NAMES
 
     kind = event.get("type")
     if kind == "status" and event.get("phase") == "loading":

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.plan import DatasetImage, DatasetScan
+from trainer.contract.dataset_scan import DatasetImage, DatasetScan
 
 CODES: dict[str, str] = {
     "zero_bytes": "error",
@@ -69,7 +69,7 @@ class ScannedImage:
     """Pillow's colour mode ("RGB", "L", "CMYK", "I;16" …)."""
     file_size: int
     bucket: tuple[int, int]
-    """The (width, height) it trains at (``trainer.plan.assign_bucket``)."""
+    """The (width, height) it trains at (``trainer.contract.plan.assign_bucket``)."""
     caption_path: Path | None
     caption: str = "ok"
     """"ok", "missing", "empty" or "no_trigger"."""
@@ -158,7 +158,7 @@ class DatasetReport:
         return printable(text)
 
     def to_dataset_scan(self) -> DatasetScan:
-        """The usable images as ``trainer.plan`` describes them, for the step plan and the rules."""
+        """The usable images as ``trainer.contract.dataset_scan`` describes them, for the step plan and the rules."""
         return DatasetScan(self.root, [DatasetImage(i.path, i.caption_path, i.width, i.height, i.repeats)
                                        for i in self.images])
 

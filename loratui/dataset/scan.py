@@ -1,6 +1,6 @@
 """Scan a dataset folder, read-only, for everything that will go wrong in training (no torch).
 
-``scan_folder`` walks the folder the way the trainer does (``trainer.plan``: images directly in
+``scan_folder`` walks the folder the way the trainer does (``trainer.contract.dataset_scan``: images directly in
 the folder, and in the folders directly inside it, where ``10_name`` means ten repeats) and also
 reports what the trainer would pass over without a word: images nested deeper, captions without
 an image, formats it does not read, links that loop, folders it cannot open.
@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from PIL import Image
-from trainer.captions import caption_problem, read_caption, split_tags
-from trainer.plan import IMAGE_EXTENSIONS, DatasetScan, assign_bucket, parse_repeat_folder
+from trainer.contract.captions import caption_problem, read_caption, split_tags
+from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, parse_repeat_folder
+from trainer.contract.plan import assign_bucket
 
 from loratui.dataset.report import CODES, SEVERITIES, DatasetReport, FolderSummary, Issue, ScannedImage, milder
 from loratui.dataset.similar import default_cache_dir, find_duplicates, find_near_duplicates, hash_images
@@ -433,7 +434,7 @@ def size_verdict(scan: DatasetScan, kind: str) -> tuple[str, str]:
     from loratui.rules import guide
     from loratui.rules.dataset import dataset_size
     from loratui.rules.engine import Context
-    from trainer.config import Config, with_value
+    from trainer.contract.config.schema import Config, with_value
 
     kind = kind if kind in guide.DATASET_SIZE else "character"
     found = dataset_size(Context(with_value(Config(), "kind", kind), scan=scan))

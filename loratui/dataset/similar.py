@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
-from trainer.fileio import atomic_write_text
+from trainer.contract.fileio import atomic_write_text
 
 from loratui.dataset.report import DatasetReport, ScannedImage
 

@@ -28,8 +28,8 @@ from loratui.interop.report import MappingReport
 from loratui.interop.sdscripts import SD15_SCRIPT, SDXL_SCRIPT
 from loratui.interop.sdscripts_import import Importer
 from loratui.interop.sdscripts_source import Hints, Source
-from trainer.config import SECTIONS, Config, Problem
-from trainer.config_toml import ConfigFileError, read_toml
+from trainer.contract.config.schema import SECTIONS, Config, Problem
+from trainer.contract.config.toml_io import ConfigFileError, read_toml
 
 SD_SCRIPTS = "sd-scripts"
 LORA_EASY = "LoRA_Easy_Training_Scripts"
@@ -235,7 +235,7 @@ def import_file(path: Path | str, dataset_config: Path | str | None = None) -> I
 
 def _relative_paths(config: Config, report: MappingReport) -> None:
     """Warn about relative paths: sd-scripts read them from where it ran, loratui from the config's folder."""
-    from trainer.model_ref import looks_like_hub_id
+    from trainer.contract.model_ref import looks_like_hub_id
 
     for dotted, value in (("model.base", config.model.base), ("dataset.path", config.dataset.path),
                           ("output.dir", config.output.dir)):

@@ -29,9 +29,9 @@ from typing import Any
 
 from loratui.interop.report import MappingReport
 from loratui.interop.tomlout import dataset_toml, flat_toml
-from trainer.config import Config, effective_resolution
-from trainer.plan import (BUCKET_STEP, DatasetScan, assign_bucket, count_batches, parse_repeat_folder,
-                          scan_dataset)
+from trainer.contract.config.schema import Config, effective_resolution
+from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
+from trainer.contract.plan import BUCKET_STEP, assign_bucket, count_batches
 
 SD15_SCRIPT = "train_network.py"
 SDXL_SCRIPT = "sdxl_train_network.py"
@@ -85,7 +85,7 @@ SAVE_PRECISIONS = {"fp16": "fp16", "bf16": "bf16", "fp32": "float"}
 
 
 def bucket_range(resolution: int) -> tuple[int, int]:
-    """The smallest and largest bucket side the trainer uses at a resolution (``trainer.plan.bucket_candidates``)."""
+    """The smallest and largest bucket side the trainer uses at a resolution (``trainer.contract.plan.bucket_candidates``)."""
     low = max(BUCKET_STEP, min(256, resolution // 2 // BUCKET_STEP * BUCKET_STEP))
     return low, resolution * 2
 
@@ -166,7 +166,7 @@ def _read_dataset(config: Config) -> DatasetScan | None:
 def _resolve_arch(config: Config, report: MappingReport) -> str:
     if config.model.arch != "auto":
         return config.model.arch
-    from trainer.model_ref import local_model_arch
+    from trainer.contract.model_ref import local_model_arch
 
     arch = local_model_arch(config.model.base)
     if arch is None:
@@ -415,7 +415,7 @@ def _trigger_note(trigger: str, scan: DatasetScan | None) -> str:
     note = ("sd-scripts uses class_tokens only for images without a caption file; it never adds the trigger word "
             "to a caption that lacks it, as loratui does")
     if scan is not None and scan.images:
-        from trainer.captions import caption_stats
+        from trainer.contract.dataset_scan import caption_stats
 
         stats = caption_stats(scan.images, trigger)
         lacking = len(stats.without_trigger) - len(stats.missing)

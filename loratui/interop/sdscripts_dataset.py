@@ -15,8 +15,8 @@ from typing import Any
 from loratui.interop.report import show
 from loratui.interop.sdscripts import bucket_range
 from loratui.interop.sdscripts_source import DATASET_DEFAULTS, as_float, as_int
-from trainer.config import native_resolution
-from trainer.plan import parse_repeat_folder
+from trainer.contract.config.schema import native_resolution
+from trainer.contract.dataset_scan import parse_repeat_folder
 
 
 class DatasetMapping:
@@ -177,7 +177,7 @@ class DatasetMapping:
         """Tell about images loratui would train that the subsets leave out (only when the folder is here)."""
         if not root.is_dir():
             return
-        from trainer.plan import IMAGE_EXTENSIONS
+        from trainer.contract.dataset_scan import IMAGE_EXTENSIONS
 
         try:
             folders = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

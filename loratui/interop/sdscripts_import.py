@@ -18,7 +18,7 @@ from loratui.interop.sdscripts import (CONV_TYPES, GUIDANCE_SCALE, LYCORIS_ALGOS
 from loratui.interop.sdscripts_dataset import DatasetMapping
 from loratui.interop.sdscripts_source import (OPTIMIZER_DEFAULT_DECAY, SD_SCRIPTS_DEFAULTS, Hints, Source, as_float,
                                               as_int, is_noop, optimizer_name, parse_args_list, reason_for)
-from trainer.config import DORA_NETWORKS, Config, Problem, from_dict, native_resolution, validate
+from trainer.contract.config.schema import DORA_NETWORKS, Config, Problem, from_dict, native_resolution, validate
 
 
 class Importer(DatasetMapping):
@@ -375,7 +375,7 @@ class Importer(DatasetMapping):
 
     def _steps_per_epoch(self) -> int | None:
         """Steps per epoch as loratui will train the dataset (None when the folder cannot be read here)."""
-        from trainer.plan import scan_dataset
+        from trainer.contract.dataset_scan import scan_dataset
 
         data = self.values.get("dataset", {})
         folder = Path(str(data.get("path", "")))

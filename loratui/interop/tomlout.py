@@ -1,6 +1,6 @@
 """Writing the small TOML files an export produces (no torch, no third-party TOML writer).
 
-Values are written by ``trainer.config_toml.toml_value``, the writer our own configs use, so
+Values are written by ``trainer.contract.config.toml_io.toml_value``, the writer our own configs use, so
 strings, numbers, booleans and lists of them come out the same way everywhere.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from trainer.config_toml import toml_value
+from trainer.contract.config.toml_io import toml_value
 
 Group = tuple[str, list[tuple[str, Any]]]
 """A comment heading and the ``key = value`` pairs under it."""

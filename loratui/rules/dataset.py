@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.plan import parse_repeat_folder
+from trainer.contract.dataset_scan import parse_repeat_folder
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, rule

@@ -5,7 +5,7 @@ config, the architecture, the dataset scan, the exact step plan, caption counts,
 returns a ``Finding`` or nothing. A finding carries a severity (tip, warn, danger), a message in
 plain words and, where one exists, a ``Fix``: the config change that resolves it.
 
-This is advice. Impossible values are the config validation's business (trainer.config); the
+This is advice. Impossible values are the config validation's business (trainer.contract.config.schema); the
 rules never refuse to train, but ``loratui check`` exits 1 on a danger so scripts can.
 """
 
@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from trainer.captions import CaptionStats
-from trainer.config import Config, get_value, with_value
-from trainer.plan import DatasetScan, StepPlan
+from trainer.contract.dataset_scan import CaptionStats
+from trainer.contract.config.schema import Config, get_value, with_value
+from trainer.contract.dataset_scan import DatasetScan
+from trainer.contract.plan import StepPlan
 
 SEVERITIES = ("tip", "warn", "danger")
 """From mildest to worst."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from trainer.plan import assign_bucket, count_batches, parse_repeat_folder
+from trainer.contract.dataset_scan import parse_repeat_folder
+from trainer.contract.plan import assign_bucket, count_batches
 
 
 def _exact_steps(ctx: Context, repeats: int, epochs: int) -> int:

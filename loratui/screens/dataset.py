@@ -2,7 +2,7 @@
 
 Everything that reads or writes the dataset runs in a thread worker and reports back by
 message (``call_from_thread``); only handlers touch widgets. Every caption change goes through
-``trainer.caption_store``, which backs the captions up first, so ``u`` undoes any of them, and
+``trainer.contract.caption_store``, which backs the captions up first, so ``u`` undoes any of them, and
 auto-captioning runs as a detached child process (``python -m trainer.tagging``) that this
 screen follows through its events, like the monitor follows a run.
 """
@@ -33,10 +33,10 @@ from loratui.screens.folder_picker import FolderPickerScreen
 from loratui.screens.tagger import TaggerScreen
 from loratui.widgets.sample_view import SampleView
 from loratui.workspace import Workspace
-from trainer.caption_store import CaptionWriteError, apply_edits, undo_last
-from trainer.config import effective_resolution
-from trainer.events import LineTail, parse_event
-from trainer.tagging import jobs
+from trainer.contract.caption_store import CaptionWriteError, apply_edits, undo_last
+from trainer.contract.config.schema import effective_resolution
+from trainer.contract.events import LineTail, parse_event
+from trainer.contract import tagging_jobs as jobs
 
 JOB_POLL_SECONDS = 0.3
 SEVERITY_MARK = {"error": "✗", "warning": "!", "info": "·"}

@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
-from loratui.runs import RunSummary, find_runs
+from loratui.runs.registry import RunSummary, find_runs
 
 
 def describe_run(summary: RunSummary) -> str:

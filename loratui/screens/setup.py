@@ -23,7 +23,7 @@ from loratui.screens.open_config import OpenConfigScreen
 from loratui.summary import summary_line
 from loratui.widgets.setting_field import MARKS, SettingField
 from loratui.workspace import Workspace
-from trainer.config import FIELDS, get_value
+from trainer.contract.config.schema import FIELDS, get_value
 
 
 class SetupScreen(Screen):

@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
-from trainer.tagging.jobs import DEFAULT_MODELS, MODES
+from trainer.contract.tagging_jobs import DEFAULT_MODELS, MODES
 
 TAGGER_CHOICES = [("WD14 tags (anime and art)", "wd14"), ("BLIP sentences (photos)", "blip")]
 MODE_CHOICES = [("keep captions that exist, caption the rest", "keep"),

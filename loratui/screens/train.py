@@ -20,16 +20,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
-from loratui.launch import resumable_run, start_detached_async
-from loratui.run_state import RunState
-from loratui.runs import register_run
+from loratui.runs.launch import resumable_run, start_detached_async
+from loratui.runs.state import RunState
+from loratui.runs.registry import register_run
 from loratui.screens.confirm import ConfirmScreen
 from loratui.summary import summary_line
 from loratui.widgets.run_monitor import RunMonitor
 from loratui.workspace import Workspace
-from trainer.control import pending, request
-from trainer.events import LineTail
-from trainer.rundir import RunPaths, create_run_dir, pid_alive, read_pid
+from trainer.contract.control import pending, request
+from trainer.contract.events import LineTail
+from trainer.contract.rundir import RunPaths, create_run_dir, pid_alive, read_pid
 
 
 class TrainScreen(Screen):

@@ -1,4 +1,4 @@
-"""The loss plot widget: shows a plot that was rendered elsewhere (``loratui.plot``, in a thread worker).
+"""The loss plot widget: shows a plot that was rendered elsewhere (``loratui.monitor.plot``, in a thread worker).
 
 Building the plot with plotext takes milliseconds to tens of milliseconds, too long for the UI thread at
 every refresh, so this widget never builds it: the screen reads ``size``, calls
@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from loratui.plot import WAITING_TEXT
+from loratui.monitor.plot import WAITING_TEXT
 
 
 class LossPlot(Static):

@@ -18,15 +18,15 @@ from textual.message import Message
 from textual.widgets import Log, Static, TabbedContent, Tabs, TabPane
 from textual.worker import get_current_worker
 
-from loratui.loss_history import Series
-from loratui.plot import colours_from_theme, render_loss_plot
-from loratui.red_flags import RedFlag
-from loratui.run_follower import FollowBatch, RunFollower
-from loratui.run_state import RunState
+from loratui.monitor.loss_history import Series
+from loratui.monitor.plot import colours_from_theme, render_loss_plot
+from loratui.monitor.red_flags import RedFlag
+from loratui.runs.follower import FollowBatch, RunFollower
+from loratui.runs.state import RunState
 from loratui.widgets.loss_plot import LossPlot
 from loratui.widgets.run_status import RunStatus
 from loratui.widgets.sample_view import SampleView
-from trainer.rundir import RunPaths
+from trainer.contract.rundir import RunPaths
 
 POLL_SECONDS = 0.25
 PLOT_INTERVAL = 1.0

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar, Static
 
-from loratui.run_state import RunState, progress_line
+from loratui.runs.state import RunState, progress_line
 
 PHASE_TITLES = {"starting": "Starting", "loading": "Loading model", "caching": "Caching latents",
                 "training": "Training", "sampling": "Drawing samples", "done": "Finished", "stopped": "Stopped", "failed": "Failed"}

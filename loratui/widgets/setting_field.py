@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select, Static, Switch
 
 from loratui.rules import Finding
-from trainer.config import FieldInfo, Problem
+from trainer.contract.config.schema import FieldInfo, Problem
 
 MARKS = {"danger": "✖", "warn": "▲", "tip": "●", "error": "✖"}
 

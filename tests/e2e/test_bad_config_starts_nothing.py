@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from loratui.cli import main as loratui_main
-from loratui.runs import registry_path
+from loratui.runs.registry import registry_path
 from trainer.__main__ import main as trainer_main
-from trainer.config import FIELDS, FieldInfo
-from trainer.events import read_events
+from trainer.contract.config.schema import FIELDS, FieldInfo
+from trainer.contract.events import read_events
 
 FIELD_KEYS = list(FIELDS)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from loratui.cli import main
-from trainer.config_toml import load_config
-from trainer.events import read_events
-from trainer.rundir import create_run_dir, pid_alive
+from trainer.contract.config.toml_io import load_config
+from trainer.contract.events import read_events
+from trainer.contract.rundir import create_run_dir, pid_alive
 
 pytestmark = pytest.mark.slow
 

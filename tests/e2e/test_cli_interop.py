@@ -12,10 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loratui.cli_interop import export_main, import_main
+from loratui.cli.interop import export_main, import_main
 from tests.unit.test_interop_sdscripts import LORA_EASY_SAVED, make_dataset
-from trainer.config import FIELDS, get_value
-from trainer.config_toml import load_config
+from trainer.contract.config.schema import FIELDS, get_value
+from trainer.contract.config.toml_io import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -153,7 +153,7 @@ def test_import_a_lora_easy_config_as_json(tmp_path, capsys):
 
 def test_the_commands_load_no_torch(tmp_path):
     source = write_loratui_config(tmp_path)
-    code = ("import sys; from loratui.cli_interop import export_main, import_main; "
+    code = ("import sys; from loratui.cli.interop import export_main, import_main; "
             f"assert export_main([{str(source)!r}, '--to', 'sd-scripts', {str(tmp_path / 'k')!r}]) == 0; "
             f"assert import_main([{str(tmp_path / 'k' / 'config.toml')!r}, "
             f"'--out', {str(tmp_path / 'b.toml')!r}]) == 0; "

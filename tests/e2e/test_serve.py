@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from loratui.cli_serve import app_command, is_loopback, serve_main
+from loratui.cli.serve import app_command, is_loopback, serve_main
 
 
 def _free_port() -> int:
@@ -157,11 +157,11 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's process table")
 def test_closing_the_tab_ends_its_app_but_never_the_training_it_started(tmp_path, tiny_sd15):
     from loratui.demo import demo_config, write_dataset
-    from loratui.runs import registered_runs
+    from loratui.runs.registry import registered_runs
     from tests.trainer.helpers import wait_for
-    from trainer.config import with_value
-    from trainer.config_toml import save_config
-    from trainer.events import read_events
+    from trainer.contract.config.schema import with_value
+    from trainer.contract.config.toml_io import save_config
+    from trainer.contract.events import read_events
 
     write_dataset(tmp_path / "dataset")
     config_path = tmp_path / "loratui.toml"

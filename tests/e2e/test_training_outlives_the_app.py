@@ -19,13 +19,13 @@ import pytest
 
 from loratui.app import LoraTuiApp
 from loratui.demo import demo_config, write_dataset
-from loratui.runs import registered_runs
+from loratui.runs.registry import registered_runs
 from loratui.widgets.loss_plot import LossPlot
 from tests.trainer.helpers import wait_for
 from tests.tui.conftest import until
-from trainer.config import with_value
-from trainer.config_toml import save_config
-from trainer.events import read_events
+from trainer.contract.config.schema import with_value
+from trainer.contract.config.toml_io import save_config
+from trainer.contract.events import read_events
 
 pytestmark = pytest.mark.slow
 

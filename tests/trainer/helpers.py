@@ -8,10 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from trainer import faults
-from trainer.config_toml import load_config
-from trainer.events import read_events
-from trainer.rundir import RunPaths, create_run_dir
+from trainer.contract import faults
+from trainer.contract.config.toml_io import load_config
+from trainer.contract.events import read_events
+from trainer.contract.rundir import RunPaths, create_run_dir
 
 
 def new_run(config_path: Path, overrides=()) -> RunPaths:

@@ -21,8 +21,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from tests.trainer.helpers import finish_trainer, new_run, of_type, start_trainer, train, wait_for
-from trainer.errors import OOM_ADVICE
-from trainer.events import read_events
+from trainer.contract.errors import OOM_ADVICE
+from trainer.contract.events import read_events
 from trainer.sampling import STRENGTHS
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

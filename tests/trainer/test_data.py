@@ -12,7 +12,7 @@ from PIL import Image
 from trainer.data import cache_latents, fit_to_bucket, load_rgb
 from trainer.loop import _time_ids
 from trainer.models import load_base_model
-from trainer.plan import scan_dataset
+from trainer.contract.dataset_scan import scan_dataset
 
 
 def test_exif_rotation_is_applied(tmp_path):

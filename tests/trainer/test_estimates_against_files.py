@@ -15,11 +15,11 @@ from importlib import resources
 import pytest
 
 from loratui.estimates import load_tables, lora_file_size, lora_parameter_tensors, metadata_bytes
-from trainer.captions import tag_frequency
+from trainer.contract.captions import tag_frequency
 from trainer.checkpoint import new_session_id, save_lora, training_metadata
-from trainer.config import from_dict
+from trainer.contract.config.schema import from_dict
 from trainer.networks.lora import LoRANetwork, NetworkSpec
-from trainer.shape_tables import (ACTIVATION_POINTS, architecture_table, meta_models, measure_unet_step,
+from trainer.tools.shape_tables import (ACTIVATION_POINTS, architecture_table, meta_models, measure_unet_step,
                                   unet_step_plan)
 
 TAGS = ["1girl", "solo", "long hair", "looking at viewer", "smile", "blue eyes", "blonde hair", "short hair",
@@ -104,7 +104,7 @@ def test_the_committed_layer_tables_match_the_architectures_now():
     for arch in ("sd15", "sdxl"):
         fresh = architecture_table(arch, with_activations=False)
         assert committed["architectures"][arch]["layers"] == fresh["layers"], \
-            "run: python -m trainer.shape_tables --write loratui/data/lora_shapes.json"
+            "run: python -m trainer.tools.shape_tables --write loratui/data/lora_shapes.json"
         assert committed["architectures"][arch]["parameters"] == fresh["parameters"]
 
 

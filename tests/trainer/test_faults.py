@@ -28,17 +28,17 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from loratui.launch import resumable_run
-from loratui.runs import summarize
+from loratui.runs.launch import resumable_run
+from loratui.runs.registry import summarize
 from tests.trainer import helpers
 from tests.trainer.helpers import finish_trainer, of_type, start_trainer, wait_for
-from trainer import faults
+from trainer.contract import faults
 from trainer.checkpoint import prune_checkpoints
-from trainer.errors import OOM_ADVICE
-from trainer.events import read_events
-from trainer.fileio import (DiskFullError, atomic_write, atomic_write_text, disk_full_errno, is_temp_file,
+from trainer.contract.errors import OOM_ADVICE
+from trainer.contract.events import read_events
+from trainer.contract.fileio import (DiskFullError, atomic_write, atomic_write_text, disk_full_errno, is_temp_file,
                             remove_stale_temps)
-from trainer.rundir import RunPaths
+from trainer.contract.rundir import RunPaths
 
 pytestmark = pytest.mark.slow
 
@@ -383,7 +383,7 @@ def test_fault_specs_parse_and_bad_ones_are_ignored_with_a_warning(capsys):
 
 def test_a_bad_fault_spec_never_stops_a_process(tmp_path):
     env = {**os.environ, faults.ENV_VAR: "enospc@nowhere"}
-    result = subprocess.run([sys.executable, "-c", "import trainer.fileio, trainer.faults as f; print(f._armed)"],
+    result = subprocess.run([sys.executable, "-c", "import trainer.contract.fileio, trainer.contract.faults as f; print(f._armed)"],
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "()"
     assert "LORATUI_FAULT: ignoring 'enospc@nowhere': unknown point 'nowhere'" in result.stderr

@@ -325,7 +325,7 @@ def test_training_compile_is_in_the_form_and_crosses_to_sd_scripts_and_back(tmp_
     from loratui.form_layout import BASIC, group_of
     from loratui.interop import export_sdscripts, import_file
     from tests.unit.test_interop_sdscripts import base_config
-    from trainer.config import Config, with_value
+    from trainer.contract.config.schema import Config, with_value
 
     assert Config().training.compile is False
     assert group_of("training.compile") and "training.compile" not in BASIC  # an advanced setting

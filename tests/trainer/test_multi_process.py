@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from loratui.launch import trainer_command
+from loratui.runs.launch import trainer_command
 from tests.trainer.helpers import new_run, of_type
-from trainer.events import read_events
+from trainer.contract.events import read_events
 
 pytestmark = pytest.mark.slow
 

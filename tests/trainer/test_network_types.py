@@ -15,7 +15,7 @@ import pytest
 from safetensors import safe_open
 
 from tests.trainer.helpers import train
-from trainer.config import Config, NetworkConfig, from_dict, validate
+from trainer.contract.config.schema import Config, NetworkConfig, from_dict, validate
 
 SUFFIXES = {
     "loha": {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "alpha"},
@@ -162,7 +162,7 @@ def test_trained_file_reloads_exactly_through_an_outside_loader(request, dataset
     import torch
     from safetensors.torch import load_file
 
-    from trainer.config_toml import load_config
+    from trainer.contract.config.toml_io import load_config
     from trainer.networks import build_network
 
     base = request.getfixturevalue(f"tiny_{arch}")

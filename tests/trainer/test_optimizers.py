@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.trainer.helpers import of_type, train
-from trainer.config import Config, validate, with_value
+from trainer.contract.config.schema import Config, validate, with_value
 
 FAST = {"dataset": {"resolution": 64}}
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.trainer.helpers import of_type, train
-from trainer.errors import TrainerError
+from trainer.contract.errors import TrainerError
 from trainer.packed_optimizer import BLOCK, MIN_PACKED_SIZE, PackedParameters, packing_wanted
 from trainer.state import Fingerprint, Progress, restore
 

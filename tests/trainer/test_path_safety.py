@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.trainer.helpers import of_type, train
-from trainer.errors import TrainerError
-from trainer.events import read_events
-from trainer.tagging.jobs import JobPaths, new_job
-from trainer.tagging.tiny import build_tiny_wd14
+from trainer.contract.errors import TrainerError
+from trainer.contract.events import read_events
+from trainer.contract.tagging_jobs import JobPaths, new_job
+from trainer.tools.tiny_taggers import build_tiny_wd14
 
 
 def _tree(folder: Path) -> dict[str, tuple]:

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.trainer.helpers import new_run, of_type, train
-from trainer.events import read_events
+from trainer.contract.events import read_events
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from tests.trainer.helpers import new_run, of_type, train, wait_for
-from trainer.control import request
-from trainer.events import read_events
+from trainer.contract.control import request
+from trainer.contract.events import read_events
 from trainer.sampling import STRENGTHS, choose_prompts, default_prompts
 
 # Small and quick: 64 px images (8×8 latents) and three denoising steps per sample.
@@ -175,7 +175,7 @@ def loaded(request, tiny_sd15, tiny_sdxl):
 
 
 def _sampler(loaded, tmp_path, resolution=64):
-    from trainer.events import EventWriter
+    from trainer.contract.events import EventWriter
     from trainer.sampling import Sampler, SampleSettings
 
     model, network, precision = loaded

@@ -83,7 +83,7 @@ def test_every_option_at_once_trains(tiny_sd15, dataset, make_config):
 
 
 def test_metadata_describes_the_settings_that_shaped_the_weights():
-    from trainer.config import Config, with_value
+    from trainer.contract.config.schema import Config, with_value
 
     config = Config()
     for key, value in [("model.clip_skip", 2), ("training.noise_offset", 0.05), ("training.min_snr_gamma", 5.0),
@@ -105,7 +105,7 @@ def test_metadata_describes_the_settings_that_shaped_the_weights():
 def test_folders_are_listed_as_sd_scripts_lists_them(tmp_path):
     import json
 
-    from trainer.config import Config
+    from trainer.contract.config.schema import Config
 
     root = tmp_path / "mychar"
     images = [(root / "a.png", 10, "mychar, red hair"), (root / "b.png", 10, "mychar, red hair, smile"),

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from tests.trainer.helpers import of_type, train
 from tests.trainer.ldm_export import export_single_file
-from trainer.model_ref import check_model, local_model_arch
+from trainer.contract.model_ref import check_model, local_model_arch
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from trainer.config import Config, with_value
+from trainer.contract.config.schema import Config, with_value
 from trainer.loop import _caption_for_step
 from trainer.models import encode_text, load_base_model, tokenize
 from trainer.step import TextEmbeddingCache, add_noise, choose_precision, encode_captions, min_snr_weights

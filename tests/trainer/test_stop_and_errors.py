@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.trainer.helpers import new_run, of_type, train, wait_for
-from trainer.events import read_events
+from trainer.contract.events import read_events
 
 pytestmark = pytest.mark.slow
 

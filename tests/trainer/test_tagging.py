@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from tests.trainer.helpers import of_type, wait_for
-from trainer.caption_store import history, undo_last
-from trainer.captions import split_tags
-from trainer.events import read_events
-from trainer.tagging.jobs import JobPaths, TaggingError, job_running, new_job, read_job, start_job
-from trainer.tagging.tiny import TINY_TAGS, build_tiny_wd14
+from trainer.contract.caption_store import history, undo_last
+from trainer.contract.captions import split_tags
+from trainer.contract.events import read_events
+from trainer.contract.tagging_jobs import JobPaths, TaggingError, job_running, new_job, read_job, start_job
+from trainer.tools.tiny_taggers import TINY_TAGS, build_tiny_wd14
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def tiny_wd14(tmp_path_factory) -> Path:
 def tiny_blip(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models") / "tiny-blip"
     # A child process, as conftest builds the SD models: torch stays out of the test process.
-    subprocess.run([sys.executable, "-m", "trainer.tagging.tiny", str(folder), "--kind", "blip"], check=True,
+    subprocess.run([sys.executable, "-m", "trainer.tools.tiny_taggers", str(folder), "--kind", "blip"], check=True,
                    stdin=subprocess.DEVNULL, capture_output=True, env=_child_env())
     return folder
 

@@ -50,7 +50,7 @@ def test_without_the_package_the_option_is_named_before_anything_starts(tiny_sd1
     config = make_config(tiny_sd15, dataset, output={"tensorboard": True})
     # The run's process, with the tensorboard package hidden from it as on a box without it.
     from tests.trainer.helpers import new_run
-    from trainer.events import read_events
+    from trainer.contract.events import read_events
 
     run = new_run(config)
     hide = "import sys, runpy; sys.modules['tensorboard'] = None; sys.argv = ['trainer', sys.argv[1]]; " \
@@ -65,8 +65,8 @@ def test_without_the_package_the_option_is_named_before_anything_starts(tiny_sd1
 def test_the_app_names_the_missing_package_before_launch(tiny_sd15, dataset, make_config, monkeypatch):
     import sys
 
-    from trainer.config_toml import load_config
-    from trainer.preflight import check_output
+    from trainer.contract.config.toml_io import load_config
+    from trainer.contract.preflight import check_output
 
     config, _ = load_config(make_config(tiny_sd15, dataset, output={"tensorboard": True}))
     assert check_output(config) == []

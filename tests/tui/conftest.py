@@ -10,8 +10,8 @@ import pytest
 from textual.widgets import Input
 
 from loratui.demo import write_dataset
-from trainer.config import Config, with_value
-from trainer.config_toml import save_config
+from trainer.contract.config.schema import Config, with_value
+from trainer.contract.config.toml_io import save_config
 
 
 def assessed(app) -> bool:

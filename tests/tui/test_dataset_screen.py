@@ -124,7 +124,7 @@ async def test_the_folder_picker_and_a_folder_that_cannot_be_read(light_workspac
 @pytest.mark.slow
 async def test_auto_captioning_runs_as_a_job_with_progress_and_can_be_undone(light_workspace, tmp_path):
     model = tmp_path / "tiny-wd14"
-    subprocess.run([sys.executable, "-m", "trainer.tagging.tiny", str(model), "--kind", "wd14"], check=True,
+    subprocess.run([sys.executable, "-m", "trainer.tools.tiny_taggers", str(model), "--kind", "wd14"], check=True,
                    stdin=subprocess.DEVNULL, capture_output=True)
     dataset = light_workspace.parent / "dataset"
     before = captions(dataset)

@@ -17,13 +17,13 @@ import pytest
 from PIL import Image
 
 from loratui.app import LoraTuiApp
-from loratui.runs import register_run
+from loratui.runs.registry import register_run
 from loratui.screens.confirm import ConfirmScreen
 from loratui.screens.runs import RunsScreen
 from loratui.widgets import LossPlot, RunStatus, SampleView
 from tests.tui.conftest import until
-from trainer.config import Config, with_value
-from trainer.rundir import RunPaths, create_run_dir, pid_alive, read_pid
+from trainer.contract.config.schema import Config, with_value
+from trainer.contract.rundir import RunPaths, create_run_dir, pid_alive, read_pid
 
 FAKE_TRAINER = Path(__file__).resolve().parents[1] / "fake_trainer.py"
 

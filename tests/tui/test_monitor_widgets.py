@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.geometry import Region
 
-from loratui.plot import WAITING_TEXT, colours_from_theme, render_loss_plot
+from loratui.monitor.plot import WAITING_TEXT, colours_from_theme, render_loss_plot
 from loratui.terminal_image import UPPER_HALF
 from loratui.widgets import LossPlot, SampleView
 from loratui.widgets.sample_view import EMPTY_TEXT, sample_caption

@@ -6,7 +6,7 @@ from loratui.app import LoraTuiApp
 from loratui.screens import SetupScreen
 from loratui.widgets.setting_field import SettingField
 from tests.tui.conftest import assessed, until
-from trainer.config_toml import loads
+from trainer.contract.config.toml_io import loads
 
 
 def _advice(screen, key: str) -> str:

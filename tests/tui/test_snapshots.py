@@ -48,8 +48,8 @@ def _finished_run(folder):
     import json
     import random
 
-    from trainer.config import Config, with_value
-    from trainer.rundir import RunPaths, create_run_dir
+    from trainer.contract.config.schema import Config, with_value
+    from trainer.contract.rundir import RunPaths, create_run_dir
 
     # A fixed folder name (the screen shows it), whatever the clock and the time zone.
     made = create_run_dir(with_value(Config(), "output.dir", str(folder)))

@@ -13,9 +13,9 @@ from loratui.app import LoraTuiApp
 from loratui.demo import demo_config, write_dataset
 from loratui.widgets import RunStatus
 from tests.tui.conftest import assessed, until
-from trainer.config import with_value
-from trainer.config_toml import save_config
-from trainer.rundir import pid_alive, read_pid
+from trainer.contract.config.schema import with_value
+from trainer.contract.config.toml_io import save_config
+from trainer.contract.rundir import pid_alive, read_pid
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer import caption_store
-from trainer.caption_store import (
+from trainer.contract import caption_store
+from trainer.contract.caption_store import (
     CONFLICT_SUFFIX,
     MANIFEST,
     CaptionWriteError,

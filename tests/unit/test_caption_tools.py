@@ -22,7 +22,7 @@ from loratui.caption_tools import (
     tag_key,
     tag_table,
 )
-from trainer.caption_store import apply_edits, backup_root, history, undo_last
+from trainer.contract.caption_store import apply_edits, backup_root, history, undo_last
 
 ROOT = os.geteuid() == 0
 

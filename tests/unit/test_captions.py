@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from trainer.captions import join_tags, read_caption, shuffle_tags, split_tags, tag_frequency, with_trigger
+from trainer.contract.captions import join_tags, read_caption, shuffle_tags, split_tags, tag_frequency, with_trigger
 
 
 def test_trigger_is_added_first_when_missing():

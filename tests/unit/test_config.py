@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from trainer.config import FIELDS, Config, from_dict, get_value, validate, with_value
-from trainer.config_toml import ConfigFileError, apply_overrides, dumps, load_config, loads, parse_override
-from trainer.model_ref import looks_like_hub_id
+from trainer.contract.config.schema import FIELDS, Config, from_dict, get_value, validate, with_value
+from trainer.contract.config.toml_io import ConfigFileError, apply_overrides, dumps, load_config, loads, parse_override
+from trainer.contract.model_ref import looks_like_hub_id
 
 
 def test_defaults_are_the_guides_safe_character_settings():

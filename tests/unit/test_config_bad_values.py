@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import (CONFIG_VERSION, FIELDS, SECTIONS, Config, FieldInfo, Problem, from_dict, get_value,
-                            validate, with_value)
-from trainer.config_toml import ConfigFileError, apply_overrides, load_config, loads
-from trainer.rundir import create_run_dir
+from trainer.contract.config.schema import (CONFIG_VERSION, FIELDS, SECTIONS, Config, FieldInfo, Problem, from_dict,
+                                            get_value, validate, with_value)
+from trainer.contract.config.toml_io import ConfigFileError, apply_overrides, load_config, loads
+from trainer.contract.rundir import create_run_dir
 
 NUMBER_FIELDS = [key for key, info in FIELDS.items() if info.type in (int, float)]
 TEXT_FIELDS = [key for key, info in FIELDS.items() if info.type is str]

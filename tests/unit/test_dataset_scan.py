@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance
-from trainer.plan import assign_bucket, scan_dataset
+from trainer.contract.dataset_scan import scan_dataset
+from trainer.contract.plan import assign_bucket
 
 from loratui.cli import main
 from loratui.dataset import CODES, scan_folder

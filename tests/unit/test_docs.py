@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from trainer.config import FIELDS
-from trainer.config_reference import END, START, markdown_reference
+from trainer.contract.config.schema import FIELDS
+from trainer.contract.config.reference import END, START, markdown_reference
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
@@ -30,7 +30,7 @@ def test_ci_runs_the_readmes_test_command():
 
 def test_the_config_reference_is_generated_from_the_schema():
     block = README.split(START, 1)[1].split(END, 1)[0].strip()
-    assert block == markdown_reference(), "run: python -m trainer.config_reference --write README.md"
+    assert block == markdown_reference(), "run: python -m trainer.contract.config.reference --write README.md"
     for key in FIELDS:
         assert f"`{key.split('.')[-1]}`" in block
 

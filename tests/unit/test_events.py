@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trainer.events import EVENT_TYPES, EventWriter, LineTail, parse_event, read_events
+from trainer.contract.events import EVENT_TYPES, EventWriter, LineTail, parse_event, read_events
 
 
 def test_each_event_is_readable_as_soon_as_it_is_emitted(tmp_path):

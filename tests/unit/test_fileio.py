@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.fileio import atomic_write, atomic_write_bytes, atomic_write_text
+from trainer.contract.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 
 
 def test_atomic_write_replaces_the_file(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from loratui.cli_inspect import inspect_main
+from loratui.cli.inspect import inspect_main
 from loratui.inspect import InspectError, format_report, inspect_file
 from tests.unit.lora_files import FOREIGN_LAYERS, FOREIGN_TAGS, write_foreign_lora, write_safetensors
 
@@ -272,6 +272,6 @@ def test_the_command_reports_each_file_and_names_each_bad_one(tmp_path, capsys):
 
 
 def test_inspecting_imports_neither_torch_nor_safetensors():
-    code = ("import sys, loratui.cli_inspect, loratui.screens.inspect; "
+    code = ("import sys, loratui.cli.inspect, loratui.screens.inspect; "
             "assert not {'torch', 'safetensors'} & {m.split('.')[0] for m in sys.modules}, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)

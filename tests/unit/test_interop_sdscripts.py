@@ -19,9 +19,10 @@ from PIL import Image
 from loratui.interop import InteropError, export_sdscripts, import_file
 from loratui.interop.importers import LORA_EASY, SD_SCRIPTS, parse_prompt_line
 from loratui.interop.sdscripts import CAME_BETAS, GUIDANCE_SCALE, LYCORIS_ALGOS, CONV_TYPES, bucket_range
-from trainer.config import (DORA_NETWORKS, FIELDS, LR_FREE_OPTIMIZERS, SUPPORTED_NETWORKS, SUPPORTED_OPTIMIZERS,
-                            SUPPORTED_SCHEDULERS, Config, get_value, native_resolution, validate, with_value)
-from trainer.plan import bucket_candidates
+from trainer.contract.config.schema import (DORA_NETWORKS, FIELDS, LR_FREE_OPTIMIZERS, SUPPORTED_NETWORKS,
+                                            SUPPORTED_OPTIMIZERS, SUPPORTED_SCHEDULERS, Config, get_value,
+                                            native_resolution, validate, with_value)
+from trainer.contract.plan import bucket_candidates
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from loratui.loss_history import EARLY_SIZE, RECENT_SIZE, SMOOTHING, LossHistory
+from loratui.monitor.loss_history import EARLY_SIZE, RECENT_SIZE, SMOOTHING, LossHistory
 
 
 def _random_losses(count: int, seed: int = 0) -> list[float]:

@@ -8,8 +8,8 @@ from collections import Counter
 
 from PIL import Image
 
-from trainer.plan import (DatasetImage, assign_bucket, bucket_candidates, count_batches, epoch_batches,
-                          parse_repeat_folder, plan_steps, read_image_size, scan_dataset)
+from trainer.contract.dataset_scan import DatasetImage, parse_repeat_folder, read_image_size, scan_dataset
+from trainer.contract.plan import assign_bucket, bucket_candidates, count_batches, epoch_batches, plan_steps
 
 
 def _image(path, size=(100, 80), mode="RGB", **save):
@@ -115,7 +115,7 @@ def test_guide_example_25_images_10_repeats_10_epochs_batch_4():
 def test_png_exif_rotation_is_read_from_the_header_without_decoding(tmp_path):
     from PIL import Image
 
-    from trainer.plan import read_image_size
+    from trainer.contract.dataset_scan import read_image_size
 
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated 90°: the trainer sees it upright, so the sides swap

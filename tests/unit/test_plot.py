@@ -13,8 +13,8 @@ from loratui.themes import LORATUI_THEME
 from textual.color import Color
 from textual.theme import BUILTIN_THEMES, Theme
 
-import loratui.plot
-from loratui.plot import WAITING_TEXT, PlotColours, colours_from_theme, render_loss_plot
+import loratui.monitor.plot
+from loratui.monitor.plot import WAITING_TEXT, PlotColours, colours_from_theme, render_loss_plot
 
 COLOURS = colours_from_theme(LORATUI_THEME)
 
@@ -180,7 +180,7 @@ def test_a_transparent_background_sets_no_background_colour():
 
 
 def test_the_module_has_no_colour_literals():
-    source = Path(loratui.plot.__file__).read_text(encoding="utf-8")
+    source = Path(loratui.monitor.plot.__file__).read_text(encoding="utf-8")
     code = re.sub(r'""".*?"""', "", source, flags=re.DOTALL)
     assert not re.search(r"#[0-9A-Fa-f]{6}\b", code)
     assert not re.search(r"\(\s*\d{1,3}\s*,\s*\d{1,3}\s*,\s*\d{1,3}\s*\)", code)

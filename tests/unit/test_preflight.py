@@ -7,9 +7,9 @@ import os
 import pytest
 from PIL import Image
 
-from trainer.config import Config, with_value
-from trainer.model_ref import check_model, local_model_arch
-from trainer.preflight import preflight
+from trainer.contract.config.schema import Config, with_value
+from trainer.contract.model_ref import check_model, local_model_arch
+from trainer.contract.preflight import preflight
 
 
 def _config(model, dataset, out):

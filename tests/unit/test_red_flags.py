@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from loratui.loss_history import LossHistory
-from loratui.red_flags import (
+from loratui.monitor.loss_history import LossHistory
+from loratui.monitor.red_flags import (
     CODES,
     FLAT_FROM_STEP,
     FLAT_MIN_LATER,
@@ -26,7 +26,7 @@ from loratui.red_flags import (
     fall_z,
     flat_threshold,
 )
-from loratui.run_state import RunState
+from loratui.runs.state import RunState
 
 GPU = "NVIDIA H200"
 

@@ -9,9 +9,10 @@ import pytest
 from loratui.assess import estimate
 from loratui.estimates import GpuInfo
 from loratui.rules import RULES, Context, evaluate, worst
-from trainer.captions import CaptionStats
-from trainer.config import Config, validate, with_value
-from trainer.plan import DatasetImage, DatasetScan, plan_steps
+from trainer.contract.dataset_scan import CaptionStats
+from trainer.contract.config.schema import Config, validate, with_value
+from trainer.contract.dataset_scan import DatasetImage, DatasetScan
+from trainer.contract.plan import plan_steps
 
 ROOT = Path("/data/zkchar")
 
@@ -142,7 +143,7 @@ def test_a_fix_resolves_its_finding_and_is_a_valid_config(rule_id, index):
 
 
 def _changed(config: Config) -> dict:
-    from trainer.config import FIELDS, get_value
+    from trainer.contract.config.schema import FIELDS, get_value
 
     base = make(1).config
     return {k: get_value(config, k) for k in FIELDS if "." in k and get_value(config, k) != get_value(base, k)

@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loratui.run_follower import MAX_LINES_PER_POLL, RunFollower, clean_output_line
-from trainer.config import Config, with_value
-from trainer.events import EventWriter
-from trainer.rundir import RunPaths, create_run_dir, write_pid
+from loratui.runs.follower import MAX_LINES_PER_POLL, RunFollower, clean_output_line
+from trainer.contract.config.schema import Config, with_value
+from trainer.contract.events import EventWriter
+from trainer.contract.rundir import RunPaths, create_run_dir, write_pid
 
 
 def make_run(parent: Path) -> RunPaths:
@@ -88,7 +88,7 @@ def test_a_long_history_is_replayed_in_bounded_memory_and_bounded_log(tmp_path, 
                 events.emit("epoch", epoch=step // 10, epochs=total // 10, step=step, mean_loss=0.1)
         events.emit("done", step=total, total_steps=total, output="x", seconds=1.0)
     # One 1 MiB chunk per poll: the replay takes several polls, each showing the run further on.
-    monkeypatch.setattr("loratui.run_follower.CHUNKS_PER_POLL", 1)
+    monkeypatch.setattr("loratui.runs.follower.CHUNKS_PER_POLL", 1)
     follower = RunFollower(run)
     follower.plot_width = 100
     steps_seen, lines = [], []

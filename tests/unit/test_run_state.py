@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loratui.run_state import RunState, describe_event, format_duration, progress_line
+from loratui.runs.state import RunState, describe_event, format_duration, progress_line
 
 
 def _events():

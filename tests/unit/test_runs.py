@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from loratui.cli import main
-from loratui.runs import (HEAD_BYTES, TAIL_BYTES, choose_run, find_runs, register_run, registered_runs,
+from loratui.runs.registry import (HEAD_BYTES, TAIL_BYTES, choose_run, find_runs, register_run, registered_runs,
                           summarize)
-from trainer.config import Config, with_value
-from trainer.events import EventWriter
-from trainer.rundir import RunPaths, create_run_dir, write_pid
+from trainer.contract.config.schema import Config, with_value
+from trainer.contract.events import EventWriter
+from trainer.contract.rundir import RunPaths, create_run_dir, write_pid
 
 FAKE_TRAINER = Path(__file__).resolve().parents[1] / "fake_trainer.py"
 

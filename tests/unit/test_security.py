@@ -32,12 +32,15 @@ import pytest
 from PIL import Image
 
 from tests.unit import static_checks as checks
-from trainer.caption_store import MANIFEST, CaptionWriteError, apply_edits, dataset_backup_dir, history, undo_last
-from trainer.captions import CaptionReadError, caption_stats, read_caption
-from trainer.config import Config, validate, with_value
-from trainer.config_toml import dumps, load_config
-from trainer.plan import plan_steps, scan_dataset
-from trainer.rundir import RunPaths, create_run_dir, plain_name
+from trainer.contract.caption_store import (MANIFEST, CaptionWriteError, apply_edits, dataset_backup_dir, history,
+                                            undo_last)
+from trainer.contract.dataset_scan import caption_stats
+from trainer.contract.captions import CaptionReadError, read_caption
+from trainer.contract.config.schema import Config, validate, with_value
+from trainer.contract.config.toml_io import dumps, load_config
+from trainer.contract.dataset_scan import scan_dataset
+from trainer.contract.plan import plan_steps
+from trainer.contract.rundir import RunPaths, create_run_dir, plain_name
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = os.geteuid() == 0
@@ -364,8 +367,8 @@ def test_caption_writes_never_block_on_a_pipe(captioned_set):
 _UNREADABLE_PROBE = """
 import sys
 from pathlib import Path
-from trainer.captions import CaptionReadError, read_caption
-from trainer.plan import scan_dataset
+from trainer.contract.captions import CaptionReadError, read_caption
+from trainer.contract.dataset_scan import scan_dataset
 scan = scan_dataset(Path(sys.argv[1]), 1)
 print("PROBLEMS", [(p.name, why) for p, why in scan.caption_problems])
 try:
@@ -447,7 +450,7 @@ def _unusable_captions(tmp_path: Path) -> tuple[Path, Config]:
 
 def test_the_trainers_preflight_and_the_apps_assessment_name_unreadable_captions(tmp_path):
     from loratui.assess import assess
-    from trainer.preflight import preflight
+    from trainer.contract.preflight import preflight
 
     dataset, config = _unusable_captions(tmp_path)
     checked = preflight(config)

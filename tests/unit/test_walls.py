@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.import_graph import import_cycles, import_graph
+
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = {"torch", "diffusers", "transformers", "peft", "lycoris", "bitsandbytes", "accelerate", "safetensors",
          "onnxruntime"}
-CONTRACT = ["trainer.config", "trainer.config_toml", "trainer.events", "trainer.plan", "trainer.rundir",
-            "trainer.captions", "trainer.preflight", "trainer.fileio", "trainer.errors",
-            "trainer.networks.naming", "trainer.tagging.jobs", "trainer.faults", "trainer.config_messages"]
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -46,13 +45,9 @@ def _loaded_after(statement: str) -> set[str]:
 
 
 def test_importing_the_app_loads_no_torch():
-    loaded = _loaded_after("import loratui.app, loratui.cli, loratui.launch, loratui.headless, loratui.demo")
+    loaded = _loaded_after("import loratui.app, loratui.cli, loratui.runs.launch, loratui.runs.headless, loratui.demo")
     assert "textual" in loaded
     assert loaded & HEAVY == set()
-
-
-def test_contract_modules_load_no_torch():
-    assert _loaded_after("import " + ", ".join(CONTRACT)) & HEAVY == set()
 
 
 def trainer_modules_imported_by(app: Path) -> set[str]:
@@ -89,7 +84,12 @@ APP_IMPORTS = sorted(trainer_modules_imported_by(REPO / "loratui"))
 
 def test_the_app_imports_a_known_share_of_the_trainer():
     # The walk must find what the app is known to import; an empty or tiny set would prove nothing.
-    assert {"trainer.config", "trainer.caption_store", "trainer.model_ref", "trainer.control"} <= set(APP_IMPORTS)
+    assert {"trainer.contract.config.schema", "trainer.contract.caption_store", "trainer.contract.model_ref",
+            "trainer.contract.control"} <= set(APP_IMPORTS)
+
+
+def test_the_app_imports_nothing_from_the_trainer_but_its_contract():
+    assert [m for m in APP_IMPORTS if m != "trainer.contract" and not m.startswith("trainer.contract.")] == []
 
 
 @pytest.mark.parametrize("module", APP_IMPORTS)
@@ -157,15 +157,77 @@ def test_the_wall_check_catches_a_heavy_import_hidden_in_a_function(tmp_path):
     assert heavy_imports_reachable_from({"trainer.light"}, tmp_path) == ["trainer.later:2 diffusers"]
 
 
+CONTRACT_MAY_IMPORT = {"PIL", "tomli"}
+"""Outside the standard library, the contract reads image headers (Pillow) and TOML on Python < 3.11."""
+
+
+def contract_import_problems(root: Path = REPO) -> list[str]:
+    """``module:line target`` for each import in ``trainer/contract/`` that leaves the contract.
+
+    The contract may import the standard library, itself and ``CONTRACT_MAY_IMPORT``, nothing
+    else: not a heavy library, not the app, and not a trainer runtime module (torch-free today,
+    perhaps not tomorrow). Every import counts, inside functions too, so a heavy library reached
+    directly or through another module is caught at the import that leaves the contract.
+    """
+    graph = import_graph(root, ("trainer",))
+    problems = []
+    for module, imports in sorted(graph.items()):
+        if module != "trainer.contract" and not module.startswith("trainer.contract."):
+            continue
+        for found in imports:
+            top = found.target.split(".")[0]
+            inside = found.target == "trainer.contract" or found.target.startswith("trainer.contract.")
+            if not (inside or top in sys.stdlib_module_names or top in CONTRACT_MAY_IMPORT):
+                problems.append(f"{module}:{found.line} {found.target}")
+    return problems
+
+
+def test_the_contract_folder_imports_only_itself_and_the_standard_library():
+    assert len([m for m in import_graph(REPO, ("trainer",)) if m.startswith("trainer.contract.")]) >= 15
+    assert contract_import_problems() == []
+
+
+def test_the_contract_check_catches_a_heavy_import_directly_or_through_the_runtime(tmp_path):
+    (tmp_path / "trainer" / "contract").mkdir(parents=True)
+    for package in ("trainer", "trainer/contract"):
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "trainer" / "contract" / "events.py").write_text("import json\nfrom PIL import Image\n")
+    (tmp_path / "trainer" / "runtime.py").write_text("import torch\n")
+    assert contract_import_problems(tmp_path) == []
+    # A lazy heavy import in one contract module, and another that reaches torch through the runtime.
+    (tmp_path / "trainer" / "contract" / "plan.py").write_text(
+        "from trainer.contract import events\n\ndef later():\n    import diffusers\n")
+    (tmp_path / "trainer" / "contract" / "scan.py").write_text("from trainer import runtime\n")
+    assert contract_import_problems(tmp_path) == ["trainer.contract.plan:4 diffusers",
+                                                  "trainer.contract.scan:1 trainer.runtime"]
+
+
+def test_no_module_of_the_app_or_the_trainer_imports_itself_in_a_circle():
+    graph = import_graph(REPO, ("loratui", "trainer"))
+    assert len(graph) > 100
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_check_catches_a_circle_through_a_lazy_import(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg import b\n")
+    (tmp_path / "pkg" / "b.py").write_text("import json\n")
+    (tmp_path / "pkg" / "c.py").write_text("from . import a\n")
+    assert import_cycles(import_graph(tmp_path, ("pkg",))) == []
+    (tmp_path / "pkg" / "b.py").write_text("def later():\n    from .c import x\n")
+    assert import_cycles(import_graph(tmp_path, ("pkg",))) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
 def test_the_trainer_loads_no_textual():
-    loaded = _loaded_after("import trainer.__main__, trainer.loop, trainer.tiny, trainer.tagging.__main__, "
-                           "trainer.tagging.wd14, trainer.tagging.blip, trainer.tagging.tiny")
+    loaded = _loaded_after("import trainer.__main__, trainer.loop, trainer.tools.tiny, trainer.tagging.__main__, "
+                           "trainer.tagging.wd14, trainer.tagging.blip, trainer.tools.tiny_taggers")
     assert "torch" in loaded
     assert "textual" not in loaded
 
 
 def test_every_package_is_listed_for_installation():
-    from trainer.config_toml import tomllib
+    from trainer.contract.config.toml_io import tomllib
 
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in REPO.glob("*/**/__init__.py")

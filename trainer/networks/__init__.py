@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-    from trainer.config import NetworkConfig
+    from trainer.contract.config.schema import NetworkConfig
 
 
 def build_network(network: NetworkConfig, unet: nn.Module, text_encoders: list[nn.Module], arch: str,

@@ -164,7 +164,7 @@ def unet_layers(unet: nn.Module, arch: str, with_conv_blocks: bool) -> list[Adap
     """Every UNet layer a LoRA adapts (and, with ``with_conv_blocks``, the ones a LoCon adds), in module order.
 
     This is the one place the UNet's selection rule lives; the network and the size tables of
-    ``trainer.shape_tables`` both read it.
+    ``trainer.tools.shape_tables`` both read it.
     """
     config = unet.config
     layers = config.layers_per_block

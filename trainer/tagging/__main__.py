@@ -2,7 +2,7 @@
 
 Like the trainer, the process reads nothing from stdin, reports through JOB_DIR/events.jsonl
 and leaves library output and tracebacks to stdout/stderr (job.log when started by
-``trainer.tagging.jobs``). SIGTERM or SIGINT stops it after the current image, writing the
+``trainer.contract.tagging_jobs``). SIGTERM or SIGINT stops it after the current image, writing the
 captions made so far; a second signal stops it at once without writing any. SIGHUP is ignored,
 so a dropped SSH link never ends a job.
 
@@ -16,7 +16,7 @@ Events (fields besides ``type`` and ``time``):
   ``device`` (``cuda``/``cpu``; null when nothing needed the model), ``dataset``.
 - ``error``: ``code`` (``input``, ``model``, ``crash``), ``message``, ``advice``.
 - ``done`` / ``stopped``: ``changed`` (caption files written), ``kept`` (images whose caption
-  stayed as it was), ``failed``, ``change_id`` (the undoable change in ``trainer.caption_store``,
+  stayed as it was), ``failed``, ``change_id`` (the undoable change in ``trainer.contract.caption_store``,
   null when nothing changed), ``output`` (the job folder), ``seconds``; ``stopped`` adds
   ``reason`` and ``remaining``.
 
@@ -31,13 +31,13 @@ import sys
 import traceback
 from pathlib import Path
 
-from trainer.events import EventWriter
+from trainer.contract.events import EventWriter
 from trainer.quiet import quiet_libraries
-from trainer.rundir import pid_alive
-from trainer.stop import StopRequest, install_stop_handlers
+from trainer.contract.rundir import pid_alive
+from trainer.contract.stop import StopRequest, install_stop_handlers
 from trainer.tagging.job import run_job
-from trainer.tagging.jobs import JobPaths, read_pid
-from trainer.fileio import atomic_write_text
+from trainer.contract.tagging_jobs import JobPaths, read_pid
+from trainer.contract.fileio import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:

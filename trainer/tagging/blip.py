@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from trainer.tagging.jobs import TaggingError, download_failed, local_model_folder
+from trainer.contract.tagging_jobs import TaggingError, download_failed, local_model_folder
 from trainer.tagging.wd14 import on_white
 
 NUM_BEAMS = 3

@@ -1,7 +1,7 @@
 """One tagging job from start to finish: scan, load the model, caption each image, write.
 
 Captions are collected while the model runs and written once, at the end, through
-``trainer.caption_store.apply_edits``: the whole job is then a single change that one undo takes
+``trainer.contract.caption_store.apply_edits``: the whole job is then a single change that one undo takes
 back, which matters more to someone who just captioned a dataset with the wrong model than the
 work a crash could cost. Nothing collected is lost on a stop request or when the model fails
 part-way: what was done is written before the job ends. Only a hard kill (SIGKILL, the kernel's
@@ -30,12 +30,12 @@ from typing import Callable
 
 from PIL import Image, ImageOps
 
-from trainer.caption_store import CaptionWriteError, apply_edits
-from trainer.captions import join_tags, split_tags, with_trigger
-from trainer.events import EventWriter
-from trainer.plan import IMAGE_EXTENSIONS, scan_dataset
-from trainer.tagging.jobs import DEFAULT_MODELS, MODEL_NAMES, JobPaths, TagJob, TaggingError, read_job
-from trainer.stop import StopRequest
+from trainer.contract.caption_store import CaptionWriteError, apply_edits
+from trainer.contract.captions import join_tags, split_tags, with_trigger
+from trainer.contract.events import EventWriter
+from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, scan_dataset
+from trainer.contract.tagging_jobs import DEFAULT_MODELS, MODEL_NAMES, JobPaths, TagJob, TaggingError, read_job
+from trainer.contract.stop import StopRequest
 
 
 def _tag_key(tag: str) -> str:

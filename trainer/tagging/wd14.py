@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trainer.tagging.jobs import TaggingError, download_failed, local_model_folder
+from trainer.contract.tagging_jobs import TaggingError, download_failed, local_model_folder
 
 GENERAL, CHARACTER, RATING = 0, 4, 9
 """``selected_tags.csv`` categories."""

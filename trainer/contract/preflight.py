@@ -1,0 +1,105 @@
+"""Checks on the files a config points at, before anything is written (no torch).
+
+A missing dataset, an empty one or a missing model is reported here with the path and what to
+do, so neither the app nor the trainer starts a run (or creates a run folder) that cannot work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainer.contract.config.schema import Config, Problem
+from trainer.contract.model_ref import check_model
+from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
+
+
+@dataclass
+class Preflight:
+    """The outcome of checking a config's inputs."""
+
+    problems: list[Problem] = field(default_factory=list)
+    scan: DatasetScan | None = None
+    """The dataset scan, when the folder could be scanned (reused by the caller)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:
+    """Problems with the dataset folder, and its scan when it could be read."""
+    folder = config.dataset.path
+    if not folder:
+        return [], None
+    path = Path(folder)
+    if not path.exists():
+        return [Problem("dataset.path", f"{folder} does not exist. Point it at the folder that "
+                        "holds your images and their caption files.")], None
+    if not path.is_dir():
+        return [Problem("dataset.path", f"{folder} is a file; it should be the folder of images.")], None
+    try:
+        scan = scan_dataset(path, config.dataset.repeats, config.dataset.caption_extension)
+    except OSError as exc:
+        return [Problem("dataset.path", f"{folder} cannot be read ({exc.strerror}).")], None
+    except ValueError:  # an impossible caption extension: the config's validation names it
+        return [], None
+    if scan.caption_problems:
+        # The trainer would stop on these when it reads the captions, after the model has loaded.
+        count = len(scan.caption_problems)
+        shown = "; ".join(f"{path}: {why}" for path, why in scan.caption_problems[:3])
+        more = f"; and {count - 3} more" if count > 3 else ""
+        files = "caption file cannot" if count == 1 else f"{count} caption files cannot"
+        return [Problem("dataset.path", f"{files} be read ({shown}{more}). Make each a readable text file "
+                        "(chmod u+r) or remove it, and its image trains without a caption.")], scan
+    if not scan.images:
+        kinds = ", ".join(IMAGE_EXTENSIONS)
+        detail = f" ({len(scan.skipped)} unusable, such as {scan.skipped[0][0].name}: " \
+                 f"{scan.skipped[0][1]})" if scan.skipped else ""
+        return [Problem("dataset.path", f"{folder} has no usable images{detail}. loratui reads "
+                        f"{kinds} files in the folder and in its N_name sub-folders.")], scan
+    return [], scan
+
+
+def check_output(config: Config) -> list[Problem]:
+    """Problems with the outputs: the folder must exist or be creatable and be writable, and
+    TensorBoard logging needs its package."""
+    problems = []
+    if config.output.tensorboard and not _installed("tensorboard"):
+        problems.append(Problem("output.tensorboard", "needs the tensorboard package: `pip install tensorboard` "
+                                "(or `pip install -e \".[tensorboard]\"`), or turn it off."))
+    return problems + _output_folder_problems(config)
+
+
+def _installed(package: str) -> bool:
+    # Looked up, not imported: the app runs this check too and must stay light.
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _output_folder_problems(config: Config) -> list[Problem]:
+    target = Path(config.output.dir)
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return [Problem("output.dir", f"{probe} is a file, so {target} cannot be a folder.")]
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        return [Problem("output.dir", f"{probe} is not writable; choose another output.dir.")]
+    return []
+
+
+def preflight(config: Config) -> Preflight:
+    """Check the model, the dataset and the output folder of a validated config."""
+    result = Preflight()
+    result.problems += check_model(config.model.base)
+    dataset_problems, result.scan = check_dataset(config)
+    result.problems += dataset_problems
+    result.problems += check_output(config)
+    return result
