@@ -1,10 +1,12 @@
-"""LyCORIS network types (LoHa, LoKr, (IA)³, BOFT, GLoRA, DoRA): config, metadata and real round trips.
+"""Every network type (LoRA, LoCon, LoHa, LoKr, (IA)³, BOFT, GLoRA, DoRA): config, metadata, round trips.
 
-Each slow test trains a few steps in a child process, then loads the saved file twice into fresh
-tiny models: (a) the way the trainer builds the network, (b) through an outside loader —
-lycoris' own ``create_network_from_weights`` (what sd-scripts-style tools use), or for (IA)³,
-which that loader cannot read, a plain weight merge as A1111 and ComfyUI do it. Both must give
-the same UNet and text-encoder outputs, and differ from the base model's.
+Each type, on both architectures, gets random non-zero weights (a stronger test than a few
+training steps, which leave many weights near their start), is saved the way the loop saves, and
+is loaded twice into fresh tiny models: (a) the way the trainer builds the network, (b) through an
+outside loader — lycoris' own ``create_network_from_weights`` (what sd-scripts-style tools use),
+or for (IA)³, which that loader cannot read, a plain weight merge as A1111 and ComfyUI do it. Both
+must give the same UNet and text-encoder outputs as the network had in memory, and differ from the
+base model's. One real training per architecture proves the loop writes files that pass the same checks.
 """
 
 from __future__ import annotations
@@ -150,30 +152,20 @@ def _merge_ia3(model, tensors: dict, arch: str) -> int:
     return merged
 
 
-CASES = [("sd15", "loha", False), ("sd15", "lokr", False), ("sd15", "lora", True), ("sd15", "ia3", False),
-         ("sd15", "boft", False), ("sd15", "glora", False), ("sd15", "loha", True), ("sd15", "locon", True),
-         ("sdxl", "loha", False), ("sdxl", "lokr", False), ("sdxl", "lora", True), ("sdxl", "ia3", False),
-         ("sdxl", "boft", False), ("sdxl", "glora", False), ("sdxl", "lokr", True)]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("arch,kind,dora", CASES, ids=[f"{a}-{k}{'-dora' if d else ''}" for a, k, d in CASES])
-def test_trained_file_reloads_exactly_through_an_outside_loader(request, dataset, make_config, arch, kind, dora):
+def _randomized(network, seed: int) -> None:
+    """Move every weight of the network away from its initial value (``lora_up`` starts at zero)."""
     import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.05)
+
+
+def _check_file(path, arch: str, kind: str, dora: bool) -> dict:
+    """The file's layout and metadata as sd-scripts-style tools expect them; its tensors in fp32."""
     from safetensors.torch import load_file
 
-    from trainer.contract.config.toml_io import load_config
-    from trainer.networks import build_network
-
-    base = request.getfixturevalue(f"tiny_{arch}")
-    config_path = make_config(base, dataset, network={"type": kind, "dora": dora, "dim": 8 if kind == "boft" else 4, "alpha": 2.0,
-                                                      "conv_dim": 4, "conv_alpha": 2.0},
-                              optimizer={"name": "adamw", "unet_lr": 1e-2, "text_encoder_lr": 1e-2})
-    run, events, status = train(config_path)
-    assert status == 0, run.log.read_text()[-3000:]
-    path = run.final_lora("test")
-
-    # The file: kohya prefixes, the type's tensors, the LyCORIS metadata.
     tensors = load_file(str(path))
     prefixes = {"lora_unet_", "lora_te_"} if arch == "sd15" else {"lora_unet_", "lora_te1_", "lora_te2_"}
     assert {p for p in prefixes if any(k.startswith(p) for k in tensors)} == prefixes
@@ -188,29 +180,97 @@ def test_trained_file_reloads_exactly_through_an_outside_loader(request, dataset
                for k in tensors)
     with safe_open(str(path), "pt") as handle:
         meta = handle.metadata()
-    assert meta["ss_network_module"] == "lycoris.kohya"
-    args = json.loads(meta["ss_network_args"])
-    assert args["algo"] == kind and (args.get("dora_wd") == "True") == dora
+    if kind in ("lora", "locon") and not dora:
+        assert meta["ss_network_module"] == "networks.lora"
+    else:
+        assert meta["ss_network_module"] == "lycoris.kohya"
+        args = json.loads(meta["ss_network_args"])
+        assert args["algo"] == kind and (args.get("dora_wd") == "True") == dora
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
-    fp32 = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+
+def _reload_both_ways(tensors: dict, config, base, arch: str) -> tuple[list, list, list]:
+    """The outputs of (a) our network loaded from the file and (b) an outside loader, and the base model's."""
+    from trainer.networks import build_network
+
     base_out = _outputs(_fresh(base, arch), arch)
-
-    # (a) The trainer's own network, loaded from the file.
-    config, problems = load_config(config_path)
-    assert not problems
     model = _fresh(base, arch)
     network = build_network(config.network, model.unet, model.text_encoders, arch, True)
-    network.load_kohya_state_dict(fp32)
+    network.load_kohya_state_dict(tensors)
     network.attach()
     ours = _outputs(model, arch)
 
-    # (b) An outside loader on another fresh model.
     model = _fresh(base, arch)
-    modules = _merge_ia3(model, fp32, arch) if kind == "ia3" else _load_with_lycoris(model, fp32, arch)
+    modules = _merge_ia3(model, tensors, arch) if tensors and "on_input" in {k.split(".", 1)[1] for k in tensors} \
+        else _load_with_lycoris(model, tensors, arch)
     assert modules == len(network.all_loras())
-    theirs = _outputs(model, arch)
+    return ours, _outputs(model, arch), base_out
 
+
+def _assert_same_and_changed(ours: list, theirs: list, base_out: list) -> None:
+    import torch
+
+    assert len(ours) == len(theirs) == len(base_out) >= 2
     for a, b, plain in zip(ours, theirs, base_out):
         scale = plain.abs().max().item()
         assert torch.allclose(a, b, atol=1e-4 * scale, rtol=1e-4), (a - b).abs().max()
-        assert (a - plain).abs().max() > 1e-3 * scale  # the network really changes the model
+        assert (a - plain).abs().max() > 1e-3 * scale  # the network really changes each model
+
+
+KINDS = [("lora", False), ("locon", False), ("loha", False), ("lokr", False), ("ia3", False), ("boft", False),
+         ("glora", False), ("lora", True), ("locon", True), ("loha", True), ("lokr", True)]
+CASES = [(arch, kind, dora) for arch in ("sd15", "sdxl") for kind, dora in KINDS]
+
+
+@pytest.mark.parametrize("arch,kind,dora", CASES, ids=[f"{a}-{k}{'-dora' if d else ''}" for a, k, d in CASES])
+def test_every_type_saves_a_file_that_reloads_exactly_through_an_outside_loader(request, tmp_path, arch, kind, dora):
+    """Random non-zero weights, saved as the loop saves them, reloaded two ways into fresh models."""
+    import torch
+
+    from trainer.checkpoint import save_lora, training_metadata
+    from trainer.networks import build_network
+
+    base = request.getfixturevalue(f"tiny_{arch}")
+    config, problems = from_dict({
+        "model": {"base": str(base)}, "dataset": {"path": str(tmp_path)},
+        "network": {"type": kind, "dora": dora, "dim": 8 if kind == "boft" else 4, "alpha": 2.0, "conv_dim": 4,
+                    "conv_alpha": 2.0},
+        "output": {"save_precision": "fp32"}})
+    assert not problems + validate(config)
+    model = _fresh(base, arch)
+    network = build_network(config.network, model.unet, model.text_encoders, arch, True)
+    _randomized(network, seed=len(request.node.name))
+    network.attach()
+    in_memory = _outputs(model, arch)
+    metadata = training_metadata(config, arch, resolution=128, images=12, total_steps=1, batches_per_epoch=1,
+                                 tag_frequency={}, started_at=0.0, session_id="1")
+    path = save_lora(tmp_path / "lora.safetensors", network, metadata, epoch=1, step=1, precision="fp32")
+
+    tensors = _check_file(path, arch, kind, dora)
+    weights = {k: v for k, v in tensors.items() if k.split(".", 1)[1] not in ("alpha", "on_input")}
+    assert [k for k, v in weights.items() if not v.abs().max() > 0] == []  # every saved weight is non-zero
+    ours, theirs, base_out = _reload_both_ways(tensors, config, base, arch)
+    _assert_same_and_changed(ours, theirs, base_out)
+    for saved, kept in zip(ours, in_memory):  # the file holds exactly the network that was in memory
+        assert torch.allclose(saved, kept, atol=1e-5 * kept.abs().max().item(), rtol=1e-5)
+
+
+TRAINED = [("sd15", "loha", False), ("sdxl", "lokr", True)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,kind,dora", TRAINED, ids=[f"{a}-{k}{'-dora' if d else ''}" for a, k, d in TRAINED])
+def test_a_trained_file_passes_the_same_checks(request, dataset, make_config, arch, kind, dora):
+    """The loop, in its own process, writes the file the round trips above check (fp16, as it saves by default)."""
+    from trainer.contract.config.toml_io import load_config
+
+    base = request.getfixturevalue(f"tiny_{arch}")
+    config_path = make_config(base, dataset, network={"type": kind, "dora": dora, "dim": 4, "alpha": 2.0,
+                                                      "conv_dim": 4, "conv_alpha": 2.0},
+                              optimizer={"name": "adamw", "unet_lr": 1e-2, "text_encoder_lr": 1e-2})
+    run, events, status = train(config_path)
+    assert status == 0, run.log.read_text()[-3000:]
+    config, problems = load_config(config_path)
+    assert not problems
+    tensors = _check_file(run.final_lora("test"), arch, kind, dora)
+    _assert_same_and_changed(*_reload_both_ways(tensors, config, base, arch))
