@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.trainer import warm_trainer
 from trainer.contract import faults
 from trainer.contract.config.toml_io import load_config
 from trainer.contract.events import read_events
@@ -21,8 +22,15 @@ def new_run(config_path: Path, overrides=()) -> RunPaths:
 
 
 def train(config_path: Path, overrides=(), timeout: float = 240) -> tuple[RunPaths, list[dict], int]:
-    """Train to the end; return the run, its events and the exit status."""
+    """Train to the end; return the run, its events and the exit status.
+
+    The trainer is a fork of a process that has imported torch already (``warm_trainer``), unless
+    this test's environment changes what a fresh interpreter would import; then it is a fresh one.
+    """
     run = new_run(config_path, overrides)
+    if warm_trainer.usable():
+        status = warm_trainer.run_trainer(run.root, run.log, timeout)
+        return run, read_events(run.events), status
     with open(run.log, "wb") as log:
         status = subprocess.run([sys.executable, "-m", "trainer", str(run.root)], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, timeout=timeout).returncode
