@@ -13,6 +13,10 @@ import pytest
 # No test may reach the network: the hub is told so, and nothing here names a hub model.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# With one pytest worker per core (pytest-xdist), torch in each worker and in each trainer it starts
+# must keep to one thread, or the workers' OpenMP threads fight over the cores and every step crawls.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 

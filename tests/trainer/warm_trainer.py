@@ -62,8 +62,9 @@ def _run(run_dir: str, log: str, env: dict[str, str], cwd: str) -> None:
     os.chdir(cwd)
     import torch
 
-    # The fork server read OMP_NUM_THREADS when it imported torch; the run's own setting wins.
-    torch.set_num_threads(int(env["OMP_NUM_THREADS"]) if env.get("OMP_NUM_THREADS") else os.cpu_count() or 1)
+    # The fork server read OMP_NUM_THREADS when it imported torch; the run's own setting wins, and
+    # without one a single thread, as ``helpers.start_trainer`` gives a fresh interpreter.
+    torch.set_num_threads(int(env.get("OMP_NUM_THREADS") or 1))
     from trainer.__main__ import main
 
     try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input
+from textual.worker import WorkerState
 
 from loratui.demo import write_dataset
 from trainer.contract.config.schema import Config, with_value
@@ -28,6 +30,26 @@ async def until(pilot, predicate, timeout: float = 30.0) -> bool:
             return True
         await pilot.pause(0.05)
     return False
+
+
+LONG_LIVED_WORKERS = {"follow"}
+"""Worker groups that live as long as what they watch (a run being followed), never "finished"."""
+
+
+async def settled(pilot, timeout: float = 30.0) -> None:
+    """Let the app finish what the last key set off: its workers, then the messages they posted.
+
+    "Nothing happened" is only worth asserting once the work that could make it happen has ended;
+    a fixed pause guesses how long that takes, and on a loaded machine it guesses wrong.
+    """
+    app = pilot.app
+    while True:
+        await pilot.pause()
+        busy = [worker for worker in app.workers if worker.group not in LONG_LIVED_WORKERS
+                and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        if not busy:
+            return
+        await asyncio.wait_for(app.workers.wait_for_complete(busy), timeout)
 
 
 async def steady_cursors(pilot) -> None:

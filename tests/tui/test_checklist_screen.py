@@ -30,8 +30,7 @@ async def test_a_workspace_with_runs_opens_on_the_train_screen(light_workspace):
     (light_workspace.parent / "runs" / "lora-20260101-000000").mkdir(parents=True)
     app = LoraTuiApp(light_workspace, gpus=[])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.1)
-        assert app.current_mode == "train"
+        assert await until(pilot, lambda: app.current_mode == "train")
 
 
 async def test_items_tick_as_the_state_changes(light_workspace):

@@ -21,7 +21,7 @@ from loratui.runs.registry import register_run
 from loratui.screens.confirm import ConfirmScreen
 from loratui.screens.runs import RunsScreen
 from loratui.widgets import LossPlot, RunStatus, SampleView
-from tests.tui.conftest import until
+from tests.tui.conftest import settled, until
 from trainer.contract.config.schema import Config, with_value
 from trainer.contract.rundir import RunPaths, create_run_dir, pid_alive, read_pid
 
@@ -120,8 +120,8 @@ async def test_oscillation_out_of_memory_and_a_run_too_short_for_a_gpu(fake_run)
             assert await following(pilot, app)
             monitor = app.screen.monitor
             assert await until(pilot, lambda: monitor.state.finished, timeout=30)
-            await pilot.pause(0.3)
-            assert expected in [flag.code for flag in monitor.flags], (expected, monitor.flags)
+            assert await until(pilot, lambda: expected in [flag.code for flag in monitor.flags]), (expected,
+                                                                                                  monitor.flags)
             if run is short:  # on a GPU the progress line shows the memory in use
                 assert "GPU 6.5/24 GiB" in str(app.screen.query_one(RunStatus).query_one("#run-text").render())
 
@@ -162,7 +162,7 @@ async def test_save_now_and_sample_now_reach_the_trainer_and_samples_show(fake_r
         os.kill(read_pid(run), signal.SIGTERM)
         assert await until(pilot, lambda: monitor.state.phase == "stopped", timeout=30)
         await pilot.press("c")  # nothing to ask once the run has ended
-        await pilot.pause(0.2)
+        await settled(pilot)
         assert not (run.root / "control" / "save").exists()
 
 
@@ -185,7 +185,7 @@ async def test_no_offer_without_live_runs_and_the_runs_list_on_a(fake_run, light
         time.sleep(0.05)
     app = LoraTuiApp(light_workspace, gpus=[], mode="train")
     async with app.run_test(size=(100, 32)) as pilot:
-        await pilot.pause(0.5)
+        await settled(pilot)  # the search for live runs has ended, and offered nothing
         assert not isinstance(app.screen, RunsScreen)
         await pilot.press("a")
         assert await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.summaries, timeout=15)

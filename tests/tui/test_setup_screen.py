@@ -5,7 +5,7 @@ from __future__ import annotations
 from loratui.app import LoraTuiApp
 from loratui.screens import SetupScreen
 from loratui.widgets.setting_field import SettingField
-from tests.tui.conftest import assessed, until
+from tests.tui.conftest import assessed, settled, until
 from trainer.contract.config.toml_io import loads
 
 
@@ -48,7 +48,7 @@ async def test_text_that_does_not_parse_is_marked_and_blocks_the_start(light_wor
         assert screen.query_one("#editor-training-batch_size").has_class("-invalid")
         assert app.workspace.config.training.batch_size == 4  # the config keeps the last good value
         await pilot.press("ctrl+t")
-        await pilot.pause(0.2)
+        await settled(pilot)
         assert app.current_mode == "setup"  # refused: nothing starts from a form with bad input
 
         await _type(pilot, screen, "training.batch_size", "0")

@@ -12,7 +12,7 @@ import pytest
 from loratui.app import LoraTuiApp
 from loratui.demo import demo_config, write_dataset
 from loratui.widgets import RunStatus
-from tests.tui.conftest import assessed, until
+from tests.tui.conftest import assessed, settled, until
 from trainer.contract.config.schema import with_value
 from trainer.contract.config.toml_io import save_config
 from trainer.contract.rundir import pid_alive, read_pid
@@ -80,7 +80,7 @@ async def test_a_config_with_problems_lists_them_and_will_not_start(tmp_path):
         assert "training.batch_size" in problems
         assert "Did you mean 'batch_size'?" in problems
         await pilot.press("s")
-        await pilot.pause(0.2)
+        await settled(pilot)
         assert screen.run is None
         assert not (tmp_path / "runs").exists()
 
@@ -109,7 +109,7 @@ async def test_an_edited_config_is_checked_again_before_it_can_start(workspace):
         workspace.write_text(text)
         os.utime(workspace, ns=(time.time_ns(), time.time_ns() + 10**9))
         await pilot.press("s")
-        await pilot.pause(0.1)
+        await settled(pilot)
         assert screen.run is None  # nothing started from the stale check
         assert await until(pilot, lambda: assessed(app)
                             and "60 steps" in str(screen.query_one("#summary").render()), timeout=20)
