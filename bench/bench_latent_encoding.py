@@ -73,8 +73,8 @@ def main() -> int:
 
     import torch
 
-    from trainer.data import ENCODE_BATCH_PIXELS, images_per_encode
     from trainer.contract.dataset_scan import scan_dataset
+    from trainer.data import ENCODE_BATCH_PIXELS, images_per_encode
     from trainer.tools.tiny import _vae as tiny_vae
 
     torch.manual_seed(0)

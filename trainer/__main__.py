@@ -17,14 +17,14 @@ import traceback
 from pathlib import Path
 
 from trainer.contract.config.toml_io import ConfigFileError, load_config
-from trainer.distributed import Ranks, ranks_from_env
 from trainer.contract.errors import OOM_ADVICE, TrainerError, disk_full
 from trainer.contract.events import EventWriter
 from trainer.contract.fileio import DiskFullError, disk_full_errno, free_bytes, remove_stale_temps
 from trainer.contract.preflight import preflight
-from trainer.quiet import quiet_libraries
-from trainer.contract.stop import StopRequest, install_stop_handlers
 from trainer.contract.rundir import RunPaths, pid_alive, read_pid, write_pid
+from trainer.contract.stop import StopRequest, install_stop_handlers
+from trainer.distributed import Ranks, ranks_from_env
+from trainer.quiet import quiet_libraries
 from trainer.speed import configure_allocator
 
 

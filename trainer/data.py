@@ -28,8 +28,8 @@ from PIL import Image, ImageOps
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from trainer.contract.fileio import atomic_write
 from trainer.contract.dataset_scan import DatasetImage
+from trainer.contract.fileio import atomic_write
 from trainer.contract.plan import assign_bucket, crop_geometry
 
 CACHE_VERSION = 1

@@ -16,27 +16,27 @@ from pathlib import Path
 
 import torch
 
-from trainer.contract.captions import read_caption, shuffle_tags, tag_frequency, with_trigger
+from trainer import distributed
 from trainer.checkpoint import dataset_folders, new_session_id, prune_checkpoints, save_lora, training_metadata
+from trainer.contract import faults
+from trainer.contract.captions import read_caption, shuffle_tags, tag_frequency, with_trigger
 from trainer.contract.config.schema import Config, effective_resolution
 from trainer.contract.control import take_requests
-from trainer.data import CachedImage, cache_latents, default_cache_dir
-from trainer import distributed
-from trainer.contract import faults
-from trainer.distributed import Ranks
+from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.errors import NAN_ADVICE, TrainerError
 from trainer.contract.events import EventWriter
-from trainer.models import detect_arch, load_base_model, on_device, place_for_training, sdxl_time_ids
+from trainer.contract.plan import count_batches, epoch_batches
+from trainer.contract.rundir import RunPaths
+from trainer.contract.stop import StopRequest
+from trainer.data import CachedImage, cache_latents, default_cache_dir
+from trainer.distributed import Ranks
 from trainer.fused import make_update
+from trainer.models import detect_arch, load_base_model, on_device, place_for_training, sdxl_time_ids
 from trainer.networks import build_network, uses_lycoris
 from trainer.optim import averaged_weights, build_scheduler, start_training
 from trainer.packed_optimizer import build_packed_optimizer
-from trainer.contract.dataset_scan import DatasetScan
-from trainer.contract.plan import count_batches, epoch_batches
-from trainer.contract.rundir import RunPaths
 from trainer.sampling import Sampler, SampleSettings, choose_prompts
 from trainer.speed import use_tf32
-from trainer.contract.stop import StopRequest
 from trainer.state import Fingerprint, Progress, load_state, restore, save_state
 from trainer.step import TextEmbeddingCache, choose_precision, diffusion_loss, encode_captions
 

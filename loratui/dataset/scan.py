@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from PIL import Image
-from trainer.contract.captions import caption_problem, read_caption, split_tags
-from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, parse_repeat_folder
-from trainer.contract.plan import assign_bucket
 
 from loratui.dataset.report import CODES, SEVERITIES, DatasetReport, FolderSummary, Issue, ScannedImage, milder
 from loratui.dataset.similar import default_cache_dir, find_duplicates, find_near_duplicates, hash_images
+from trainer.contract.captions import caption_problem, read_caption, split_tags
+from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, parse_repeat_folder
+from trainer.contract.plan import assign_bucket
 
 __all__ = ["CODES", "SEVERITIES", "DatasetReport", "FolderSummary", "Issue", "ScannedImage", "pixel_limit",
            "scan_folder", "size_verdict"]

@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
-from trainer.contract.fileio import atomic_write_text
 
 from loratui.dataset.report import DatasetReport, ScannedImage
+from trainer.contract.fileio import atomic_write_text
 
 NEAR_DUPLICATE_BITS = 4
 """Two images whose 64-bit difference hashes differ in at most this many bits are near-duplicates.

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from loratui.monitor.loss_history import LossHistory, Series
 from loratui.monitor.red_flags import RedFlag, RedFlagWatch, RunFacts
-from loratui.runs.state import RunState, describe_event
 from loratui.runs.registry import last_lines
+from loratui.runs.state import RunState, describe_event
 from trainer.contract.events import LineTail, parse_event
 from trainer.contract.rundir import RunPaths, pid_alive, read_pid
 

@@ -21,8 +21,8 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
 from loratui.runs.launch import resumable_run, start_detached_async
-from loratui.runs.state import RunState
 from loratui.runs.registry import register_run
+from loratui.runs.state import RunState
 from loratui.screens.confirm import ConfirmScreen
 from loratui.summary import summary_line
 from loratui.widgets.run_monitor import RunMonitor

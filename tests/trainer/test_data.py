@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from trainer.contract.dataset_scan import scan_dataset
 from trainer.data import cache_latents, fit_to_bucket, load_rgb
 from trainer.loop import _time_ids
 from trainer.models import load_base_model
-from trainer.contract.dataset_scan import scan_dataset
 
 
 def test_exif_rotation_is_applied(tmp_path):

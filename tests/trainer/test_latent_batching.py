@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from trainer import data
+from trainer.contract.dataset_scan import scan_dataset
 from trainer.data import cache_latents, images_per_encode
 from trainer.models import load_base_model
-from trainer.contract.dataset_scan import scan_dataset
 
 ONE_AT_A_TIME = {"batch_images": 1}
 BATCHED = {"batch_images": 4, "batch_pixels": 2**30}

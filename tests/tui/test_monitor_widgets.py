@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from loratui.themes import LORATUI_THEME
 from PIL import Image
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -13,6 +12,7 @@ from textual.geometry import Region
 
 from loratui.monitor.plot import WAITING_TEXT, colours_from_theme, render_loss_plot
 from loratui.terminal_image import UPPER_HALF
+from loratui.themes import LORATUI_THEME
 from loratui.widgets import LossPlot, SampleView
 from loratui.widgets.sample_view import EMPTY_TEXT, sample_caption
 from tests.tui.conftest import until

@@ -126,8 +126,8 @@ def _layers(model, arch: str) -> dict[str, dict]:
 def main(spec_path: str) -> int:
     import torch
 
-    from trainer.contract.captions import read_caption, tag_frequency, with_trigger
     from trainer.checkpoint import new_session_id, save_lora, training_metadata
+    from trainer.contract.captions import read_caption, tag_frequency, with_trigger
     from trainer.contract.config.schema import from_dict, validate
     from trainer.models import load_base_model
     from trainer.networks import build_network

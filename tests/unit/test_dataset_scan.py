@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance
-from trainer.contract.dataset_scan import scan_dataset
-from trainer.contract.plan import assign_bucket
 
 from loratui.cli import main
 from loratui.dataset import CODES, scan_folder
 from loratui.dataset.similar import difference_hash
 from loratui.rules import guide
+from trainer.contract.dataset_scan import scan_dataset
+from trainer.contract.plan import assign_bucket
 
 TRIGGER = "zkhero"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from trainer.contract.config.schema import FIELDS
 from trainer.contract.config.reference import END, START, markdown_reference
+from trainer.contract.config.schema import FIELDS
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()

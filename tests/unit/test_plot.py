@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from loratui.themes import LORATUI_THEME
 from textual.color import Color
 from textual.theme import BUILTIN_THEMES, Theme
 
 import loratui.monitor.plot
 from loratui.monitor.plot import WAITING_TEXT, PlotColours, colours_from_theme, render_loss_plot
+from loratui.themes import LORATUI_THEME
 
 COLOURS = colours_from_theme(LORATUI_THEME)
 

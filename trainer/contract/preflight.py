@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer.contract.config.schema import Config, Problem
-from trainer.contract.model_ref import check_model
 from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
+from trainer.contract.model_ref import check_model
 
 
 @dataclass

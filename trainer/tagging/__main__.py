@@ -32,12 +32,12 @@ import traceback
 from pathlib import Path
 
 from trainer.contract.events import EventWriter
-from trainer.quiet import quiet_libraries
+from trainer.contract.fileio import atomic_write_text
 from trainer.contract.rundir import pid_alive
 from trainer.contract.stop import StopRequest, install_stop_handlers
-from trainer.tagging.job import run_job
 from trainer.contract.tagging_jobs import JobPaths, read_pid
-from trainer.contract.fileio import atomic_write_text
+from trainer.quiet import quiet_libraries
+from trainer.tagging.job import run_job
 
 
 def main(argv: list[str] | None = None) -> int:
