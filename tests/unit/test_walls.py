@@ -230,7 +230,22 @@ def test_every_package_is_listed_for_installation():
     from trainer.contract.config.toml_io import tomllib
 
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in REPO.glob("*/**/__init__.py")
-               if p.parts[len(REPO.parts)] in ("loratui", "trainer")}
+    folders = {p.parent for top in ("loratui", "trainer") for p in (REPO / top).rglob("*.py")}
+    without_init = sorted(str(f.relative_to(REPO)) for f in folders if not (f / "__init__.py").exists())
+    # A folder without one imports as a namespace package from the checkout but is left out of a wheel.
+    assert not without_init, f"add an __init__.py to {without_init}"
+    on_disk = {".".join(f.relative_to(REPO).parts) for f in folders}
     assert on_disk <= listed, f"add {sorted(on_disk - listed)} to [tool.setuptools] packages"
-    assert "loratui.themes" in listed
+    assert listed - on_disk == {"loratui.themes"}, "pyproject lists packages that no longer exist"
+
+
+def test_no_source_file_is_hidden_from_git_by_an_ignore_rule():
+    """A pattern such as ``runs/`` once hid ``loratui/runs/__init__.py``: the checkout worked, a clone did not."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    sources = [top for top in ("loratui", "trainer", "themes", "tests", "bench", "docs") if (REPO / top).is_dir()]
+    done = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--", *sources],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    hidden = [line for line in done.stdout.splitlines() if "__pycache__/" not in line]
+    assert not hidden, f"these files are ignored by .gitignore and would be missing from a clone: {hidden}"
