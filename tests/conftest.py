@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_once import once
+
 # No test may reach the network: the hub is told so, and nothing here names a hub model.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -33,23 +35,24 @@ def _private_run_registry(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
 
 
-def _build_tiny(folder: Path, arch: str) -> Path:
-    # Built in a child process so the test process itself stays free of torch where it matters.
-    subprocess.run([sys.executable, "-m", "trainer.tools.tiny", str(folder), "--arch", arch], check=True,
-                   stdin=subprocess.DEVNULL, capture_output=True)
-    return folder
+def _tiny(tmp_path_factory, arch: str) -> Path:
+    def build(folder: Path) -> None:
+        # Built in a child process so the test process itself stays free of torch where it matters.
+        subprocess.run([sys.executable, "-m", "trainer.tools.tiny", str(folder / f"tiny-{arch}"), "--arch", arch],
+                       check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    return once(tmp_path_factory, f"tiny-{arch}", build) / f"tiny-{arch}"
 
 
 @pytest.fixture(scope="session")
 def tiny_sd15(tmp_path_factory) -> Path:
     """A tiny SD1.5-architecture diffusers folder (read-only: copy it before changing it)."""
-    return _build_tiny(tmp_path_factory.mktemp("models") / "tiny-sd15", "sd15")
+    return _tiny(tmp_path_factory, "sd15")
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory) -> Path:
     """A tiny SDXL-architecture diffusers folder (read-only: copy it before changing it)."""
-    return _build_tiny(tmp_path_factory.mktemp("models") / "tiny-sdxl", "sdxl")
+    return _tiny(tmp_path_factory, "sdxl")
 
 
 @pytest.fixture

@@ -14,6 +14,15 @@ from trainer.contract.config.toml_io import load_config
 from trainer.contract.events import read_events
 from trainer.contract.rundir import RunPaths, create_run_dir
 
+TRAINED_SD15_SETTINGS = {
+    "network": {"type": "lora", "dim": 4, "alpha": 2.0, "conv_dim": 4, "conv_alpha": 2.0},
+    "optimizer": {"name": "adamw", "unet_lr": 5e-3, "text_encoder_lr": 5e-3},
+    "training": {"epochs": 2},
+    "output": {"save_every_n_epochs": 1},
+}
+"""The shared run's settings (over ``write_config``'s): a LoRA on both text encoder and UNet, two
+epochs with a checkpoint after the first, so its files show what a first save and a last one carry."""
+
 
 def new_run(config_path: Path, overrides=()) -> RunPaths:
     config, problems = load_config(config_path, overrides)

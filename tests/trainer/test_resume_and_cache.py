@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from safetensors.torch import load_file
 
 from tests.trainer.helpers import new_run, of_type, train
 from trainer.contract.events import read_events
+from trainer.contract.rundir import RunPaths
 
 pytestmark = pytest.mark.slow
 
@@ -76,13 +78,15 @@ def test_resume_after_a_hard_kill_continues_from_the_last_checkpoint(tiny_sd15, 
     assert of_type(resumed, "step")[0]["step"] == checkpoint_step + 1
 
 
-def test_resume_is_refused_plainly_when_there_is_nothing_to_resume(tiny_sd15, dataset, make_config):
+def test_resume_is_refused_plainly_when_there_is_nothing_to_resume(tiny_sd15, dataset, make_config, trained_sd15,
+                                                                     tmp_path):
     config = make_config(tiny_sd15, dataset)
     run = new_run(config)
     assert _run_trainer(run, "--resume") == 1
     error = read_events(run.events)[-1]
     assert error["type"] == "error" and error["code"] == "resume" and "no saved state" in error["message"]
-    finished, _, _ = train(config)
+    finished = RunPaths(tmp_path / trained_sd15.run.root.name)  # a copy: the shared run stays as it was
+    shutil.copytree(trained_sd15.run.root, finished.root)
     assert _run_trainer(finished, "--resume") == 2
     assert "already finished" in read_events(finished.events)[-1]["message"]
 

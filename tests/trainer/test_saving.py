@@ -50,9 +50,8 @@ def test_a_save_that_fails_midway_leaves_the_good_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["lora.safetensors"]
 
 
-def test_saved_files_carry_every_metadata_key_as_text(tiny_sd15, dataset, make_config):
-    run, events, status = train(make_config(tiny_sd15, dataset, training={"epochs": 2},
-                                            output={"save_every_n_epochs": 1}))
+def test_saved_files_carry_every_metadata_key_as_text(trained_sd15):
+    run, events, status = trained_sd15.run, trained_sd15.events, trained_sd15.status
     assert status == 0
     for path in [run.final_lora("test"), *run.checkpoints.iterdir()]:
         with safe_open(str(path), "pt") as handle:

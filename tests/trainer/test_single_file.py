@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.trainer.helpers import of_type, train
+from tests.trainer.helpers import TRAINED_SD15_SETTINGS, of_type, train
 from tests.trainer.ldm_export import export_single_file
 from trainer.contract.model_ref import check_model, local_model_arch
 
@@ -41,13 +41,19 @@ def test_files_that_are_not_base_models_are_named(tmp_path):
 
 @pytest.mark.parametrize("arch", ["sd15", "sdxl"])
 def test_training_from_a_single_file_matches_the_folder(arch, single_files, tiny_sd15, tiny_sdxl, dataset,
-                                                        make_config):
+                                                        make_config, request):
     folder = tiny_sd15 if arch == "sd15" else tiny_sdxl
-    from_file, file_events, status = train(make_config(single_files[arch], dataset,
+    # On SD1.5 the folder's run is the shared one, so the file trains with its settings.
+    settings = TRAINED_SD15_SETTINGS if arch == "sd15" else {}
+    from_file, file_events, status = train(make_config(single_files[arch], dataset, **settings,
                                                        model={"single_file_config": str(folder)}))
     assert status == 0, from_file.log.read_text()[-2000:]
     assert of_type(file_events, "start")[0]["arch"] == arch
-    from_folder, folder_events, status = train(make_config(folder, dataset))
+    if arch == "sd15":
+        shared = request.getfixturevalue("trained_sd15")
+        from_folder, folder_events, status = shared.run, shared.events, shared.status
+    else:
+        from_folder, folder_events, status = train(make_config(folder, dataset))
     assert status == 0
     # The same weights, however they were packaged: the same training.
     assert [s["loss"] for s in of_type(file_events, "step")] == \

@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from tests.trainer.helpers import of_type, train
+from tests.trainer.helpers import TRAINED_SD15_SETTINGS, of_type, train
 
 pytestmark = pytest.mark.slow
 
@@ -38,12 +38,14 @@ def arch_model(request, tiny_sd15, tiny_sdxl):
 
 
 @pytest.mark.parametrize("network", ["lora", "locon"])
-def test_trained_lora_loads_in_diffusers_and_changes_the_output(arch_model, network, dataset, make_config):
+def test_trained_lora_loads_in_diffusers_and_changes_the_output(arch_model, network, dataset, make_config, request):
     arch, model = arch_model
-    config = make_config(model, dataset, network={"type": network, "dim": 4, "alpha": 2.0, "conv_dim": 4,
-                                                  "conv_alpha": 2.0},
-                         optimizer={"name": "adamw", "unet_lr": 5e-3, "text_encoder_lr": 5e-3})
-    run, events, status = train(config)
+    if (arch, network) == ("sd15", "lora"):  # the shared run is this case, trained for two epochs
+        shared = request.getfixturevalue("trained_sd15")
+        run, events, status = shared.run, shared.events, shared.status
+    else:
+        run, events, status = train(make_config(model, dataset, optimizer=TRAINED_SD15_SETTINGS["optimizer"],
+                                                network={**TRAINED_SD15_SETTINGS["network"], "type": network}))
     assert status == 0, run.log.read_text()[-3000:]
 
     # The promised step count is the performed one.

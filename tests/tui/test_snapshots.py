@@ -1,6 +1,6 @@
 """Snapshots of the checklist and setup screens at 80×24 and 120×40.
 
-Regenerate after a deliberate change with ``python -m pytest tests/tui/test_snapshots.py
+Regenerate after a deliberate change with ``python -m pytest -n 0 tests/tui/test_snapshots.py
 --snapshot-update`` and look at the report before committing the new SVGs.
 """
 
