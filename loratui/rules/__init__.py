@@ -6,13 +6,16 @@ the length of training, learning rates, the network, tiny datasets,
 combinations, and what the run costs.
 """
 
-from loratui.rules import compat  # noqa: F401
+# The order of these imports is the order findings are listed in.
+# isort: off
 from loratui.rules import dataset  # noqa: F401  (each import registers that module's rules)
-from loratui.rules import network  # noqa: F401
-from loratui.rules import output  # noqa: F401
-from loratui.rules import rates  # noqa: F401
 from loratui.rules import steps  # noqa: F401
+from loratui.rules import rates  # noqa: F401
+from loratui.rules import network  # noqa: F401
 from loratui.rules import tiny  # noqa: F401
+from loratui.rules import compat  # noqa: F401
+from loratui.rules import output  # noqa: F401
+# isort: on
 from loratui.rules.engine import RULES, SEVERITIES, Context, Finding, Fix, Rule, evaluate, worst
 
 __all__ = ["RULES", "SEVERITIES", "Context", "Finding", "Fix", "Rule", "evaluate", "worst"]
