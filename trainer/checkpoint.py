@@ -130,8 +130,9 @@ def _network_module_and_args(config: Config) -> tuple[str, dict[str, str]]:
     """``ss_network_module`` and ``ss_network_args`` as sd-scripts writes them for this network.
 
     LyCORIS files carry ``lycoris.kohya`` and the ``--network_args`` that trained them (all
-    strings): ``algo``, the conv rank and alpha where convolutions are adapted, ``dora_wd``.
-    A1111's and ComfyUI's LoRA browsers show these.
+    strings): ``algo``, the conv rank and alpha where convolutions are adapted, ``dora_wd`` and,
+    with it, ``wd_on_output`` = ``False`` (the input-axis magnitudes the UIs apply exactly; LyCORIS
+    reads the argument under that name). A1111's and ComfyUI's LoRA browsers show these.
     """
     network = config.network
     conv = {"conv_dim": str(network.conv_dim), "conv_alpha": str(network.conv_alpha)}
@@ -141,7 +142,7 @@ def _network_module_and_args(config: Config) -> tuple[str, dict[str, str]]:
     if network.type in CONV_TYPES:
         args.update(conv)
     if network.dora:
-        args["dora_wd"] = "True"
+        args.update(dora_wd="True", wd_on_output="False")
     return "lycoris.kohya", args
 
 

@@ -16,6 +16,8 @@ from loratui.inspect.lora_file import (LORA_KINDS, OFT_KINDS, PART_ORDER, TYPE_L
 from loratui.inspect.safetensors_header import InspectError, SafetensorsHeader, read_header
 from loratui.inspect.size import SizeVerdict, save_precision, size_verdict
 from loratui.inspect.training import TrainingInfo, training_info
+from trainer.contract.compatibility import ROW_LABELS, support
+from trainer.contract.config.schema import DORA_NETWORKS
 
 LYCORIS_ALGOS = {"lora": "lora", "locon": "locon", "loha": "loha", "lokr": "lokr", "ia3": "ia3", "boft": "boft",
                  "diag-oft": "diag-oft", "oft": "diag-oft", "glora": "glora", "full": "full", "dylora": "dylora"}
@@ -50,7 +52,9 @@ class NetworkInfo:
     @property
     def label(self) -> str:
         base = TYPE_LABELS.get(self.kind or "", self.kind or "unknown")
-        return base + (" + DoRA" if self.dora else "")
+        if not self.dora:
+            return base
+        return base + (f" + DoRA ({self.dora_axis} axis)" if self.dora_axis else " + DoRA (mixed axes)")
 
     @property
     def dim(self) -> int | None:
@@ -82,11 +86,14 @@ class LoraReport:
     size: SizeVerdict
     notes: tuple[str, ...] = field(default_factory=tuple)
     metadata: dict[str, str] = field(default_factory=dict)
+    loaders: tuple[tuple[str, str, str], ...] = ()
+    """(loader, status, what happens) from the compatibility table; empty for types it does not rate."""
 
     def to_json(self, tags: int = 20) -> dict:
         return {"file": str(self.path), "network": self.network.to_json(),
                 "blocks": [row.to_json() for row in self.blocks], "base_model": self.base_model.to_json(),
                 "training": self.training.to_json(tags), "size": self.size.to_json(), "notes": list(self.notes),
+                "loaders": [{"loader": name, "status": status, "why": why} for name, status, why in self.loaders],
                 "metadata_keys": sorted(self.metadata)}
 
 
@@ -158,10 +165,9 @@ def _agreement_notes(network: NetworkInfo, metadata: dict[str, str], args: dict[
     if network.kind == "lokr" and not network.dims:
         notes.append("Every LoKr factor is a full matrix (the layers are too small to split at this rank), "
                      "so the rank is not limited and alpha has no effect.")
-    if network.dora and network.dora_axis == "output":
-        notes.append("DoRA magnitudes run along the output axis (LyCORIS' default): ComfyUI and Forge detect that; "
-                     "AUTOMATIC1111's built-in Lora extension normalises along the input axis and applies it "
-                     "differently.")
+    if network.dora and network.dora_axis is None:
+        notes.append("DoRA magnitudes run along the output axis in some layers and the input axis in others; "
+                     "no UI applies such a file as it was trained.")
     if network.kind == "ia3":
         notes.append("(IA)³ has no rank or alpha: each layer learns one scale per channel.")
     return notes
@@ -189,6 +195,15 @@ def _network(modules: tuple[AdaptedModule, ...], metadata: dict[str, str], args:
         precision=save_precision(header), diffusers_format=diffusers)
 
 
+def loader_support(network: NetworkInfo) -> tuple[tuple[str, str, str], ...]:
+    """How each UI and library treats a file with this network (the compatibility table's row)."""
+    if network.kind not in ROW_LABELS or (network.dora and (network.kind not in DORA_NETWORKS
+                                                            or network.dora_axis is None)):
+        return ()
+    cells = support(network.kind, network.dora, network.dora_axis or "input")
+    return tuple((name, cell.status, cell.why) for name, cell in cells.items())
+
+
 def inspect_file(path: Path | str) -> LoraReport:
     """Inspect one ``.safetensors`` LoRA; ``InspectError`` (naming the file) when it cannot be."""
     header = read_header(path)
@@ -214,4 +229,4 @@ def inspect_file(path: Path | str) -> LoraReport:
                      "--no_metadata, or a converter).")
     notes += list(base.notes) + list(training.notes)
     return LoraReport(Path(path), network, tuple(block_rows(found.modules)), base, training, size, tuple(notes),
-                      metadata)
+                      metadata, loader_support(network))

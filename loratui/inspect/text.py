@@ -94,6 +94,12 @@ def format_report(report: LoraReport, tags: int = 10) -> list[str]:
         same = "exactly those layers" if size.standard_layers else "a different set of layers"
         lines += _wrap("", f"a standard {base.label} {network.label} at dim {network.dim} saves "
                            f"{megabytes(size.standard_size)}; this file adapts {same}")
+    if report.loaders:
+        works = [name for name, status, _ in report.loaders if status == "works"]
+        lines += _wrap("applies in", ", ".join(works) if works else "none of the usual UIs")
+        for name, status, why in report.loaders:
+            if status != "works":
+                lines += _wrap(f"not {name}", why)
     for note in report.notes:
         lines += _wrap("note", note)
     lines += ["", "Blocks", f"  {'block':<16}{'modules':>7}  {'dim':<9}{'alpha':<9}{'conv dim':<9}{'conv alpha':<11}"

@@ -109,7 +109,9 @@ def network_settings(config: Config) -> tuple[str, list[str]]:
         # given (and conv_dim=0 falls back to dim); 'attn-mlp' is exactly loratui's attention-only choice.
         args.append(f"preset={LYCORIS_ATTENTION_PRESET}")
     if network.dora:
-        args.append("dora_wd=True")
+        # LyCORIS 3.2+ keeps DoRA magnitudes along the output axis unless told otherwise; the UIs apply
+        # only the input-axis form exactly, which is what loratui trains.
+        args += ["dora_wd=True", "wd_on_output=False"]
     return "lycoris.kohya", args
 
 
@@ -208,7 +210,7 @@ def _model_and_network(config: Config, arch: str, report: MappingReport) -> list
             report.drop(f"network.{key}", getattr(config.network, key),
                         f"not used by network.type = {config.network.type!r}, so not exported")
     if config.network.dora:
-        report.map("network.dora", "network_args dora_wd=True")
+        report.map("network.dora", "network_args dora_wd=True wd_on_output=False")
     if module == "lycoris.kohya":
         report.note("sd-scripts needs `pip install lycoris-lora` for network_module = lycoris.kohya")
         if config.network.type in CONV_TYPES:

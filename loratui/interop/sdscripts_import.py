@@ -140,8 +140,9 @@ class Importer(DatasetMapping):
 
     def _network_type(self, module: Any, args: dict[str, Any], used: set[str]) -> str:
         module = str(module or "")
-        used.update(("dora_wd", "algo") if module == "lycoris.kohya" else ("dora_wd",))
-        dora = bool(args.get("dora_wd", False))
+        used.update(("dora_wd", "algo", "wd_on_output") if module == "lycoris.kohya" else ("dora_wd",))
+        # As LyCORIS reads it: present and anything but "false" turns DoRA on ("dora_wd=False" stays off).
+        dora = "dora_wd" in args and str(args["dora_wd"]).lower() != "false"
         algo = str(args.get("algo", "lora")).lower()
         ours = next((mine for mine, theirs in LYCORIS_ALGOS.items() if theirs == algo), "")
         if not module:
@@ -168,6 +169,10 @@ class Importer(DatasetMapping):
                              f"{', '.join(LYCORIS_ALGOS)}; loratui's default network (lora) used")
         if dora and kind in DORA_NETWORKS:
             self.mapped("network_args dora_wd", args["dora_wd"], "network.dora", True)
+            if str(args.get("wd_on_output", "True")).lower() != "false":
+                self.report.approx("network_args wd_on_output", "network.dora", args.get("wd_on_output", True),
+                                   "loratui keeps DoRA magnitudes along the input axis, the form A1111 and "
+                                   "ComfyUI apply exactly (LyCORIS' default, the output axis, is off in both)")
         elif dora:
             self.report.drop("network_args dora_wd", True, f"DoRA cannot be combined with {kind}")
         return kind

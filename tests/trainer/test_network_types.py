@@ -3,10 +3,11 @@
 Each type, on both architectures, gets random non-zero weights (a stronger test than a few
 training steps, which leave many weights near their start), is saved the way the loop saves, and
 is loaded twice into fresh tiny models: (a) the way the trainer builds the network, (b) through an
-outside loader — lycoris' own ``create_network_from_weights`` (what sd-scripts-style tools use),
-or for (IA)³, which that loader cannot read, a plain weight merge as A1111 and ComfyUI do it. Both
-must give the same UNet and text-encoder outputs as the network had in memory, and differ from the
-base model's. One real training per architecture proves the loop writes files that pass the same checks.
+outside judge — lycoris' own ``create_network_from_weights`` (what sd-scripts-style tools use);
+for DoRA, the weight merges of A1111 and ComfyUI (``tests/trainer/ui_merge.py``); for (IA)³, which
+lycoris' loader cannot read and ComfyUI ignores, A1111's merge. All must give the same UNet and
+text-encoder outputs as the network had in memory, and differ from the base model's. One real
+training per architecture proves the loop writes files that pass the same checks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from safetensors import safe_open
 
 from tests.trainer.helpers import train
+from tests.trainer.ui_merge import merge_file
 from trainer.contract.config.schema import Config, NetworkConfig, from_dict, validate
 
 SUFFIXES = {
@@ -55,7 +57,8 @@ def test_lycoris_files_carry_the_lycoris_module_and_its_arguments():
     assert meta(type="loha", conv_dim=4, conv_alpha=2.0) == (
         "lycoris.kohya", {"algo": "loha", "conv_dim": "4", "conv_alpha": "2.0"})
     assert meta(type="ia3") == ("lycoris.kohya", {"algo": "ia3"})
-    assert meta(type="lora", dora=True) == ("lycoris.kohya", {"algo": "lora", "dora_wd": "True"})
+    assert meta(type="lora", dora=True) == ("lycoris.kohya",
+                                            {"algo": "lora", "dora_wd": "True", "wd_on_output": "False"})
 
 
 def _inputs(model, arch: str):
@@ -128,30 +131,6 @@ def _load_with_lycoris(model, tensors: dict, arch: str) -> int:
     return len(network.unet_loras) + len(network.text_encoder_loras)
 
 
-def _merge_ia3(model, tensors: dict, arch: str) -> int:
-    """(IA)³ as A1111 and ComfyUI apply it: each weight scaled by (1 + w) along its output (or input) axis."""
-    import torch
-
-    from trainer.networks.lora import text_encoder_layers, unet_layers
-    layers = {layer.name: layer.module for layer in unet_layers(model.unet, arch, True)}
-    for index, encoder in enumerate(model.text_encoders):
-        layers.update({layer.name: layer.module for layer in text_encoder_layers(encoder, index, len(model.text_encoders))})
-    merged = 0
-    with torch.no_grad():
-        for key, value in tensors.items():
-            name, rest = key.split(".", 1)
-            if rest != "weight":
-                continue
-            weight = layers[name].weight
-            scale = 1 + value.float().reshape(-1)
-            if int(tensors[f"{name}.on_input"]):
-                weight.mul_(scale.view(1, -1, *[1] * (weight.dim() - 2)))
-            else:
-                weight.mul_(scale.view(-1, *[1] * (weight.dim() - 1)))
-            merged += 1
-    return merged
-
-
 def _randomized(network, seed: int) -> None:
     """Move every weight of the network away from its initial value (``lora_up`` starts at zero)."""
     import torch
@@ -173,6 +152,8 @@ def _check_file(path, arch: str, kind: str, dora: bool) -> dict:
     suffixes = {k.split(".", 1)[1] for k in tensors}
     assert SUFFIXES[kind] <= suffixes
     assert ("dora_scale" in suffixes) == dora
+    # DoRA magnitudes along the input axis, (1, in[, 1, 1]): the form A1111 and ComfyUI apply exactly.
+    assert all(v.shape[0] == 1 and v.shape[1] > 1 for k, v in tensors.items() if k.endswith(".dora_scale"))
     if arch == "sdxl":  # SGM names, as sd-scripts-trained LyCORIS files for SDXL have
         assert any(k.startswith("lora_unet_input_blocks_") for k in tensors)
         assert not any(k.startswith("lora_unet_down_blocks_") for k in tensors)
@@ -189,8 +170,13 @@ def _check_file(path, arch: str, kind: str, dora: bool) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
-def _reload_both_ways(tensors: dict, config, base, arch: str) -> tuple[list, list, list]:
-    """The outputs of (a) our network loaded from the file and (b) an outside loader, and the base model's."""
+def _reload_both_ways(tensors: dict, config, base, arch: str) -> tuple[list, list[list], list]:
+    """The outputs of (a) our network loaded from the file, (b) each outside judge, and the base model's.
+
+    The judges: lycoris' own loader for most types; for DoRA, the merges of A1111 and of ComfyUI (the
+    file is saved in the form both apply exactly, which lycoris' loader refuses); for (IA)³, which
+    neither lycoris' loader nor ComfyUI reads, A1111's merge.
+    """
     from trainer.networks import build_network
 
     base_out = _outputs(_fresh(base, arch), arch)
@@ -200,21 +186,28 @@ def _reload_both_ways(tensors: dict, config, base, arch: str) -> tuple[list, lis
     network.attach()
     ours = _outputs(model, arch)
 
-    model = _fresh(base, arch)
-    modules = _merge_ia3(model, tensors, arch) if tensors and "on_input" in {k.split(".", 1)[1] for k in tensors} \
-        else _load_with_lycoris(model, tensors, arch)
-    assert modules == len(network.all_loras())
-    return ours, _outputs(model, arch), base_out
+    suffixes = {k.split(".", 1)[1] for k in tensors}
+    judges = ["a1111", "comfyui"] if "dora_scale" in suffixes else ["a1111"] if "on_input" in suffixes \
+        else ["lycoris"]
+    theirs = []
+    for judge in judges:
+        model = _fresh(base, arch)
+        modules = _load_with_lycoris(model, tensors, arch) if judge == "lycoris" \
+            else merge_file(model, tensors, arch, judge)
+        assert modules == len(network.all_loras())
+        theirs.append(_outputs(model, arch))
+    return ours, theirs, base_out
 
 
-def _assert_same_and_changed(ours: list, theirs: list, base_out: list) -> None:
+def _assert_same_and_changed(ours: list, theirs: list[list], base_out: list) -> None:
     import torch
 
-    assert len(ours) == len(theirs) == len(base_out) >= 2
-    for a, b, plain in zip(ours, theirs, base_out):
-        scale = plain.abs().max().item()
-        assert torch.allclose(a, b, atol=1e-4 * scale, rtol=1e-4), (a - b).abs().max()
-        assert (a - plain).abs().max() > 1e-3 * scale  # the network really changes each model
+    for judge in theirs:
+        assert len(ours) == len(judge) == len(base_out) >= 2
+        for a, b, plain in zip(ours, judge, base_out):
+            scale = plain.abs().max().item()
+            assert torch.allclose(a, b, atol=1e-4 * scale, rtol=1e-4), (a - b).abs().max()
+            assert (a - plain).abs().max() > 1e-3 * scale  # the network really changes each model
 
 
 KINDS = [("lora", False), ("locon", False), ("loha", False), ("lokr", False), ("ia3", False), ("boft", False),
@@ -274,3 +267,4 @@ def test_a_trained_file_passes_the_same_checks(request, dataset, make_config, ar
     assert not problems
     tensors = _check_file(run.final_lora("test"), arch, kind, dora)
     _assert_same_and_changed(*_reload_both_ways(tensors, config, base, arch))
+

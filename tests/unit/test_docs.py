@@ -35,6 +35,14 @@ def test_the_config_reference_is_generated_from_the_schema():
         assert f"`{key.split('.')[-1]}`" in block
 
 
+def test_the_compatibility_table_in_the_contract_is_the_one_the_app_uses():
+    from trainer.contract import compatibility
+
+    contract = (REPO / "docs" / "contract.md").read_text()
+    block = contract.split(compatibility.START, 1)[1].split(compatibility.END, 1)[0].strip()
+    assert block == compatibility.markdown_table(), "paste markdown_table() between the markers in docs/contract.md"
+
+
 def test_every_command_in_the_proof_page_names_a_real_test_or_benchmark():
     """docs/proof.md maps each README claim to a test or benchmark; a renamed test must not leave it dangling."""
     import ast

@@ -22,6 +22,7 @@ import pytest
 from loratui.cli.inspect import inspect_main
 from loratui.inspect import InspectError, format_report, inspect_file
 from tests.unit.lora_files import FOREIGN_LAYERS, FOREIGN_TAGS, write_foreign_lora, write_safetensors
+from trainer.contract.compatibility import support
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,7 +122,14 @@ def test_files_our_trainer_saves_read_back_as_configured(saved, case):
             assert network.conv_alphas == ((case.network["conv_alpha"], spatial),)
     assert not any(note.startswith("The metadata says") for note in report.notes)
     if network.dora:
-        assert network.dora_axis == "output" and any("AUTOMATIC1111" in note for note in report.notes)
+        assert network.dora_axis == "input" and network.label == "LoRA + DoRA (input axis)"
+    # Rated by the compatibility table's row for what the weights are, and said in the text report.
+    loaders = {name: status for name, status, _ in report.loaders}
+    assert loaders == {name: cell.status for name, cell in support(kind, network.dora).items()}
+    assert loaders["ComfyUI"] == ("ignored" if kind == "ia3" else "works")
+    assert loaders["AUTOMATIC1111"] == "works"
+    text = "\n".join(format_report(report))
+    assert ("not ComfyUI" in text) == (kind == "ia3") and ("not Forge" in text) == (kind in ("ia3", "boft"))
 
     settings = dict(report.training.settings)
     assert settings["seed"] == "1234" and settings["epoch"] == "6 of 6" and settings["steps"] == "36 of 36"
@@ -192,6 +200,20 @@ def test_a_diffusers_format_sdxl_lora(tmp_path):
     assert report.base_model.arch == "sdxl" and report.base_model.from_metadata is None
     assert any("no metadata" in note for note in report.notes)
     assert "alpha not stored" in "\n".join(format_report(report))
+
+
+def test_an_output_axis_dora_file_is_named_and_rated_wrong_in_the_uis(tmp_path):
+    # LyCORIS' default DoRA keeps (out, 1) magnitudes: A1111 and ComfyUI load it without a word and apply
+    # something else (tests/trainer/test_ui_merge.py measures by how much).
+    name = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
+    tensors = {f"{name}.lora_down.weight": ("F16", [8, 640], None), f"{name}.lora_up.weight": ("F16", [640, 8], None),
+               f"{name}.dora_scale": ("F16", [640, 1], None), f"{name}.alpha": ("F16", [], None)}
+    report = inspect_file(write_safetensors(tmp_path / "lyco.safetensors", tensors))
+    assert report.network.dora_axis == "output" and report.network.label.endswith("+ DoRA (output axis)")
+    loaders = {name: status for name, status, _ in report.loaders}
+    assert loaders == {"diffusers": "wrong", "ComfyUI": "wrong", "AUTOMATIC1111": "wrong", "Forge": "wrong",
+                       "sd-scripts": "works"}
+    assert "not AUTOMATIC1111" in "\n".join(format_report(report))
 
 
 def _hostile(path: Path, raw: bytes) -> Path:

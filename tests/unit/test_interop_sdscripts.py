@@ -257,7 +257,8 @@ def test_network_optimizer_and_schedule_arguments(tmp_path):
 
     loha = flat(network__type="loha", network__dora=True, network__conv_dim=6, network__conv_alpha=3.0)
     assert loha["network_module"] == "lycoris.kohya"
-    assert loha["network_args"] == ["algo=loha", "conv_dim=6", "conv_alpha=3.0", "dora_wd=True"]
+    # wd_on_output=False: sd-scripts then trains the input-axis DoRA that loratui trains and the UIs apply exactly.
+    assert loha["network_args"] == ["algo=loha", "conv_dim=6", "conv_alpha=3.0", "dora_wd=True", "wd_on_output=False"]
     ia3 = flat(network__type="ia3")
     assert ia3["network_args"] == ["algo=ia3", "preset=attn-mlp"]  # LyCORIS's default would adapt convolutions too
     locon = flat(network__type="locon")
@@ -575,6 +576,21 @@ def test_a_lora_easy_config_maps_its_panels_network_table_and_custom_scheduler(t
     assert dropped["multires_noise_iterations"] == 6 and dropped["max_token_length"] == 225
     assert dropped["save_toml"] is True and dropped["datasets[0].subsets[0].name"] == "subset 1"
     assert {"lr_scheduler_type", "optimizer_type", "warmup_ratio"} <= report.names("approximate")
+    # Its DoRA (LyCORIS' default axis) becomes loratui's input-axis DoRA, and the report says so.
+    (axis,) = [e for e in report.approximate if e.source == "network_args wd_on_output"]
+    assert "input axis" in axis.note
+
+
+def test_dora_spelled_false_stays_off_and_the_input_axis_is_taken_silently(tmp_path):
+    root = make_dataset(tmp_path / "dataset")
+    for text, dora in [("dora_wd=False", False), ("dora_wd=True", True)]:
+        path = tmp_path / "lyco.toml"
+        path.write_text(f'pretrained_model_name_or_path = "m"\ntrain_data_dir = "{root}"\n'
+                        f'network_module = "lycoris.kohya"\n'
+                        f'network_args = ["algo=loha", "{text}", "wd_on_output=False"]\n')
+        result = import_file(path)
+        assert result.config.network.dora is dora
+        assert "network_args wd_on_output" not in result.report.names("approximate", "not_mapped")
 
 
 @pytest.mark.parametrize("text, message", [

@@ -65,7 +65,7 @@ class LycorisAdapterNetwork(nn.Module):
 
         def build(layer: AdaptedLayer) -> nn.Module | None:
             rank, scale = (conv_dim, conv_alpha) if layer.is_spatial_conv else (dim, alpha)
-            kwargs = {"weight_decompose": True, "wd_on_out": True} if dora else {}
+            kwargs = {"weight_decompose": True, "wd_on_out": False} if dora else {}
             try:
                 return module_class(layer.name, layer.module, 1.0, rank, scale, **kwargs)
             except ValueError as exc:  # BOFT needs a rank that splits every layer's width into butterfly blocks
