@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, rule
+from trainer.contract.boft_rank import boft_rank_message, model_widths, suitable_rank
+from trainer.contract.compatibility import ROW_LABELS, loaders_that_fail, loaders_that_work
 
 
 @rule("network.proven_dim_alpha", "network.dim", "A first character run uses the proven 8 dim / 4 alpha.")
@@ -52,3 +54,38 @@ def resolution_for_arch(ctx: Context):
     if ctx.arch == "sd15" and resolution < native:
         return "tip", f"The guide trains SD1.5 at 768; {resolution} works but keeps less detail.", fix
     return None
+
+
+@rule("network.boft_rank", "network.dim", "BOFT needs a rank that splits every adapted layer into butterfly blocks.")
+def boft_rank(ctx: Context):
+    network = ctx.config.network
+    if network.type != "boft" or not ctx.config.model.base or network.dim < 1:
+        return None
+    widths = model_widths(ctx.config.model.base, ctx.arch or "sd15", ctx.config.optimizer.text_encoder_lr > 0)
+    message = boft_rank_message(network.dim, widths)
+    if message is None:
+        return None
+    fixed = suitable_rank(network.dim, widths)
+    return "danger", message + " The trainer refuses this rank before loading the model.", \
+        (Fix({"network.dim": fixed}, f"use rank {fixed}") if fixed else None)
+
+
+@rule("network.loaders", "network.type",
+      "Where a file of the chosen type will and will not load (the compatibility table).")
+def loaders(ctx: Context):
+    network = ctx.config.network
+    if network.type not in ("ia3", "boft"):
+        return None  # the others load in every UI (diffusers reads only LoRA/LoCon, which the README says)
+    works = loaders_that_work(network.type)
+    failing = list(loaders_that_fail(network.type))
+    label = ROW_LABELS[network.type]
+    message = (f"{label} files apply only in {_joined(works)}; {_joined(failing)} load nothing from them "
+               "(docs/contract.md, 'Where each file applies', says why).")
+    if network.type == "ia3":
+        return "warn", message + " LoCon is the usual style choice and loads everywhere.", \
+            Fix({"network.type": "locon"}, "switch to LoCon")
+    return "tip", message, None
+
+
+def _joined(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

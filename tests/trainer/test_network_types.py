@@ -268,3 +268,24 @@ def test_a_trained_file_passes_the_same_checks(request, dataset, make_config, ar
     tensors = _check_file(run.final_lora("test"), arch, kind, dora)
     _assert_same_and_changed(*_reload_both_ways(tensors, config, base, arch))
 
+
+def test_the_boft_rank_check_agrees_with_lycoris_on_every_width_and_rank():
+    from lycoris.functional.general import power2factorization
+
+    from trainer.contract.boft_rank import rank_fits
+    for width in range(1, 1300):
+        for rank in range(1, 40):
+            assert (power2factorization(width, rank)[1] != 0) == rank_fits(rank, width), (width, rank)
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sdxl"])
+def test_the_widths_read_from_a_model_folder_are_those_boft_adapts(request, arch):
+    from trainer.contract.boft_rank import model_widths
+    from trainer.networks import build_network
+
+    base = request.getfixturevalue(f"tiny_{arch}")
+    config, _ = from_dict({"model": {"base": str(base)}, "dataset": {"path": "d"}, "network": {"type": "boft"}})
+    model = _fresh(base, arch)
+    network = build_network(config.network, model.unet, model.text_encoders, arch, True)
+    adapted = {module.dim for module in network.all_loras()}  # lycoris' output width of each adapted layer
+    assert set(model_widths(str(base), arch, True)) == adapted

@@ -11,9 +11,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainer.contract.boft_rank import STANDARD_WIDTHS, boft_rank_message, model_widths
 from trainer.contract.config.schema import Config, Problem
 from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
-from trainer.contract.model_ref import check_model
+from trainer.contract.model_ref import check_model, local_model_arch
 
 
 @dataclass
@@ -95,10 +96,28 @@ def _output_folder_problems(config: Config) -> list[Problem]:
     return []
 
 
+def check_network(config: Config) -> list[Problem]:
+    """Problems between the network and the model's layers: a BOFT rank that cannot split them."""
+    if config.network.type != "boft" or not config.model.base:
+        return []
+    train_te = config.optimizer.text_encoder_lr > 0
+    arch = local_model_arch(config.model.base)
+    if arch is None:  # a hub id: checked against both architectures, whose widths need the same ranks
+        widths = tuple(sorted({w for standard in STANDARD_WIDTHS.values() for part, group in standard.items()
+                               if part == "unet" or train_te for w in group}))
+    else:
+        widths = model_widths(config.model.base, arch, train_te)
+    message = boft_rank_message(config.network.dim, widths)
+    return [Problem("network.dim", message)] if message else []
+
+
 def preflight(config: Config) -> Preflight:
-    """Check the model, the dataset and the output folder of a validated config."""
+    """Check the model, the dataset, the network against the model and the output folder of a validated config."""
     result = Preflight()
-    result.problems += check_model(config.model.base)
+    model_problems = check_model(config.model.base)
+    result.problems += model_problems
+    if not model_problems:
+        result.problems += check_network(config)
     dataset_problems, result.scan = check_dataset(config)
     result.problems += dataset_problems
     result.problems += check_output(config)

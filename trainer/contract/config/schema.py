@@ -114,9 +114,11 @@ class NetworkConfig:
                         "files) adapt the convolutions too; `ia3` ((IA)³) only rescales the attention "
                         "layers' outputs: tiny files, good for styles, and it wants a much higher learning "
                         "rate; `boft` (orthogonal fine-tuning) keeps the base model's structure and is hard "
-                        "to overtrain; `glora` is a generalised LoRA. Every type but `lora` and `locon` "
-                        "saves a LyCORIS file: ComfyUI and A1111 read them (A1111 may not read `boft`), "
-                        "diffusers does not.", choices=SUPPORTED_NETWORKS)
+                        "to overtrain (its dim is a block size: at least 10 on SD1.5 and SDXL); `glora` is "
+                        "a generalised LoRA. Every type but `lora` and `locon` saves a LyCORIS file, which "
+                        "A1111 and ComfyUI apply and diffusers refuses; `ia3` files apply only in A1111 "
+                        "(ComfyUI and Forge ignore them) and Forge skips `boft` files. The full table is in "
+                        "docs/contract.md.", choices=SUPPORTED_NETWORKS)
     dim: int = setting(8, "LoRA rank: capacity and file size grow with it.", minimum=1, maximum=1024)
     alpha: float = setting(4.0, "Scales the LoRA's effect by alpha/dim; half of dim is the "
                            "guide's choice.", minimum=0.0, maximum=1024)
@@ -127,7 +129,9 @@ class NetworkConfig:
     dora: bool = setting(False, "DoRA: split each adapted weight into a direction and a magnitude and "
                          "train both; often better quality than the plain type at the same rank, somewhat "
                          "slower. Works with `lora`, `locon`, `loha` and `lokr`, and saves a LyCORIS file "
-                         "(read by A1111 and ComfyUI; diffusers reads DoRA files wrongly).")
+                         "with the magnitudes along each layer's input axis, the form A1111, ComfyUI and "
+                         "Forge apply exactly as trained (diffusers drops them; LyCORIS' own file loader "
+                         "expects the output axis and refuses the file).")
 
 
 @dataclass
