@@ -19,7 +19,8 @@ from trainer.contract.config.schema import Config, Problem, effective_resolution
 from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.plan import StepPlan, plan_steps
-from trainer.contract.preflight import check_dataset, check_output
+from trainer.contract.prediction import Resolved, detect_prediction, resolve_prediction
+from trainer.contract.preflight import check_dataset, check_output, check_prediction
 
 DATASET_KEYS = ("dataset.path", "dataset.repeats", "dataset.caption_extension", "dataset.trigger_word")
 """Settings whose change means the dataset must be read again."""
@@ -145,6 +146,8 @@ class Assessment:
     facts: DatasetFacts
     estimates: Estimates | None = None
     """None until the architecture is known."""
+    prediction: Resolved | None = None
+    """What the run will train with (noise or v-prediction, zero terminal SNR) and why; None without a model."""
 
     @property
     def startable(self) -> bool:
@@ -156,8 +159,13 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
     """Assess an in-memory config; pass the last ``facts`` to skip re-reading an unchanged dataset."""
     if facts is None or facts.key != dataset_key(config):
         facts = read_dataset(config)
-    problems = list(parse_problems) + validate(config) + check_model(config.model.base) + facts.problems \
-        + check_output(config)
+    model_problems = check_model(config.model.base)
+    problems = list(parse_problems) + validate(config) + model_problems + facts.problems + check_output(config)
+    prediction = None
+    if config.model.base and not model_problems:
+        problems += check_prediction(config)
+        prediction = resolve_prediction(config.model.prediction, config.model.zero_terminal_snr,
+                                        detect_prediction(config.model.base, config.model.single_file_config))
     # An impossible arch or resolution is named by the config's validation; these only read good ones.
     arch = config.model.arch if config.model.arch in ("sd15", "sdxl") else local_model_arch(config.model.base)
     plan = None
@@ -172,5 +180,5 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
     tiny_model = (Path(config.model.base) / "loratui-tiny.json").is_file()
     if arch is not None and not validate(config) and not tiny_model:
         estimates = estimate(config, arch, plan, list(gpus))
-    context = Context(config, arch, facts.scan, plan, facts.captions, estimates)
-    return Assessment(config, problems, evaluate(context), arch, plan, facts, estimates)
+    context = Context(config, arch, facts.scan, plan, facts.captions, estimates, prediction)
+    return Assessment(config, problems, evaluate(context), arch, plan, facts, estimates, prediction)

@@ -43,6 +43,9 @@ def summary_line(assessment: Assessment | None) -> str:
     if plan is not None:
         parts.append(f"{plan.images} images · {plan.total_steps} steps (guide's formula {plan.formula_steps:g})")
     parts.append(assessment.arch or "architecture unknown")
+    prediction = assessment.prediction
+    if prediction is not None and prediction.prediction == "v_prediction":
+        parts.append("v-prediction" + (" + zero terminal SNR" if prediction.zero_terminal_snr else ""))
     estimates = estimates_text(assessment.estimates)
     if estimates:
         parts.append(estimates)

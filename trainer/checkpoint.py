@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -28,6 +29,9 @@ from trainer.optim import optimizer_description
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
 """sd-scripts' ss_base_model_version values."""
+MODELSPEC_ARCHITECTURES = {"sd15": "stable-diffusion-v1/lora", "sdxl": "stable-diffusion-xl-v1-base/lora"}
+MODELSPEC_IMPLEMENTATIONS = {"sd15": "diffusers", "sdxl": "https://github.com/Stability-AI/generative-models"}
+"""The SAI model-spec values sd-scripts (library/sai_model_spec.py) writes for SD1.5 and SDXL LoRAs."""
 
 
 @dataclass
@@ -61,8 +65,13 @@ def dataset_folders(root: Path, images: list[tuple[Path, int, str]]) -> dict[str
 
 def training_metadata(config: Config, arch: str, *, resolution: int, images: int, total_steps: int,
                       batches_per_epoch: int, tag_frequency: dict[str, int], started_at: float,
-                      session_id: str, folders: dict[str, DatasetFolder] | None = None) -> dict[str, str]:
+                      session_id: str, folders: dict[str, DatasetFolder] | None = None,
+                      prediction: str = "epsilon", zero_terminal_snr: bool = False) -> dict[str, str]:
     """The metadata that stays the same through a run (per-save keys are added by ``save_lora``).
+
+    Besides sd-scripts' ``ss_*`` keys it carries the SAI model-spec keys sd-scripts writes
+    (``modelspec.*``: architecture, implementation, title, resolution, prediction type), which
+    UIs and model sites read; ``prediction`` and ``zero_terminal_snr`` are what the run trained with.
 
     ``folders`` (from ``dataset_folders``) lists the images per folder as sd-scripts does; without
     it the whole dataset is one entry with ``images`` images, ``dataset.repeats`` each, and the
@@ -122,7 +131,16 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_dataset_dirs": json.dumps({name: {"n_repeats": f.repeats, "img_count": f.images}
                                        for name, f in folders.items()}),
         "ss_tag_frequency": json.dumps({name: f.tags for name, f in folders.items()}, ensure_ascii=False),
+        "ss_zero_terminal_snr": str(zero_terminal_snr),
+        "modelspec.sai_model_spec": "1.0.1",
+        "modelspec.architecture": MODELSPEC_ARCHITECTURES[arch],
+        "modelspec.implementation": MODELSPEC_IMPLEMENTATIONS[arch],
+        "modelspec.title": config.output.name,
+        "modelspec.resolution": f"{resolution}x{resolution}",
+        "modelspec.prediction_type": "v" if prediction == "v_prediction" else "epsilon",
     }
+    if arch == "sd15" and config.model.clip_skip > 1:
+        meta["modelspec.encoder_layer"] = str(config.model.clip_skip)  # as sd-scripts, only when clip skip is set
     return meta
 
 
@@ -155,8 +173,9 @@ def save_lora(path: Path, network: LoRANetwork | LycorisAdapterNetwork, metadata
               precision: str) -> Path:
     """Write the network's weights with metadata to ``path`` atomically; return the path."""
     tensors = network.kohya_state_dict(SAVE_DTYPES[precision])
-    meta = dict(metadata, ss_epoch=str(epoch), ss_steps=str(step),
-                ss_training_finished_at=str(time.time()))
+    now = time.time()
+    meta = dict(metadata, ss_epoch=str(epoch), ss_steps=str(step), ss_training_finished_at=str(now))
+    meta["modelspec.date"] = datetime.fromtimestamp(int(now)).isoformat()  # sd-scripts' form: local time, no zone
     # safetensors picks the format from the file name; the temporary name must stay usable.
     atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return Path(path)

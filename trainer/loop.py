@@ -31,7 +31,8 @@ from trainer.contract.stop import StopRequest
 from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.distributed import Ranks
 from trainer.fused import make_update
-from trainer.models import detect_arch, load_base_model, on_device, place_for_training, sdxl_time_ids
+from trainer.models import (apply_prediction, detect_arch, load_base_model, on_device, place_for_training,
+                            sdxl_time_ids)
 from trainer.networks import build_network, uses_lycoris
 from trainer.optim import averaged_weights, build_scheduler, start_training
 from trainer.packed_optimizer import build_packed_optimizer
@@ -78,6 +79,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     model = load_base_model(config.model.base, arch, precision.weight_dtype, precision.device,
                             config.model.single_file_config)
     model.clip_skip = config.model.clip_skip if arch == "sd15" else 1
+    prediction = apply_prediction(model, config.model.base, config.model.prediction, config.model.zero_terminal_snr,
+                                  config.model.single_file_config)
+    events.emit("status", phase="loading", message=f"The model predicts {prediction.explanation}.")
     if config.training.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
 
@@ -167,7 +171,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                               [(i.source.path, i.source.repeats, c) for i, c in zip(images, captions)])
     metadata = training_metadata(config, arch, resolution=resolution, images=len(images), total_steps=total_steps,
                                  batches_per_epoch=per_epoch, tag_frequency=tags, folders=folders,
-                                 started_at=started_at, session_id=new_session_id())
+                                 started_at=started_at, session_id=new_session_id(),
+                                 prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr)
 
     # Optimizer and schedule.
     fused = config.training.fused_backward_pass
@@ -200,7 +205,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 total_steps=total_steps,
                 formula_steps=sum(repeats) * config.training.epochs / (batch_size * ranks.world),
                 trainable_parameters=sum(p.numel() for p in network.parameters()),
-                text_encoder_outputs_cached=text_cache is not None, resumed_from_step=done.step if resume else None)
+                text_encoder_outputs_cached=text_cache is not None, resumed_from_step=done.step if resume else None,
+                prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr)
 
     def checkpoint(path: Path, epoch: int, reason: str) -> Path | None:
         # The LoRA and the state that resumes after it are saved together (schedule-free: averaged weights).

@@ -20,7 +20,8 @@ import torch
 
 from trainer.contract.errors import TrainerError
 from trainer.contract.model_ref import (DEFAULT_SINGLE_FILE_CONFIGS, arch_from_checkpoint_keys, arch_from_model_index,
-                               local_model_arch, safetensors_keys)
+                                        local_model_arch, safetensors_keys)
+from trainer.contract.prediction import Detected, Resolved, detect_prediction, resolve_prediction
 
 
 @dataclass
@@ -39,6 +40,35 @@ class BaseModel:
     @property
     def prediction_type(self) -> str:
         return self.noise_scheduler.config.prediction_type
+
+    @property
+    def zero_terminal_snr(self) -> bool:
+        return bool(self.noise_scheduler.config.get("rescale_betas_zero_snr", False))
+
+
+def apply_prediction(model: BaseModel, base: str, requested: str, zero_terminal_snr: bool,
+                     single_file_config: str = "") -> Resolved:
+    """Give the model the noise schedule it was trained with: prediction type and zero terminal SNR.
+
+    A single file's scheduler config comes from the official repository (epsilon), so what the
+    file itself says (its ``v_pred``/``ztsnr`` markers) is applied here; a hub model's own
+    scheduler config, downloaded with it, answers when nothing could be read beforehand.
+    """
+    from diffusers import DDPMScheduler
+
+    detected = detect_prediction(base, single_file_config)
+    if detected.prediction is None:
+        loaded = model.noise_scheduler.config
+        detected = Detected("v_prediction" if loaded.prediction_type == "v_prediction" else "epsilon",
+                            bool(loaded.get("rescale_betas_zero_snr", False)),
+                            "the scheduler config it was loaded with")
+    resolved = resolve_prediction(requested, zero_terminal_snr, detected)
+    # Zero terminal SNR: the betas rescaled so the last step's signal is exactly zero (Lin et al. 2023,
+    # Algorithm 1), which diffusers' DDPMScheduler does from this flag.
+    model.noise_scheduler = DDPMScheduler.from_config(model.noise_scheduler.config,
+                                                      prediction_type=resolved.prediction,
+                                                      rescale_betas_zero_snr=resolved.zero_terminal_snr)
+    return resolved
 
 
 def detect_arch(base: str) -> str:

@@ -36,6 +36,10 @@ STRENGTHS = (0.7, 1.0)
 GUIDANCE_SCALE = {"sd15": 7.5, "sdxl": 5.0}
 """Classifier-free guidance per architecture: the diffusers pipelines' own defaults."""
 
+GUIDANCE_RESCALE_ZERO_TERMINAL_SNR = 0.7
+"""Rescaled classifier-free guidance for zero-terminal-SNR models (the paper's φ = 0.7): without it
+their samples come out over-exposed and washed out, which would make a good LoRA look broken."""
+
 PROMPT_TAGS = 6
 """At most this many of the dataset's common tags follow the trigger word in the default prompt."""
 
@@ -143,6 +147,11 @@ class Sampler:
                 f"Size: {s.resolution}x{s.resolution}")
 
 
+def guidance_rescale(model: BaseModel) -> float:
+    """The CFG rescale the samples use: 0.7 for a zero-terminal-SNR schedule, else none."""
+    return GUIDANCE_RESCALE_ZERO_TERMINAL_SNR if model.zero_terminal_snr else 0.0
+
+
 def build_pipeline(model: BaseModel) -> Any:
     """A diffusers pipeline over the components in memory, with an Euler sampler and no safety checker."""
     from diffusers import (
@@ -152,7 +161,10 @@ def build_pipeline(model: BaseModel) -> Any:
     )
 
     # from_config keeps the model's schedule (betas, prediction type, offsets); only the sampler changes.
-    scheduler = EulerDiscreteScheduler.from_config(model.noise_scheduler.config)
+    # With zero terminal SNR the first step must start at the last timestep (pure noise), so the
+    # timesteps are spaced from the end ("trailing"), as the zero-terminal-SNR paper samples.
+    extra = {"timestep_spacing": "trailing"} if model.zero_terminal_snr else {}
+    scheduler = EulerDiscreteScheduler.from_config(model.noise_scheduler.config, **extra)
     if model.arch == "sdxl":
         pipe = StableDiffusionXLPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
                                          text_encoder_2=model.text_encoders[1], tokenizer=model.tokenizers[0],
@@ -184,7 +196,8 @@ def generate(pipe: Any, model: BaseModel, precision: Precision, prompt: str, *, 
     generator = torch.Generator("cpu").manual_seed(seed)
     with precision.context():
         latents = pipe(**conditioning, height=resolution, width=resolution, num_inference_steps=steps,
-                       guidance_scale=GUIDANCE_SCALE[model.arch], generator=generator, output_type="latent").images
+                       guidance_scale=GUIDANCE_SCALE[model.arch], guidance_rescale=guidance_rescale(model),
+                       generator=generator, output_type="latent").images
     return _decode(pipe, model.vae, latents)
 
 

@@ -88,8 +88,10 @@ def min_snr_weights(model: BaseModel, timesteps: torch.Tensor, gamma: float) -> 
     """Per-sample loss weights of Min-SNR-γ (Hang et al. 2023): min(SNR, γ) / SNR, or / (SNR + 1) for v-prediction."""
     alphas = model.noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
     snr = alphas / (1 - alphas)
-    capped = torch.clamp(snr, max=gamma)
-    return capped / (snr + 1) if model.prediction_type == "v_prediction" else capped / snr
+    if model.prediction_type == "v_prediction":
+        return torch.clamp(snr, max=gamma) / (snr + 1)
+    # min(SNR, γ) / SNR written as min(γ / SNR, 1): zero terminal SNR's last step has SNR 0 exactly.
+    return torch.clamp(gamma / snr, max=1.0)
 
 
 def diffusion_loss(model: BaseModel, latents: torch.Tensor, conditioning: tuple[torch.Tensor, torch.Tensor | None],

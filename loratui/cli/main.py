@@ -196,6 +196,8 @@ def _print_findings(config: Path, result) -> None:
     if plan is not None:
         print(f"{config}: {plan.images} images, {plan.total_steps} steps "
               f"(guide's formula: {plan.formula_steps:g}), {len(result.findings)} findings")
+    if result.prediction is not None:
+        print(f"model: predicts {result.prediction.explanation}")
     if result.estimates is not None:
         print(f"estimates: {estimates_text(result.estimates)}")
     for finding in result.findings:

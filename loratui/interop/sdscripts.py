@@ -32,6 +32,7 @@ from loratui.interop.tomlout import dataset_toml, flat_toml
 from trainer.contract.config.schema import Config, effective_resolution
 from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
 from trainer.contract.plan import BUCKET_STEP, assign_bucket, count_batches
+from trainer.contract.prediction import Detected, detect_prediction, resolve_prediction
 
 SD15_SCRIPT = "train_network.py"
 SDXL_SCRIPT = "sdxl_train_network.py"
@@ -181,6 +182,29 @@ def _resolve_arch(config: Config, report: MappingReport) -> str:
     return arch
 
 
+def _prediction_settings(config: Config, report: MappingReport) -> list[tuple[str, Any]]:
+    """sd-scripts' v_parameterization and zero_terminal_snr: it trains noise prediction unless told otherwise,
+    so what loratui reads from the model under ``auto`` is written out explicitly."""
+    detected = detect_prediction(config.model.base, config.model.single_file_config) if config.model.base \
+        else Detected(None, False, "")
+    resolved = resolve_prediction(config.model.prediction, config.model.zero_terminal_snr, detected)
+    pairs: list[tuple[str, Any]] = []
+    if resolved.prediction == "v_prediction":
+        pairs.append(("v_parameterization", True))
+        if config.model.prediction == "auto":
+            report.approx("model.prediction", "v_parameterization", "auto", f"written out: the model predicts "
+                          f"{resolved.explanation}")
+        else:
+            report.map("model.prediction", "v_parameterization")
+    elif config.model.prediction == "epsilon":
+        report.approx("model.prediction", "(sd-scripts' default)", "epsilon", "noise prediction is what sd-scripts "
+                      "trains unless told otherwise; imported back, it reads as auto")
+    if resolved.zero_terminal_snr:
+        pairs.append(("zero_terminal_snr", True))
+        report.map("model.zero_terminal_snr", "zero_terminal_snr")
+    return pairs
+
+
 def _model_and_network(config: Config, arch: str, report: MappingReport) -> list[tuple[str, Any]]:
     pairs: list[tuple[str, Any]] = [("pretrained_model_name_or_path", config.model.base)]
     report.map("model.base", "pretrained_model_name_or_path")
@@ -193,6 +217,7 @@ def _model_and_network(config: Config, arch: str, report: MappingReport) -> list
     elif config.model.clip_skip != 1:
         report.drop("model.clip_skip", config.model.clip_skip, "SDXL always uses its penultimate layer (here and in "
                     "sd-scripts, which ignores clip_skip for SDXL)")
+    pairs += _prediction_settings(config, report)
     module, args = network_settings(config)
     pairs += [("network_module", module), ("network_dim", config.network.dim),
               ("network_alpha", config.network.alpha)]

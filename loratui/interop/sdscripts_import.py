@@ -95,6 +95,14 @@ class Importer(DatasetMapping):
             self.src.get("clip_skip")
         else:
             self.take("clip_skip", "model.clip_skip", default=1, default_note="sd-scripts' default (the last layer)")
+        if self.src.has("v_parameterization") and self.src.get("v_parameterization"):
+            self.mapped("v_parameterization", True, "model.prediction", "v_prediction")
+        else:
+            self.src.get("v_parameterization")
+            self.set("model.prediction", "auto")
+            self.report.default("model.prediction", "auto", "sd-scripts trains noise prediction unless told; "
+                                "loratui reads what the model predicts (a v-pred file's marker, a folder's config)")
+        self.take("zero_terminal_snr", "model.zero_terminal_snr", bool)
 
     # ---- network ----------------------------------------------------------------------------------
     def _network(self) -> None:

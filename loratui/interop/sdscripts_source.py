@@ -19,8 +19,9 @@ NO_EFFECT_REASONS = {
      "skip_cache_check", "cache_info"): "loratui loads data and manages memory its own way",
     ("logging_dir", "log_with", "log_prefix", "log_tracker_name", "log_tracker_config", "wandb_run_name",
      "wandb_api_key", "log_config"): "loratui logs every step to the run folder's events.jsonl",
-    ("v2", "v_parameterization", "scale_v_pred_loss_like_noise_pred", "v_pred_like_loss", "zero_terminal_snr"):
-        "loratui trains SD1.5 and SDXL (epsilon prediction) only",
+    ("v2",): "loratui trains SD1.5 and SDXL only",
+    ("scale_v_pred_loss_like_noise_pred", "v_pred_like_loss"):
+        "loratui weights a v-prediction loss by Min-SNR (training.min_snr_gamma) only",
     ("gradient_accumulation_steps",): "loratui has no gradient accumulation; raise training.batch_size instead",
     ("network_dropout", "scale_weight_norms", "network_weights", "dim_from_weights", "base_weights",
      "base_weights_multiplier", "network_train_text_encoder_only"): "loratui's networks have no such option",

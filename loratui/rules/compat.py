@@ -30,3 +30,15 @@ def restarts_of_one(ctx: Context):
         return None
     return "tip", ("cosine_with_restarts with 1 cycle is plain cosine. The guide's proven setting is 3 "
                    "cycles."), Fix({"scheduler.restarts": 3}, "use 3 cycles")
+
+
+@rule("model.zero_terminal_snr_epsilon", "model.zero_terminal_snr",
+      "Zero terminal SNR on a model that predicts noise.")
+def zero_snr_with_epsilon(ctx: Context):
+    prediction = ctx.prediction
+    if prediction is None or not prediction.zero_terminal_snr or prediction.prediction != "epsilon":
+        return None
+    return "danger", ("Zero terminal SNR makes the last step pure noise, where a model that predicts the noise "
+                      "has nothing to go on: that step's loss is meaningless and the samples wash out. Use it only "
+                      "with a v-prediction model (set model.prediction if this one is)."), \
+        Fix({"model.zero_terminal_snr": False}, "turn zero terminal SNR off")

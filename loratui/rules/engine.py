@@ -66,6 +66,8 @@ class Context:
     captions: CaptionStats | None = None
     estimates: Any = None
     """A ``loratui.estimates`` summary (file size, VRAM, GPU), when known."""
+    prediction: Any = None
+    """What the run trains with (a ``trainer.contract.prediction.Resolved``), when a model is set."""
 
     def value(self, key: str) -> Any:
         return get_value(self.config, key)

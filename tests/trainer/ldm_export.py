@@ -87,8 +87,12 @@ def _open_clip(encoder, prefix: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def export_single_file(model_dir: Path, target: Path) -> Path:
-    """Write the diffusers model in ``model_dir`` as one original-layout checkpoint at ``target``."""
+def export_single_file(model_dir: Path, target: Path, markers: tuple[str, ...] = ()) -> Path:
+    """Write the diffusers model in ``model_dir`` as one original-layout checkpoint at ``target``.
+
+    ``markers`` adds bare, empty tensors such as ``v_pred`` and ``ztsnr``, the way NoobAI-style
+    v-prediction checkpoints say what they are.
+    """
     from diffusers import DiffusionPipeline
 
     pipe = DiffusionPipeline.from_pretrained(model_dir)
@@ -99,6 +103,7 @@ def export_single_file(model_dir: Path, target: Path) -> Path:
     else:
         tensors |= _clip(pipe.text_encoder, "cond_stage_model.transformer.")
     tensors = {k: v.contiguous() for k, v in tensors.items()}
+    tensors |= {marker: torch.zeros(0) for marker in markers}
     if target.suffix == ".ckpt":
         torch.save({"state_dict": tensors}, target)
     else:

@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Names read in kohya-ss/sd-scripts (library/train_util.py, train_network.py, library/config_util.py).
 SD_SCRIPTS_ARGUMENTS = {
-    "pretrained_model_name_or_path", "clip_skip", "network_module", "network_dim", "network_alpha", "network_args",
+    "pretrained_model_name_or_path", "clip_skip", "v_parameterization", "zero_terminal_snr",
+    "network_module", "network_dim", "network_alpha", "network_args",
     "optimizer_type", "optimizer_args", "learning_rate", "unet_lr", "text_encoder_lr", "network_train_unet_only",
     "max_grad_norm", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles", "lr_scheduler_type",
     "lr_scheduler_args", "max_train_epochs", "train_batch_size", "mixed_precision", "seed", "gradient_checkpointing",
@@ -90,6 +91,8 @@ def expected_back(config: Config, arch: str) -> Config:
               "training.fused_backward_pass": False, "dataset.trigger_word": config.dataset.trigger_word.strip()}
     if arch == "sdxl":
         losses["model.clip_skip"] = 1
+    if config.model.prediction == "epsilon":  # sd-scripts' default, so not written; it comes back as auto
+        losses["model.prediction"] = "auto"
     if config.dataset.resolution == 0:
         losses["dataset.resolution"] = native_resolution(arch)
     if config.network.type not in ("locon", "loha", "lokr"):
@@ -619,3 +622,19 @@ def test_a_bad_dataset_config_is_named(tmp_path):
         import_file(path)
     with pytest.raises(InteropError, match="--dataset-config .*other.toml: no such file"):
         import_file(path, tmp_path / "other.toml")
+
+
+def test_v_prediction_and_zero_terminal_snr_cross_both_ways(tmp_path):
+    root = make_dataset(tmp_path / "dataset")
+    path = tmp_path / "vpred.toml"
+    path.write_text(f'pretrained_model_name_or_path = "m"\ntrain_data_dir = "{root}"\n'
+                    'v_parameterization = true\nzero_terminal_snr = true\n')
+    config = import_file(path).config
+    assert (config.model.prediction, config.model.zero_terminal_snr) == ("v_prediction", True)
+    exported = tomllib.loads(export_sdscripts(config, tmp_path / "out").files["config.toml"])
+    assert exported["v_parameterization"] is True and exported["zero_terminal_snr"] is True
+    # Without v_parameterization sd-scripts would train noise prediction; loratui keeps auto and says so.
+    path.write_text(f'pretrained_model_name_or_path = "m"\ntrain_data_dir = "{root}"\n')
+    result = import_file(path)
+    assert result.config.model.prediction == "auto"
+    assert any(e.source == "model.prediction" for e in result.report.defaulted)

@@ -13,12 +13,14 @@ from trainer.contract.dataset_scan import CaptionStats
 from trainer.contract.config.schema import Config, validate, with_value
 from trainer.contract.dataset_scan import DatasetImage, DatasetScan
 from trainer.contract.plan import plan_steps
+from trainer.contract.prediction import Resolved
 
 ROOT = Path("/data/zkchar")
 
 
 def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", folder: str | None = None,
-         missing: int = 0, without_trigger: int = 0, gpu: GpuInfo | None = None, **settings) -> Context:
+         missing: int = 0, without_trigger: int = 0, gpu: GpuInfo | None = None, prediction: Resolved | None = None,
+         **settings) -> Context:
     """A context for a dataset of ``images`` pictures and a config with ``section__key=value`` settings."""
     config = with_value(Config(), "dataset.trigger_word", "zkchar")
     config = with_value(config, "dataset.resolution", 1024 if arch == "sdxl" else 768)
@@ -34,7 +36,7 @@ def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", fold
     captions = CaptionStats(images, tuple(f.path for f in files[:missing]), (),
                             tuple(f.path for f in files[missing:missing + without_trigger]))
     estimates = estimate(config, arch, plan, [gpu] if gpu else []) if arch else None
-    return Context(config, arch, scan, plan, captions, estimates)
+    return Context(config, arch, scan, plan, captions, estimates, prediction)
 
 
 SMALL_GPU = GpuInfo("NVIDIA GeForce RTX 3060", 12288, 0)
@@ -104,6 +106,9 @@ CASES = {
                            make(25, network__type="boft", network__dim=16, model__base="org/model"))],
     "network.loaders": [(make(25, network__type="ia3"), "warn", make(25, network__type="locon")),
                         (make(25, network__type="boft", network__dim=16), "tip", make(25, network__type="glora"))],
+    "model.zero_terminal_snr_epsilon": [(make(25, prediction=Resolved("epsilon", True, "set"),
+                                              model__zero_terminal_snr=True), "danger",
+                                         make(25, prediction=Resolved("v_prediction", True, "read")))],
     "compat.rex_with_came": [(make(25, scheduler__name="rex"), "tip",
                               make(25, scheduler__name="rex", optimizer__name="came"))],
     "compat.restarts_without_cycles": [(make(25, scheduler__restarts=1), "tip", make(25))],

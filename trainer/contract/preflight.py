@@ -15,6 +15,7 @@ from trainer.contract.boft_rank import STANDARD_WIDTHS, boft_rank_message, model
 from trainer.contract.config.schema import Config, Problem
 from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
 from trainer.contract.model_ref import check_model, local_model_arch
+from trainer.contract.prediction import detect_prediction
 
 
 @dataclass
@@ -111,13 +112,24 @@ def check_network(config: Config) -> list[Problem]:
     return [Problem("network.dim", message)] if message else []
 
 
+def check_prediction(config: Config) -> list[Problem]:
+    """Problems with what the model predicts: a noise schedule this trainer cannot train (EDM v-prediction)."""
+    if not config.model.base:
+        return []
+    detected = detect_prediction(config.model.base)
+    if detected.unsupported:
+        return [Problem("model.base", f"{config.model.base}: {detected.unsupported}. Train on the model's "
+                        "discrete v-prediction or epsilon version instead.")]
+    return []
+
+
 def preflight(config: Config) -> Preflight:
     """Check the model, the dataset, the network against the model and the output folder of a validated config."""
     result = Preflight()
     model_problems = check_model(config.model.base)
     result.problems += model_problems
     if not model_problems:
-        result.problems += check_network(config)
+        result.problems += check_network(config) + check_prediction(config)
     dataset_problems, result.scan = check_dataset(config)
     result.problems += dataset_problems
     result.problems += check_output(config)

@@ -69,6 +69,13 @@ class ModelConfig:
     clip_skip: int = setting(1, "SD1.5 only: condition on the text encoder's N-th layer from the end; 2 suits "
                              "anime models descended from NovelAI. SDXL always uses its penultimate layer.",
                              minimum=1, maximum=4)
+    prediction: str = setting("auto", "What the model predicts: `epsilon` (the noise; most models) or "
+                              "`v_prediction` (NoobAI-XL v-pred and other v-pred models). `auto` reads it from a "
+                              "folder's scheduler config or a single file's `v_pred` marker; a v-pred model trained "
+                              "as epsilon gives a LoRA that draws noise.", choices=("auto", "epsilon", "v_prediction"))
+    zero_terminal_snr: bool = setting(False, "Rescale the noise schedule so its last step is pure noise, as zero-"
+                                      "terminal-SNR v-pred models were trained (`auto` turns it on for a model with "
+                                      "the `ztsnr` marker). Only for v-prediction.")
 
 
 @dataclass
