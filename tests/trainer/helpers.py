@@ -80,3 +80,48 @@ def finish_trainer(process: subprocess.Popen, timeout: float = 240) -> int:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _ups(tensors: dict, prefix: str) -> dict:
+    """The ``lora_up`` weights whose names start with ``prefix`` (``lora_unet_``, ``lora_te``)."""
+    return {k: t for k, t in tensors.items() if k.startswith(prefix) and k.endswith(".lora_up.weight")}
+
+
+def _untouched(ups: dict) -> list[str]:
+    # Every lora_up starts at exactly zero, so one that is still all zero never received an update.
+    return sorted(k for k, t in ups.items() if not t.float().abs().max() > 0)
+
+
+def unreachable_prefix(model: Path, arch: str) -> str:
+    """The name prefix of the adapters no gradient can reach ("" when there are none).
+
+    SDXL conditions on the *penultimate* layer of its first text encoder (and takes its pooled
+    embedding from the second one), so that encoder's last layer reaches nothing: its adapters,
+    if the network has them, keep their zero start (sd-scripts saves them the same way).
+    """
+    if arch != "sdxl":
+        return ""
+    import json
+    layers = json.loads((Path(model) / "text_encoder" / "config.json").read_text())["num_hidden_layers"]
+    return f"lora_te1_text_model_encoder_layers_{layers - 1}_"
+
+
+def assert_every_adapter_trained(tensors: dict, model: Path, arch: str, text_encoder: bool) -> None:
+    """Every UNet ``lora_up`` moved, and with ``text_encoder`` every text-encoder one a gradient can reach,
+    under each prefix the architecture has (``lora_te_``, or ``lora_te1_`` and ``lora_te2_``)."""
+    import torch
+    assert all(torch.isfinite(t.float()).all() for t in tensors.values())
+    unet = _ups(tensors, "lora_unet_")
+    assert unet and _untouched(unet) == []
+    prefixes = ["lora_te_"] if arch == "sd15" else ["lora_te1_", "lora_te2_"]
+    if not text_encoder:
+        assert not _ups(tensors, "lora_te"), "the text encoder was not trained but the file holds its weights"
+        return
+    unreachable = unreachable_prefix(model, arch)
+    for prefix in prefixes:
+        te = _ups(tensors, prefix)
+        assert te, f"the text encoder was trained but the file holds no {prefix} weights"
+        never = {k for k in te if unreachable and k.startswith(unreachable)}
+        # Those get no gradient by design: had they moved, the UNet would be conditioned on the wrong layer.
+        assert _untouched({k: te[k] for k in never}) == sorted(never)
+        assert _untouched({k: t for k, t in te.items() if k not in never}) == [], prefix
