@@ -84,6 +84,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     events.emit("status", phase="loading", message=f"The model predicts {prediction.explanation}.")
     if config.training.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
+    # Seeded again: the network's random start must not depend on how many random numbers loading
+    # drew (diffusers 0.35 initialises a single-file SDXL randomly before loading its weights; 0.42 does not).
+    torch.manual_seed(seed)
 
     # Network.
     train_te = config.optimizer.text_encoder_lr > 0
