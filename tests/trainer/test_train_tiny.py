@@ -83,7 +83,7 @@ def test_trained_lora_loads_in_diffusers_and_changes_the_output(arch_model, netw
     # diffusers loads it, the output changes, and it equals our own network's output.
     pipe = _pipeline(model)
     base = _latents(pipe)
-    pipe.load_lora_weights(str(lora))
+    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)  # the folder-and-name form every version takes
     loaded = _latents(pipe)
     assert (loaded - base).abs().max() > 1e-3
 

@@ -35,6 +35,20 @@ def test_the_config_reference_is_generated_from_the_schema():
         assert f"`{key.split('.')[-1]}`" in block
 
 
+def test_the_oldest_versions_ci_tests_are_pyprojects_lower_bounds():
+    from trainer.contract.config.toml_io import tomllib
+
+    floors = {}
+    for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9][0-9A-Za-z.]*)", requirement)
+        if match:
+            floors[match[1].lower()] = match[2]
+    pins = dict(re.findall(r'"([a-z0-9-]+)==([0-9][0-9A-Za-z.]*)"', (REPO / ".ci" / "edges").read_text()))
+    pins.pop("torch")  # the newest end keeps CI's CPU torch; its floor is documented, not installed
+    assert pins and all(floors[name] == version or floors[name] + ".0" == version for name, version in pins.items()), \
+        (floors, pins)
+
+
 def test_the_compatibility_table_in_the_contract_is_the_one_the_app_uses():
     from trainer.contract import compatibility
 

@@ -47,7 +47,15 @@ def build_tokenizer():
         vocab.setdefault(left + right, len(vocab))
     for token in SPECIAL_TOKENS:
         vocab[token] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=list(MERGES), model_max_length=77)
+    try:
+        return CLIPTokenizer(vocab=vocab, merges=list(MERGES), model_max_length=77)
+    except TypeError:  # transformers 4.x builds it from files only
+        import tempfile
+        with tempfile.TemporaryDirectory() as folder:
+            vocab_file, merges_file = Path(folder) / "vocab.json", Path(folder) / "merges.txt"
+            vocab_file.write_text(json.dumps(vocab))
+            merges_file.write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in MERGES))
+            return CLIPTokenizer(vocab_file=str(vocab_file), merges_file=str(merges_file), model_max_length=77)
 
 
 def _text_config(tokenizer, hidden_size: int = 32, projection_dim: int = 32):
