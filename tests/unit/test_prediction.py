@@ -55,7 +55,8 @@ def test_auto_follows_the_model_an_explicit_value_overrides_it_and_a_hub_model_i
     assert "read from its v_pred and ztsnr markers" in auto.explanation
     forced = resolve_prediction("epsilon", False, noob)
     assert (forced.prediction, forced.zero_terminal_snr) == ("epsilon", False)
-    assert "set by model.prediction (the model's v-prediction" in forced.explanation
+    assert "set by model.prediction, though according to its v_pred and ztsnr markers the model predicts the " \
+        "velocity" in forced.explanation
     hub = resolve_prediction("auto", False, detect_prediction("org/some-model"))
     assert hub.prediction == "epsilon" and "assumed" in hub.explanation and "model.prediction" in hub.explanation
 

@@ -92,20 +92,23 @@ def _from_folder(path: Path) -> Detected:
 def resolve_prediction(requested: str, zero_terminal_snr: bool, detected: Detected) -> Resolved:
     """The prediction type and zero-terminal-SNR setting a run uses, from the config and the model."""
     if requested != "auto":
-        ztsnr = zero_terminal_snr
-        said = f"set by model.prediction (the model's {_name(detected.prediction)} from {detected.source})" \
-            if detected.prediction and detected.prediction != requested else "set by model.prediction"
-        return Resolved(requested, ztsnr, f"{_name(requested)}, {said}" + _ztsnr_words(ztsnr))
+        what = _name(requested) + _ztsnr_words(zero_terminal_snr)
+        if detected.prediction and detected.prediction != requested:
+            return Resolved(requested, zero_terminal_snr, f"{what}, set by model.prediction, though according "
+                            f"to {detected.source} the model predicts {_name(detected.prediction)}")
+        return Resolved(requested, zero_terminal_snr, f"{what}, set by model.prediction")
     prediction = detected.prediction or "epsilon"
     ztsnr = zero_terminal_snr or detected.zero_terminal_snr
+    what = _name(prediction) + _ztsnr_words(ztsnr)
     if detected.prediction is None:
-        return Resolved(prediction, ztsnr, f"{_name(prediction)}, assumed ({detected.source}); set model.prediction "
-                        "for a v-prediction model" + _ztsnr_words(ztsnr))
-    return Resolved(prediction, ztsnr, f"{_name(prediction)}, read from {detected.source}" + _ztsnr_words(ztsnr))
+        return Resolved(prediction, ztsnr, f"{what}, assumed: {detected.source}; set model.prediction for a "
+                        "v-prediction model")
+    return Resolved(prediction, ztsnr, f"{what}, read from {detected.source}")
 
 
 def _name(prediction: str | None) -> str:
-    return {"v_prediction": "v-prediction", "epsilon": "noise (epsilon) prediction"}.get(prediction or "", "unknown")
+    return {"v_prediction": "the velocity (v-prediction)", "epsilon": "the noise (epsilon)"}.get(prediction or "",
+                                                                                               "unknown")
 
 
 def _ztsnr_words(on: bool) -> str:
