@@ -109,7 +109,8 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_base_model_version": BASE_MODEL_VERSIONS[arch],
         "ss_sd_model_name": Path(config.model.base).name or config.model.base,
         "ss_clip_skip": "None" if arch == "sdxl" else str(config.model.clip_skip),
-        "ss_max_token_length": "None",
+        # sd-scripts writes its argument as given: None for one window, else 150 or 225.
+        "ss_max_token_length": str(config.dataset.max_token_length) if config.dataset.max_token_length != 75 else "None",
         "ss_cache_latents": "True",
         "ss_seed": str(config.training.seed),
         # sd-scripts writes "None" for a feature that is off, the value when it is on.

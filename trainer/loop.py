@@ -31,8 +31,9 @@ from trainer.contract.stop import StopRequest
 from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.distributed import Ranks
 from trainer.fused import make_update
-from trainer.models import (apply_prediction, detect_arch, load_base_model, on_device, place_for_training,
-                            sdxl_time_ids)
+from trainer.long_prompts import WINDOWS
+from trainer.models import (apply_prediction, caption_tokens, detect_arch, load_base_model, on_device,
+                            place_for_training, sdxl_time_ids)
 from trainer.networks import build_network, uses_lycoris
 from trainer.optim import averaged_weights, build_scheduler, start_training
 from trainer.packed_optimizer import build_packed_optimizer
@@ -79,6 +80,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     model = load_base_model(config.model.base, arch, precision.weight_dtype, precision.device,
                             config.model.single_file_config)
     model.clip_skip = config.model.clip_skip if arch == "sd15" else 1
+    model.max_token_length = config.dataset.max_token_length
     prediction = apply_prediction(model, config.model.base, config.model.prediction, config.model.zero_terminal_snr,
                                   config.model.single_file_config)
     events.emit("status", phase="loading", message=f"The model predicts {prediction.explanation}.")
@@ -148,6 +150,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
 
     # Captions: read once; the text encoders' outputs are cached when nothing can change them.
     captions = [with_trigger(read_caption(i.source.caption_path), config.dataset.trigger_word) for i in images]
+    _warn_long_captions(events, model, images, captions, config.dataset.max_token_length)
     text_cache = None
     if not train_te and not config.dataset.shuffle_captions:
         # Encoded on the GPU before the UNet arrives; then the encoders, which no step runs, wait on the
@@ -352,3 +355,20 @@ def _gpu_memory(device: torch.device, total: float | None) -> dict[str, float]:
         return {}
     return {"vram_peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3),
             "vram_reserved_peak_gib": round(torch.cuda.max_memory_reserved(device) / 2**30, 3), "vram_total_gib": total}
+
+
+def _warn_long_captions(events: EventWriter, model, images: list, captions: list[str], window: int) -> None:
+    """One warning naming the captions whose tail the text encoders will never read (counted by the
+    model's own tokenizer), with the window that would hold them all."""
+    lengths = [caption_tokens(model, caption) for caption in captions]
+    long = [(image.source.caption_path, n) for image, n in zip(images, lengths) if n > window]
+    if not long:
+        return
+    longest = max(n for _, n in long)
+    fits = next((w for w in WINDOWS if w >= longest), WINDOWS[-1])
+    names = ", ".join(Path(path).name for path, _ in long[:3]) + (f" and {len(long) - 3} more" if len(long) > 3 else "")
+    advice = f"set dataset.max_token_length = {fits}" if fits > window else "shorten them (225 is the longest window)"
+    events.emit("warning", code="captions_cut", files=[str(path) for path, _ in long], longest=longest,
+                message=f"{len(long)} caption{'s are' if len(long) != 1 else ' is'} longer than the {window}-token "
+                        f"window (up to {longest} tokens: {names}); the tags past it never reach the model. To keep "
+                        f"them, {advice}.")

@@ -22,6 +22,7 @@ from trainer.contract.errors import TrainerError
 from trainer.contract.model_ref import (DEFAULT_SINGLE_FILE_CONFIGS, arch_from_checkpoint_keys, arch_from_model_index,
                                         local_model_arch, safetensors_keys)
 from trainer.contract.prediction import Detected, Resolved, detect_prediction, resolve_prediction
+from trainer.long_prompts import CHUNK, chunk_ids, first_chunk, join_chunks
 
 
 @dataclass
@@ -36,6 +37,8 @@ class BaseModel:
     noise_scheduler: Any
     clip_skip: int = 1
     """SD1.5: which text-encoder layer from the end conditions the UNet (1 = the last)."""
+    max_token_length: int = 75
+    """Caption tokens the encoders read: 75 (one CLIP window) or 150/225 in 75-token chunks."""
 
     @property
     def prediction_type(self) -> str:
@@ -221,20 +224,39 @@ def on_device(modules: list[torch.nn.Module], device: torch.device) -> Iterator[
 
 
 def tokenize(model: BaseModel, captions: list[str]) -> list[torch.Tensor]:
-    """Token ids for each tokenizer, padded and truncated to its 77-token window."""
+    """Token ids for each tokenizer: (batch, 77), or (batch, chunks, 77) beyond one window
+    (``max_token_length`` 150 or 225; see ``trainer.long_prompts``)."""
+    length = model.max_token_length + 2
     ids = []
     for tokenizer in model.tokenizers:
-        ids.append(tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids)
+        raw = tokenizer(captions, padding="max_length", max_length=length, truncation=True,
+                        return_tensors="pt").input_ids
+        ids.append(raw if model.max_token_length == CHUNK else
+                   chunk_ids(raw, tokenizer.pad_token_id, tokenizer.eos_token_id))
     return ids
+
+
+def caption_tokens(model: BaseModel, caption: str) -> int:
+    """How many text tokens a caption has (without start and end), by the first tokenizer."""
+    return len(model.tokenizers[0](caption, truncation=False).input_ids) - 2
 
 
 def encode_text(model: BaseModel, token_ids: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The UNet's text conditioning: (hidden states, pooled embedding or None for SD1.5).
 
+    Chunked ids (a window beyond 75 tokens) are encoded as one batch of chunks and joined back.
     Each encoder runs where its weights are, and the result is on that device: the encoders are
     not always beside the UNet (they wait on the CPU while their outputs are cached).
     """
+    chunks = token_ids[0].shape[1] if token_ids[0].dim() == 3 else 0
+    hidden, pooled = _encode(model, [ids.reshape(-1, ids.shape[-1]) for ids in token_ids])
+    if chunks:
+        hidden = join_chunks(hidden, chunks)
+        pooled = first_chunk(pooled, chunks) if pooled is not None else None
+    return hidden, pooled
+
+
+def _encode(model: BaseModel, token_ids: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
     if model.arch == "sd15":
         encoder = model.text_encoders[0]
         device = module_device(encoder)

@@ -433,6 +433,9 @@ def _dataset(config: Config, scan: DatasetScan | None, arch: str,
         report.approx("dataset.trigger_word", "class_tokens", data.trigger_word, _trigger_note(data.trigger_word, scan))
     caching: list[tuple[str, Any]] = [("cache_latents", True), ("cache_latents_to_disk", data.cache_latents_to_disk)]
     report.map("dataset.cache_latents_to_disk", "cache_latents_to_disk")
+    if data.max_token_length != 75:  # sd-scripts' default (no value) is one 75-token window
+        caching.append(("max_token_length", data.max_token_length))
+    report.map("dataset.max_token_length", "max_token_length")
     if data.cache_dir:
         report.drop("dataset.cache_dir", data.cache_dir, "sd-scripts keeps its cache as .npz files beside the images")
     return general, caching

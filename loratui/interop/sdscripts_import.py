@@ -342,6 +342,7 @@ class Importer(DatasetMapping):
                   default_note="sd-scripts picks a random seed when none is given; loratui's default")
         self.take("min_snr_gamma", "training.min_snr_gamma", as_float)
         self.take("noise_offset", "training.noise_offset", as_float)
+        self.take("max_token_length", "dataset.max_token_length", as_int)
         if self.src.has("fused_backward_pass"):
             self.report.drop("fused_backward_pass", self.src.get("fused_backward_pass"), "sd-scripts' LoRA scripts "
                              "do not use it (it is for full fine-tuning), so it is not turned on here")

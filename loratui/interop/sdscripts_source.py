@@ -36,7 +36,6 @@ NO_EFFECT_REASONS = {
     ("full_fp16", "full_bf16"): "loratui keeps the LoRA weights in fp32 under mixed precision",
     ("fp8_base", "fp8_base_unet"): "loratui keeps the base model in the training precision",
     ("vae", "no_half_vae"): "loratui uses the model's own VAE",
-    ("max_token_length",): "loratui uses the text encoders' 77-token window",
     ("cache_text_encoder_outputs", "cache_text_encoder_outputs_to_disk"): "no such setting in loratui",
     ("color_aug", "random_crop", "face_crop_aug_range", "caption_tag_dropout_rate", "caption_dropout_every_n_epochs",
      "token_warmup_min", "token_warmup_step", "keep_tokens_separator", "secondary_separator", "enable_wildcard",

@@ -39,6 +39,7 @@ MAXIMUM_WHY = {
     "dataset.repeats": "1000 × images × epochs is already millions of steps",
     "dataset.resolution": "4096 px is 16× SDXL's native area: neither architecture trains there",
     "dataset.keep_tokens": "CLIP reads 75 tokens per chunk; more leading tags cannot be kept together",
+    "dataset.max_token_length": "225 is sd-scripts' largest window (three CLIP chunks); the UIs read prompts the same way",
     "dataset.caption_dropout": "a share of uses: 1 drops every caption",
     "network.dim": "a rank past the adapted layers' width (320–2048) is no longer low-rank",
     "network.alpha": "alpha/dim is the scale; the same bound as dim",
@@ -66,6 +67,7 @@ MAXIMUM_WHY = {
 EXTRA_RULES = {
     "config_version": (lambda v: v <= CONFIG_VERSION, "newer than"),
     "dataset.resolution": (lambda v: v % 64 == 0, "multiple of 64"),  # buckets are made of 64 px steps
+    "dataset.max_token_length": (lambda v: v % 75 == 0, "75-token chunks"),  # CLIP reads 75 text tokens at a time
     "network.alpha": (lambda v: v > 0, "above 0"),  # alpha/dim scales the LoRA: 0 outputs and learns nothing
     "optimizer.unet_lr": (lambda v: v > 0, "above 0"),  # a rate of 0 trains nothing
 }

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Names read in kohya-ss/sd-scripts (library/train_util.py, train_network.py, library/config_util.py).
 SD_SCRIPTS_ARGUMENTS = {
-    "pretrained_model_name_or_path", "clip_skip", "v_parameterization", "zero_terminal_snr",
+    "pretrained_model_name_or_path", "clip_skip", "v_parameterization", "zero_terminal_snr", "max_token_length",
     "network_module", "network_dim", "network_alpha", "network_args",
     "optimizer_type", "optimizer_args", "learning_rate", "unet_lr", "text_encoder_lr", "network_train_unet_only",
     "max_grad_norm", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles", "lr_scheduler_type",
@@ -576,7 +576,7 @@ def test_a_lora_easy_config_maps_its_panels_network_table_and_custom_scheduler(t
     assert (config.output.name, config.output.keep_last_n_checkpoints, config.training.noise_offset) == \
         ("easy", 2, 0.0357)
     dropped = {e.source: e.value for e in report.not_mapped}
-    assert dropped["multires_noise_iterations"] == 6 and dropped["max_token_length"] == 225
+    assert dropped["multires_noise_iterations"] == 6 and config.dataset.max_token_length == 225
     assert dropped["save_toml"] is True and dropped["datasets[0].subsets[0].name"] == "subset 1"
     assert {"lr_scheduler_type", "optimizer_type", "warmup_ratio"} <= report.names("approximate")
     # Its DoRA (LyCORIS' default axis) becomes loratui's input-axis DoRA, and the report says so.

@@ -96,6 +96,10 @@ class DatasetConfig:
                                      "every time it is used (the first `keep_tokens` stay put).")
     keep_tokens: int = setting(1, "How many leading tags never move when shuffling; 1 keeps the "
                                "trigger word first.", minimum=0, maximum=75)
+    max_token_length: int = setting(75, "Caption tokens the text encoders read: 75 is one CLIP window; 150 and "
+                                    "225 read longer tag lists in 75-token chunks, as sd-scripts does (tags past the "
+                                    "window are dropped, and the trainer warns). 75, 150 or 225.", minimum=75,
+                                    maximum=225)
     flip: bool = setting(False, "Also train on mirrored images. Leave off for subjects whose "
                          "left and right differ (a side parting, a logo, text).")
     buckets: bool = setting(True, "Group images by aspect ratio instead of cropping all to a "
@@ -514,6 +518,9 @@ def _cross_field_problems(config: Config) -> list[Problem]:
     if resolution % 64:
         problems.append(Problem("dataset.resolution", f"{number_text(resolution)} is not a multiple of 64; "
                                 "use 512, 768, 1024 or 0 for the architecture's own size."))
+    if config.dataset.max_token_length % 75:
+        problems.append(Problem("dataset.max_token_length", f"{number_text(config.dataset.max_token_length)} is not "
+                                "a whole number of 75-token chunks; use 75, 150 or 225."))
     extension = config.dataset.caption_extension
     if not (extension.startswith(".") and len(extension) > 1 and not any(c in extension for c in "/\\\0")):
         # Caption paths are built as image.with_suffix(extension), which refuses anything else.
