@@ -13,7 +13,9 @@ from typing import Iterable
 
 from loratui.estimates import (DurationEstimate, GpuInfo, VramEstimate, duration_estimate, lora_file_size,
                                metadata_bytes, vram_estimate)
+from loratui.dataset.token_count import caption_token_counts
 from loratui.rules import Context, Finding, Fix, evaluate
+from trainer.contract.captions import CaptionReadError, read_caption, with_trigger
 from trainer.contract.dataset_scan import CaptionStats, caption_stats
 from trainer.contract.config.schema import Config, Problem, effective_resolution, get_value, validate, with_value
 from trainer.contract.model_ref import check_model, local_model_arch
@@ -22,8 +24,9 @@ from trainer.contract.plan import StepPlan, plan_steps
 from trainer.contract.prediction import Resolved, detect_prediction, resolve_prediction
 from trainer.contract.preflight import check_dataset, check_output, check_prediction
 
-DATASET_KEYS = ("dataset.path", "dataset.repeats", "dataset.caption_extension", "dataset.trigger_word")
-"""Settings whose change means the dataset must be read again."""
+DATASET_KEYS = ("dataset.path", "dataset.repeats", "dataset.caption_extension", "dataset.trigger_word",
+                "model.base", "model.single_file_config")
+"""Settings whose change means the dataset must be read again (the model's tokenizer counts the captions)."""
 
 
 @dataclass
@@ -34,6 +37,8 @@ class DatasetFacts:
     scan: DatasetScan | None = None
     captions: CaptionStats | None = None
     problems: list[Problem] = field(default_factory=list)
+    caption_tokens: tuple[tuple[Path, int], ...] | None = None
+    """(caption file, CLIP tokens with the trigger word) for every caption; None without the model's tokenizer."""
 
 
 def dataset_key(config: Config) -> tuple:
@@ -45,7 +50,24 @@ def read_dataset(config: Config) -> DatasetFacts:
     """Scan the dataset folder and count its captions (the I/O part of an assessment)."""
     problems, scan = check_dataset(config)
     captions = caption_stats(scan.images, config.dataset.trigger_word) if scan and scan.images else None
-    return DatasetFacts(dataset_key(config), scan, captions, problems)
+    tokens = None
+    if scan and scan.images and config.model.base:
+        tokens = caption_token_counts(_caption_texts(scan.images, config.dataset.trigger_word), config.model.base,
+                                      config.model.single_file_config)
+    return DatasetFacts(dataset_key(config), scan, captions, problems, tokens)
+
+
+def _caption_texts(images, trigger: str) -> list[tuple[Path, str]]:
+    """Each readable caption as the trainer reads it (the trigger word put first where it lacks it)."""
+    texts = []
+    for image in images:
+        if image.caption_path is None:
+            continue
+        try:
+            texts.append((image.caption_path, with_trigger(read_caption(image.caption_path), trigger)))
+        except CaptionReadError:
+            continue  # named by the dataset check
+    return texts
 
 
 @dataclass(frozen=True)
@@ -180,5 +202,5 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
     tiny_model = (Path(config.model.base) / "loratui-tiny.json").is_file()
     if arch is not None and not validate(config) and not tiny_model:
         estimates = estimate(config, arch, plan, list(gpus))
-    context = Context(config, arch, facts.scan, plan, facts.captions, estimates, prediction)
+    context = Context(config, arch, facts.scan, plan, facts.captions, estimates, prediction, facts.caption_tokens)
     return Assessment(config, problems, evaluate(context), arch, plan, facts, estimates, prediction)

@@ -92,3 +92,24 @@ def small_images(ctx: Context):
     how = "are scaled up, which blurs them" if upscale else "train at their own, smaller size"
     return "tip", (f"{len(small)} images (such as {small[0].path.name}, {small[0].width}×{small[0].height}) are "
                    f"well below {resolution}×{resolution}; they {how}. Larger sources teach more detail."), None
+
+
+@rule("captions.token_window", "dataset.max_token_length", "Captions longer than the tokens the text encoders read.")
+def token_window(ctx: Context):
+    counts = ctx.caption_tokens
+    window = ctx.config.dataset.max_token_length
+    if not counts:
+        return None
+    long = [(path, tokens) for path, tokens in counts if tokens > window]
+    if not long:
+        return None
+    longest = max(tokens for _, tokens in long)
+    names = ", ".join(path.name for path, _ in long[:3]) + (f" and {len(long) - 3} more" if len(long) > 3 else "")
+    message = (f"{len(long)} caption{'s run' if len(long) != 1 else ' runs'} past the {window}-token window (up to "
+               f"{longest} tokens: {names}); the tags after it never reach the model.")
+    fits = next((size for size in (150, 225) if size >= longest), None)
+    if fits is None:
+        # No fix: no window holds them, and a setting that still leaves the warning is no fix.
+        return "warn", message + " 225 is the longest window: shorten those captions (fewer tags).", None
+    return "warn", message + f" Reading {fits} tokens keeps them all.", \
+        Fix({"dataset.max_token_length": fits}, f"read {fits} tokens")

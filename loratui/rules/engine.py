@@ -68,6 +68,8 @@ class Context:
     """A ``loratui.estimates`` summary (file size, VRAM, GPU), when known."""
     prediction: Any = None
     """What the run trains with (a ``trainer.contract.prediction.Resolved``), when a model is set."""
+    caption_tokens: Any = None
+    """(caption file, CLIP tokens) of every caption, counted with the model's tokenizer, when it is here."""
 
     def value(self, key: str) -> Any:
         return get_value(self.config, key)

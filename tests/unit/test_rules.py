@@ -20,7 +20,7 @@ ROOT = Path("/data/zkchar")
 
 def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", folder: str | None = None,
          missing: int = 0, without_trigger: int = 0, gpu: GpuInfo | None = None, prediction: Resolved | None = None,
-         **settings) -> Context:
+         tokens: tuple[int, ...] | None = None, **settings) -> Context:
     """A context for a dataset of ``images`` pictures and a config with ``section__key=value`` settings."""
     config = with_value(Config(), "dataset.trigger_word", "zkchar")
     config = with_value(config, "dataset.resolution", 1024 if arch == "sdxl" else 768)
@@ -36,7 +36,8 @@ def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", fold
     captions = CaptionStats(images, tuple(f.path for f in files[:missing]), (),
                             tuple(f.path for f in files[missing:missing + without_trigger]))
     estimates = estimate(config, arch, plan, [gpu] if gpu else []) if arch else None
-    return Context(config, arch, scan, plan, captions, estimates, prediction)
+    counted = tuple((f.caption_path, n) for f, n in zip(files, tokens)) if tokens is not None else None
+    return Context(config, arch, scan, plan, captions, estimates, prediction, counted)
 
 
 SMALL_GPU = GpuInfo("NVIDIA GeForce RTX 3060", 12288, 0)
@@ -106,6 +107,10 @@ CASES = {
                            make(25, network__type="boft", network__dim=16, model__base="org/model"))],
     "network.loaders": [(make(25, network__type="ia3"), "warn", make(25, network__type="locon")),
                         (make(25, network__type="boft", network__dim=16), "tip", make(25, network__type="glora"))],
+    "captions.token_window": [(make(25, tokens=(40,) * 20 + (90,) * 5), "warn", make(25, tokens=(40,) * 25)),
+                              (make(25, tokens=(40,) * 24 + (200,)), "warn",
+                               make(25, tokens=(40,) * 24 + (200,), dataset__max_token_length=225)),
+                              (make(25, tokens=(40,) * 24 + (300,)), "warn", make(25))],
     "model.zero_terminal_snr_epsilon": [(make(25, prediction=Resolved("epsilon", True, "set"),
                                               model__zero_terminal_snr=True), "danger",
                                          make(25, prediction=Resolved("v_prediction", True, "read")))],
@@ -147,7 +152,9 @@ def test_a_fix_resolves_its_finding_and_is_a_valid_config(rule_id, index):
     assert all(p.field in ("training.fused_backward_pass", "optimizer.name", "scheduler.name") for p in hard), hard
     gpu = firing.estimates.gpu if firing.estimates else None
     again = make(firing.image_count, arch=firing.arch, size=(firing.scan.images[0].width, firing.scan.images[0].height),
-                 kind=fixed.kind, gpu=gpu, **{k.replace(".", "__"): v for k, v in _changed(fixed).items()})
+                 kind=fixed.kind, gpu=gpu,
+                 tokens=tuple(n for _, n in firing.caption_tokens) if firing.caption_tokens else None,
+                 **{k.replace(".", "__"): v for k, v in _changed(fixed).items()})
     assert fired(again, rule_id) == [], (finding.fix, fired(again, rule_id))
 
 
