@@ -57,6 +57,10 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="skip the near-duplicate check (it decodes every image; the rest reads headers only)")
     scan.add_argument("--all", action="store_true",
                       help=f"list every file of each issue (default: the first {SHOWN_PER_CODE})")
+    scan.add_argument("--model", default="", metavar="MODEL",
+                      help="the base model (a diffusers folder): count each caption's tokens with its tokenizer")
+    scan.add_argument("--max-token-length", type=int, choices=(75, 150, 225), default=75,
+                      help="the tokens the text encoders read (dataset.max_token_length; default 75)")
     scan.add_argument("--format", choices=("text", "json"), default="text")
     _add_caption_commands(commands)
     _add_tag_command(commands)
@@ -66,6 +70,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def cmd_scan(args: argparse.Namespace) -> int:
     """Scan a folder and print the report."""
     from loratui.dataset import scan_folder
+    from loratui.dataset.token_count import tokenizer_folder
 
     if args.resolution < 64:
         print(f"loratui: --resolution {args.resolution} is too small; SD models train at 512 to 1024.",
@@ -74,10 +79,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         print("loratui: --repeats must be 1 or more.", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.model and tokenizer_folder(args.model) is None:
+        print(f"loratui: --model {args.model} has no tokenizer/ folder here; give a diffusers model folder "
+              "(for a single-file model, the folder its configs come from).", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         report = scan_folder(args.dir, resolution=args.resolution, trigger_word=args.trigger,
                              default_repeats=args.repeats, caption_extension=args.caption_extension,
-                             kind=args.kind, near_duplicates=not args.no_similar)
+                             kind=args.kind, near_duplicates=not args.no_similar,
+                             tokenizer=tokenizer_folder(args.model) if args.model else None,
+                             token_window=args.max_token_length)
     except OSError as exc:
         why = "is not a folder" if isinstance(exc, NotADirectoryError) else \
               "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror or exc})"

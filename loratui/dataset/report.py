@@ -24,6 +24,7 @@ CODES: dict[str, str] = {
     "too_small": "warning",
     "missing_caption": "warning",
     "empty_caption": "warning",
+    "caption_too_long": "warning",
     "duplicate": "warning",
     "near_duplicate": "warning",
     "nested_ignored": "warning",

@@ -36,7 +36,8 @@ from PIL import Image
 
 from loratui.dataset.report import CODES, SEVERITIES, DatasetReport, FolderSummary, Issue, ScannedImage, milder
 from loratui.dataset.similar import default_cache_dir, find_duplicates, find_near_duplicates, hash_images
-from trainer.contract.captions import caption_problem, read_caption, split_tags
+from loratui.dataset.token_count import count_tokens, load_tokenizer
+from trainer.contract.captions import caption_problem, read_caption, split_tags, with_trigger
 from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, parse_repeat_folder
 from trainer.contract.plan import assign_bucket
 
@@ -86,12 +87,14 @@ class _Candidate:
 def scan_folder(root: Path, *, resolution: int = 1024, trigger_word: str = "", default_repeats: int = 1,
                 caption_extension: str = ".txt", kind: str = "character", use_buckets: bool = True,
                 near_duplicates: bool = True, bucket_upscale: bool = False,
-                cache_dir: Path | None = None) -> DatasetReport:
+                cache_dir: Path | None = None, tokenizer: Path | None = None, token_window: int = 75) -> DatasetReport:
     """Scan a dataset folder without changing anything in it.
 
     ``resolution``, ``use_buckets`` and ``bucket_upscale`` decide each image's training bucket;
     ``kind`` picks the guide's size range; ``cache_dir`` overrides ``$XDG_CACHE_HOME/loratui``
-    for the perceptual-hash cache. Raises ``OSError`` (``NotADirectoryError``,
+    for the perceptual-hash cache. With ``tokenizer`` (the model's tokenizer folder) every caption is
+    counted in CLIP tokens, and one longer than ``token_window`` is a ``caption_too_long`` warning.
+    Raises ``OSError`` (``NotADirectoryError``,
     ``FileNotFoundError``, ``PermissionError``) when ``root`` is not a folder that can be listed;
     every problem inside it is an ``Issue`` in the report instead.
     """
@@ -104,7 +107,8 @@ def scan_folder(root: Path, *, resolution: int = 1024, trigger_word: str = "", d
         caption_extension = "." + caption_extension
     settings = {"resolution": resolution, "trigger_word": trigger_word, "default_repeats": default_repeats,
                 "caption_extension": caption_extension, "kind": kind, "use_buckets": use_buckets,
-                "bucket_upscale": bucket_upscale, "near_duplicates": near_duplicates}
+                "bucket_upscale": bucket_upscale, "near_duplicates": near_duplicates,
+                "tokenizer": str(tokenizer) if tokenizer else None, "token_window": token_window}
     report = DatasetReport(root, settings)
     walk = _Walk(root, default_repeats, caption_extension, report)
     walk.run()
@@ -119,8 +123,11 @@ def scan_folder(root: Path, *, resolution: int = 1024, trigger_word: str = "", d
     find_duplicates(report)
     if near_duplicates:
         find_near_duplicates(report)
+    counter = load_tokenizer(str(tokenizer)) if tokenizer else None
     for image in report.images:
         _check_caption(image, trigger_word.strip(), report)
+        if counter is not None and image.caption_path is not None and image.caption != "missing":
+            _check_length(image, counter, trigger_word.strip(), token_window, report)
         _check_size(image, resolution, use_buckets, bucket_upscale, report)
     _summarise(report, walk.folders, kind)
     order = {severity: index for index, severity in enumerate(SEVERITIES)}
@@ -398,6 +405,20 @@ def _check_caption(image: ScannedImage, trigger: str, report: DatasetReport) -> 
         image.caption = "no_trigger"
         report.add(image.path, "no_trigger", f"has a caption without the trigger word \"{trigger}\". The "
                    "trainer puts it first anyway; the file stays as it is.")
+
+
+def _check_length(image: ScannedImage, counter, trigger: str, window: int, report: DatasetReport) -> None:
+    try:
+        tokens = count_tokens(counter, with_trigger(read_caption(image.caption_path), trigger))
+    except OSError:
+        return  # reported as unreadable already
+    if tokens <= window:
+        return
+    fits = next((size for size in (150, 225) if size >= tokens), None)
+    advice = f"set dataset.max_token_length to {fits} (Setup, advanced) to keep them" if fits else \
+        "no window holds it (225 is the longest): shorten it"
+    report.add(image.caption_path, "caption_too_long", f"is {tokens} tokens long (with the trigger word), past the "
+               f"{window}-token window: the tags after it never reach the model; {advice}.")
 
 
 def _check_size(image: ScannedImage, resolution: int, use_buckets: bool, upscale: bool,

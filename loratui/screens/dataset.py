@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from loratui import caption_tools
 from loratui.dataset import scan_folder
 from loratui.dataset.describe import describe_tagging_event, histogram, plural
+from loratui.dataset.token_count import tokenizer_folder
 from loratui.dataset.report import DatasetReport
 from loratui.screens.ask import AskScreen
 from loratui.screens.folder_picker import FolderPickerScreen
@@ -159,7 +160,9 @@ class DatasetScreen(Screen):
             (config.model.arch if config.model.arch != "auto" else "sdxl")
         return {"resolution": effective_resolution(config, arch), "trigger_word": config.dataset.trigger_word,
                 "default_repeats": config.dataset.repeats, "caption_extension": config.dataset.caption_extension,
-                "kind": config.kind if config.kind in caption_tools.KINDS else "character"}
+                "kind": config.kind if config.kind in caption_tools.KINDS else "character",
+                "tokenizer": _as_text(tokenizer_folder(config.model.base, config.model.single_file_config)),
+                "token_window": config.dataset.max_token_length}
 
     @property
     def folder(self) -> Path | None:
@@ -501,3 +504,8 @@ class DatasetScreen(Screen):
             if event.worker.group == "tagging":
                 self.job = None
                 self.query_one("#tag-job").display = False
+
+
+def _as_text(path: Path | None) -> str | None:
+    # The scan keeps its settings as given; the same text each time, so a rescan is only asked for on a change.
+    return str(path) if path else None

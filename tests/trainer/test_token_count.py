@@ -65,3 +65,29 @@ def test_check_names_the_long_captions_and_its_fix_clears_the_warning(tiny_sd15,
     assert "2 captions run past the 75-token window" in warning.message and "mascot_00.txt" in warning.message
     assert warning.fix.changes == {"dataset.max_token_length": 225}
     assert not [f for f in assess(warning.fix.apply(config)).findings if f.rule == "captions.token_window"]
+
+
+def test_the_dataset_scan_names_each_caption_past_the_window_when_given_the_model(tiny_sd15, dataset, capsys):
+    from loratui.cli.main import main
+    from loratui.dataset import scan_folder
+    from loratui.dataset.token_count import tokenizer_folder
+
+    lengthened = sorted(dataset.glob("*.txt"))[:2]
+    for path in lengthened:
+        path.write_text(path.read_text().strip() + ", " + ", ".join(f"tag{i}" for i in range(20)))
+    report = scan_folder(dataset, resolution=128, trigger_word="zkmascot", near_duplicates=False,
+                         tokenizer=tokenizer_folder(str(tiny_sd15)))
+    long = [issue for issue in report.issues if issue.code == "caption_too_long"]
+    assert sorted(issue.path for issue in long) == lengthened
+    assert all(issue.severity == "warning" and "max_token_length to 225" in issue.message for issue in long)
+    wide = scan_folder(dataset, resolution=128, near_duplicates=False, tokenizer=tokenizer_folder(str(tiny_sd15)),
+                       token_window=225)
+    assert not [issue for issue in wide.issues if issue.code == "caption_too_long"]
+    assert not [i for i in scan_folder(dataset, resolution=128, near_duplicates=False).issues
+                if i.code == "caption_too_long"]  # without the model nothing is counted
+
+    assert main(["dataset", "scan", str(dataset), "--no-similar", "--model", str(tiny_sd15)]) == 0
+    printed = capsys.readouterr().out
+    assert all(path.name in printed for path in lengthened) and "past the 75-token window" in printed
+    assert main(["dataset", "scan", str(dataset), "--model", str(dataset)]) == 2
+    assert "has no tokenizer/ folder" in capsys.readouterr().err
