@@ -75,7 +75,7 @@ def main() -> int:
 
     from trainer.contract.dataset_scan import scan_dataset
     from trainer.data import ENCODE_BATCH_PIXELS, images_per_encode
-    from trainer.tools.tiny import _vae as tiny_vae
+    from trainer.tools.tiny import tiny_vae
 
     torch.manual_seed(0)
     if args.model:

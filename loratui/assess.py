@@ -22,7 +22,7 @@ from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.plan import StepPlan, plan_steps
 from trainer.contract.prediction import Resolved, detect_prediction, resolve_prediction
-from trainer.contract.preflight import check_dataset, check_output, check_prediction
+from trainer.contract.preflight import check_dataset, check_model_vae, check_output, check_prediction
 
 DATASET_KEYS = ("dataset.path", "dataset.repeats", "dataset.caption_extension", "dataset.trigger_word",
                 "model.base", "model.single_file_config")
@@ -185,7 +185,7 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
     problems = list(parse_problems) + validate(config) + model_problems + facts.problems + check_output(config)
     prediction = None
     if config.model.base and not model_problems:
-        problems += check_prediction(config)
+        problems += check_prediction(config) + check_model_vae(config)
         prediction = resolve_prediction(config.model.prediction, config.model.zero_terminal_snr,
                                         detect_prediction(config.model.base, config.model.single_file_config))
     # An impossible arch or resolution is named by the config's validation; these only read good ones.

@@ -140,6 +140,8 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "modelspec.resolution": f"{resolution}x{resolution}",
         "modelspec.prediction_type": "v" if prediction == "v_prediction" else "epsilon",
     }
+    if config.model.vae:
+        meta["ss_vae_name"] = Path(config.model.vae).name  # as sd-scripts, only when a VAE is given
     if arch == "sd15" and config.model.clip_skip > 1:
         meta["modelspec.encoder_layer"] = str(config.model.clip_skip)  # as sd-scripts, only when clip skip is set
     return meta

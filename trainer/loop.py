@@ -78,7 +78,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     # Base model.
     events.emit("status", phase="loading", message=f"Loading {arch} model from {config.model.base}")
     model = load_base_model(config.model.base, arch, precision.weight_dtype, precision.device,
-                            config.model.single_file_config)
+                            config.model.single_file_config, config.model.vae)
     model.clip_skip = config.model.clip_skip if arch == "sd15" else 1
     model.max_token_length = config.dataset.max_token_length
     prediction = apply_prediction(model, config.model.base, config.model.prediction, config.model.zero_terminal_snr,

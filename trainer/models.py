@@ -22,6 +22,7 @@ from trainer.contract.errors import TrainerError
 from trainer.contract.model_ref import (DEFAULT_SINGLE_FILE_CONFIGS, arch_from_checkpoint_keys, arch_from_model_index,
                                         local_model_arch, safetensors_keys)
 from trainer.contract.prediction import Detected, Resolved, detect_prediction, resolve_prediction
+from trainer.contract.vae_ref import VaeShape, expected_vae, vae_folder, vae_mismatch, vae_shape_from_tensors
 from trainer.long_prompts import CHUNK, chunk_ids, first_chunk, join_chunks
 
 
@@ -118,8 +119,9 @@ def checkpoint_arch(path: Path) -> str:
         raise TrainerError("model", f"{path} {exc}.", "Point model.base at an SD1.5 or SDXL checkpoint.") from exc
 
 
-def _load_single_file(path: Path, arch: str, config_source: str) -> tuple[list, list, Any, Any, Any]:
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+def _load_single_file(path: Path, arch: str, config_source: str, dtype: torch.dtype,
+                      vae: torch.nn.Module | None) -> tuple[list, list, Any, Any, Any]:
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     source = config_source or DEFAULT_SINGLE_FILE_CONFIGS[arch]
     local = Path(source).is_dir()
@@ -127,8 +129,16 @@ def _load_single_file(path: Path, arch: str, config_source: str) -> tuple[list, 
     extra = {} if arch == "sdxl" else {"safety_checker": None, "feature_extractor": None,
                                         "requires_safety_checker": False}
     try:
-        # fp32 first: the VAE stays fp32, and the rest is cast once, below, without double rounding.
-        pipe = pipeline.from_single_file(str(path), config=source, local_files_only=local, **extra)
+        if vae is None:
+            # The VAE in fp32 straight from the file: through 16 bits and back, an fp32 file's VAE would
+            # lose precision.
+            vae = AutoencoderKL.from_single_file(str(path), config=source, subfolder="vae", local_files_only=local,
+                                                 torch_dtype=torch.float32)
+        # The rest straight into the training dtype. Loaded in fp32 and cast afterwards, an SDXL file
+        # held about 14 GB of host memory at its peak, which kills the trainer on a 16 GB box
+        # (bench/bench_single_file_ram.py measures it).
+        pipe = pipeline.from_single_file(str(path), config=source, local_files_only=local, torch_dtype=dtype,
+                                         vae=vae, **extra)
     except Exception as exc:  # diffusers raises many types for missing configs, offline hubs and bad files
         advice = ("Check that model.single_file_config is a diffusers folder of the same architecture." if local else
                   f"Loading a single file needs the small config files of {source}; if this box has no network, "
@@ -139,23 +149,76 @@ def _load_single_file(path: Path, arch: str, config_source: str) -> tuple[list, 
     return tokenizers, encoders, pipe.vae, pipe.unet, pipe.scheduler.config
 
 
+def load_vae(reference: str, expected: VaeShape, config_source: str) -> torch.nn.Module:
+    """The VAE ``model.vae`` names, in fp32: a diffusers folder, or a file in the original or diffusers layout.
+
+    A file carries no config, so its VAE takes the base model's from ``config_source`` (a diffusers
+    folder or hub id), scaling factor included. A ``.ckpt``/``.pt`` is read as plain tensors only.
+    """
+    from diffusers import AutoencoderKL
+
+    path = Path(reference)
+    try:
+        if path.is_dir():
+            folder = vae_folder(path)
+            if folder is None:
+                raise ValueError("is not a diffusers VAE folder")
+            vae = AutoencoderKL.from_pretrained(folder, torch_dtype=torch.float32)
+            if "scaling_factor" not in json.loads((folder / "config.json").read_text()) and expected.scaling_factor:
+                vae.register_to_config(scaling_factor=expected.scaling_factor)  # diffusers' default is SD1.5's
+            return vae
+        state = _plain_tensors(path)
+        why = vae_mismatch(vae_shape_from_tensors({key: tuple(t.shape) for key, t in state.items()}), expected)
+        if why:
+            raise ValueError(why)
+        return AutoencoderKL.from_single_file(state, config=config_source, subfolder="vae", torch_dtype=torch.float32,
+                                              local_files_only=Path(config_source).is_dir())
+    except pickle.UnpicklingError as exc:
+        raise TrainerError("model", f"model.vae: {path} holds more than tensors (a pickle can run code when "
+                           "opened), so it was not loaded.", "Use a .safetensors version of the VAE.") from exc
+    except ValueError as exc:
+        raise TrainerError("model", f"model.vae: {path} {exc}.", "Point model.vae at a VAE made for this "
+                           "model's architecture, or leave it empty to use the model's own.") from exc
+    except Exception as exc:  # diffusers raises many types for incomplete or foreign files
+        raise TrainerError("model", f"model.vae: cannot load {path}: {exc}".splitlines()[0],
+                           "Check that the file is a complete VAE for this model's architecture.") from exc
+
+
+def _plain_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError("holds no tensors by name")
+    return {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
+
+
 def load_base_model(base: str, arch: str, dtype: torch.dtype, device: torch.device,
-                    single_file_config: str = "") -> BaseModel:
+                    single_file_config: str = "", vae: str = "") -> BaseModel:
     """Load every component of the base model, frozen, on ``device``.
 
-    ``base`` is a single-file checkpoint, a diffusers folder or a hub id. The VAE stays in fp32:
-    it only encodes the images once, and SDXL's VAE overflows in fp16.
+    ``base`` is a single-file checkpoint, a diffusers folder or a hub id; ``vae`` (``model.vae``)
+    replaces its VAE. The VAE stays in fp32: it only encodes the images once, and SDXL's VAE
+    overflows in fp16. The rest is loaded straight in ``dtype``, never as an fp32 copy first.
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    if Path(base).is_file():
-        tokenizers, encoders, vae, unet, scheduler_config = _load_single_file(Path(base), arch, single_file_config)
+    is_file = Path(base).is_file()
+    config_source = (single_file_config or DEFAULT_SINGLE_FILE_CONFIGS[arch]) if is_file else base
+    chosen_vae = load_vae(vae, expected_vae(base, arch, single_file_config), config_source) if vae else None
+    if is_file:
+        tokenizers, encoders, loaded_vae, unet, scheduler_config = _load_single_file(
+            Path(base), arch, single_file_config, dtype, chosen_vae)
         # Every SD1.5/SDXL sampler config describes the same training noise schedule.
         scheduler = DDPMScheduler.from_config(scheduler_config)
         for module in [*encoders, unet]:
-            module.to(dtype)
-        return _frozen(BaseModel(arch, tokenizers, encoders, vae.to(torch.float32), unet, scheduler), device)
+            module.to(dtype)  # already so; a no-op unless an older diffusers left a part in fp32
+        return _frozen(BaseModel(arch, tokenizers, encoders, loaded_vae, unet, scheduler), device)
     try:
         tokenizers = [CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")]
         encoders: list[torch.nn.Module] = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder",
@@ -164,13 +227,13 @@ def load_base_model(base: str, arch: str, dtype: torch.dtype, device: torch.devi
             tokenizers.append(CLIPTokenizer.from_pretrained(base, subfolder="tokenizer_2"))
             encoders.append(CLIPTextModelWithProjection.from_pretrained(base, subfolder="text_encoder_2",
                                                                         torch_dtype=dtype))
-        vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32)
+        loaded_vae = chosen_vae or AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32)
         unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=dtype)
         scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
     except (OSError, ValueError, EnvironmentError) as exc:
         raise TrainerError("model", f"cannot load the model {base}: {exc}",
                            "Check model.base and model.arch (SDXL models need arch sdxl or auto).") from exc
-    return _frozen(BaseModel(arch, tokenizers, encoders, vae, unet, scheduler), device)
+    return _frozen(BaseModel(arch, tokenizers, encoders, loaded_vae, unet, scheduler), device)
 
 
 def _frozen(model: BaseModel, device: torch.device) -> BaseModel:

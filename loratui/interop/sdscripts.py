@@ -211,6 +211,9 @@ def _model_and_network(config: Config, arch: str, report: MappingReport) -> list
     if config.model.single_file_config:
         report.drop("model.single_file_config", config.model.single_file_config,
                     "sd-scripts reads single-file checkpoints without a separate config")
+    if config.model.vae:
+        pairs.append(("vae", config.model.vae))
+        report.map("model.vae", "vae")
     if arch == "sd15":
         pairs.append(("clip_skip", config.model.clip_skip))
         report.map("model.clip_skip", "clip_skip")

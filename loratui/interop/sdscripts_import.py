@@ -103,6 +103,7 @@ class Importer(DatasetMapping):
             self.report.default("model.prediction", "auto", "sd-scripts trains noise prediction unless told; "
                                 "loratui reads what the model predicts (a v-pred file's marker, a folder's config)")
         self.take("zero_terminal_snr", "model.zero_terminal_snr", bool)
+        self.take("vae", "model.vae")
 
     # ---- network ----------------------------------------------------------------------------------
     def _network(self) -> None:

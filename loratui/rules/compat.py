@@ -1,9 +1,13 @@
-"""Rules about optimizer and schedule combinations."""
+"""Rules about combinations that fail together: optimizer and schedule, model and noise schedule, model and VAE."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, rule
+from trainer.contract.vae_ref import ARCH_NAMES, checkpoint_lacks_vae
 
 
 @rule("compat.schedule_free_needs_constant", "scheduler.name",
@@ -42,3 +46,25 @@ def zero_snr_with_epsilon(ctx: Context):
                       "has nothing to go on: that step's loss is meaningless and the samples wash out. Use it only "
                       "with a v-prediction model (set model.prediction if this one is)."), \
         Fix({"model.zero_terminal_snr": False}, "turn zero terminal SNR off")
+
+
+_SDXL_NAME = re.compile(r"(?<![a-z])(sdxl|xl)(?![a-z])")
+_SD15_VAE_NAME = re.compile(r"ft-mse|ft-ema|840000|560000|kl-f8-anime|animevae|orangemix|blessed|clearvae|"
+                            r"(?<![a-z])(sd-?1[.-]?5|sd15|v1-5)(?![0-9])")
+"""Names of the VAE files SD1.5 users pass around (vae-ft-mse-840000, NovelAI's animevae, ...)."""
+
+
+@rule("model.vae_family", "model.vae", "A VAE file whose name says it was made for the other architecture.")
+def vae_family(ctx: Context):
+    vae = ctx.config.model.vae
+    if not vae or ctx.arch not in ARCH_NAMES or Path(vae).is_dir():
+        return None  # a folder's config says its family, and the check of model.vae reads it
+    name = Path(vae).name
+    other = "sdxl" if _SDXL_NAME.search(name.lower()) else "sd15" if _SD15_VAE_NAME.search(name.lower()) else None
+    if other is None or other == ctx.arch:
+        return None
+    fix = None if checkpoint_lacks_vae(ctx.config.model.base) else Fix({"model.vae": ""}, "use the model's own VAE")
+    return "warn", (f"{name} reads like an {ARCH_NAMES[other]} VAE, and this model is "
+                    f"{ARCH_NAMES[ctx.arch]}. Both families' VAEs have the same shapes, so only the name can tell; "
+                    "the other family's VAE gives the UNet latents it was not trained on, and the LoRA learns the "
+                    "wrong thing without an error."), fix

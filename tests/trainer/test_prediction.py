@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 
 from tests.trainer.helpers import of_type, train
-from tests.trainer.ldm_export import export_single_file
+from trainer.tools.ldm_export import export_single_file
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.trainer.helpers import TRAINED_SD15_SETTINGS, of_type, train
-from tests.trainer.ldm_export import export_single_file
+from trainer.tools.ldm_export import export_single_file
 from trainer.contract.model_ref import check_model, local_model_arch
 
 pytestmark = pytest.mark.slow
@@ -96,3 +96,27 @@ def test_offline_without_a_config_source_says_what_to_do(single_files, dataset, 
     assert status == 1
     assert events[-1]["code"] == "model"
     assert "model.single_file_config" in events[-1]["advice"]
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sdxl"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16_bit_loading_gives_the_fp32_weights_rounded_once_and_the_vae_untouched(arch, dtype, single_files,
+                                                                                  tiny_sd15, tiny_sdxl):
+    """Loaded straight into 16 bits (no fp32 copy of the whole model), every weight equals the fp32 load
+    rounded once, and the VAE is the file's own fp32 weights: never rounded through 16 bits and back."""
+    from trainer.models import load_base_model
+
+    folder = str(tiny_sd15 if arch == "sd15" else tiny_sdxl)
+    cpu = torch.device("cpu")
+    full = load_base_model(str(single_files[arch]), arch, torch.float32, cpu, single_file_config=folder)
+    half = load_base_model(str(single_files[arch]), arch, dtype, cpu, single_file_config=folder)
+    for mine, reference in [(half.unet, full.unet), *zip(half.text_encoders, full.text_encoders)]:
+        theirs = reference.state_dict()
+        for name, tensor in mine.state_dict().items():
+            expected = theirs[name].to(dtype) if theirs[name].is_floating_point() else theirs[name]
+            assert tensor.dtype == expected.dtype and torch.equal(tensor, expected), name
+    full_vae = full.vae.state_dict()
+    for name, tensor in half.vae.state_dict().items():
+        assert tensor.dtype == torch.float32 and torch.equal(tensor, full_vae[name]), name
+    # The file is fp32, so rounding through 16 bits would have shown: the test can tell.
+    assert any(not torch.equal(t, t.to(dtype).float()) for t in full_vae.values())

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Names read in kohya-ss/sd-scripts (library/train_util.py, train_network.py, library/config_util.py).
 SD_SCRIPTS_ARGUMENTS = {
-    "pretrained_model_name_or_path", "clip_skip", "v_parameterization", "zero_terminal_snr", "max_token_length",
+    "pretrained_model_name_or_path", "clip_skip", "v_parameterization", "zero_terminal_snr", "max_token_length", "vae",
     "network_module", "network_dim", "network_alpha", "network_args",
     "optimizer_type", "optimizer_args", "learning_rate", "unet_lr", "text_encoder_lr", "network_train_unet_only",
     "max_grad_norm", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles", "lr_scheduler_type",
@@ -638,3 +638,15 @@ def test_v_prediction_and_zero_terminal_snr_cross_both_ways(tmp_path):
     result = import_file(path)
     assert result.config.model.prediction == "auto"
     assert any(e.source == "model.prediction" for e in result.report.defaulted)
+
+
+def test_the_vae_crosses_both_ways(tmp_path):
+    root = make_dataset(tmp_path / "dataset")
+    path = tmp_path / "vae.toml"
+    path.write_text(f'pretrained_model_name_or_path = "m"\ntrain_data_dir = "{root}"\n'
+                    'vae = "/vaes/vae-ft-mse-840000-ema-pruned.safetensors"\n')
+    result = import_file(path)
+    assert result.config.model.vae == "/vaes/vae-ft-mse-840000-ema-pruned.safetensors"
+    assert [e.source for e in result.report.mapped if e.source == "vae"] == ["vae"]
+    exported = tomllib.loads(export_sdscripts(result.config, tmp_path / "out").files["config.toml"])
+    assert exported["vae"] == "/vaes/vae-ft-mse-840000-ema-pruned.safetensors"

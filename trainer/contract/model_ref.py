@@ -34,6 +34,11 @@ def looks_like_hub_id(reference: str) -> bool:
 
 def safetensors_keys(path: Path) -> list[str]:
     """The tensor names in a safetensors file, read from its JSON header alone."""
+    return [key for key in safetensors_header(path) if key != "__metadata__"]
+
+
+def safetensors_header(path: Path) -> dict:
+    """A safetensors file's JSON header: each tensor's dtype, shape and offsets, and ``__metadata__``."""
     with open(path, "rb") as handle:
         raw = handle.read(8)
         if len(raw) < 8:
@@ -47,7 +52,7 @@ def safetensors_keys(path: Path) -> list[str]:
             raise ValueError("is not a safetensors file (its header is not JSON)") from None
     if not isinstance(header, dict):
         raise ValueError("is not a safetensors file")
-    return [key for key in header if key != "__metadata__"]
+    return header
 
 
 def arch_from_checkpoint_keys(keys: list[str]) -> str:

@@ -16,6 +16,7 @@ from trainer.contract.config.schema import Config, Problem
 from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
 from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.prediction import detect_prediction
+from trainer.contract.vae_ref import check_vae
 
 
 @dataclass
@@ -123,13 +124,19 @@ def check_prediction(config: Config) -> list[Problem]:
     return []
 
 
+def check_model_vae(config: Config) -> list[Problem]:
+    """Problems with ``model.vae`` against the model (or a checkpoint that has no VAE and needs one)."""
+    arch = config.model.arch if config.model.arch in ("sd15", "sdxl") else local_model_arch(config.model.base)
+    return check_vae(config.model.base, config.model.vae, arch, config.model.single_file_config)
+
+
 def preflight(config: Config) -> Preflight:
     """Check the model, the dataset, the network against the model and the output folder of a validated config."""
     result = Preflight()
     model_problems = check_model(config.model.base)
     result.problems += model_problems
     if not model_problems:
-        result.problems += check_network(config) + check_prediction(config)
+        result.problems += check_network(config) + check_prediction(config) + check_model_vae(config)
     dataset_problems, result.scan = check_dataset(config)
     result.problems += dataset_problems
     result.problems += check_output(config)

@@ -68,14 +68,14 @@ def _text_config(tokenizer, hidden_size: int = 32, projection_dim: int = 32):
                           pad_token_id=tokenizer.pad_token_id)
 
 
-def _vae():
+def tiny_vae(**changes):
+    """The tiny models' VAE (random weights from torch's current seed); ``changes`` override its config."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(in_channels=3, out_channels=3,
-                         down_block_types=("DownEncoderBlock2D",) * 4,
-                         up_block_types=("UpDecoderBlock2D",) * 4,
-                         block_out_channels=(8, 16, 16, 16), layers_per_block=1,
-                         latent_channels=4, norm_num_groups=4, sample_size=64)
+    config = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                  up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 16, 16, 16), layers_per_block=1,
+                  latent_channels=4, norm_num_groups=4, sample_size=64)
+    return AutoencoderKL(**(config | changes))
 
 
 def ddpm_scheduler():
@@ -98,7 +98,7 @@ def build_sd15(out_dir: Path, seed: int = 0) -> Path:
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
                                 block_out_channels=(32, 64), layers_per_block=1,
                                 cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8)
-    pipe = StableDiffusionPipeline(vae=_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer)),
+    pipe = StableDiffusionPipeline(vae=tiny_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer)),
                                    tokenizer=tokenizer, unet=unet, scheduler=ddpm_scheduler(),
                                    safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
@@ -122,7 +122,7 @@ def build_sdxl(out_dir: Path, seed: int = 0) -> Path:
                                 use_linear_projection=True, cross_attention_dim=32 + 48,
                                 addition_embed_type="text_time", addition_time_embed_dim=8,
                                 projection_class_embeddings_input_dim=6 * 8 + 32, norm_num_groups=8)
-    pipe = StableDiffusionXLPipeline(vae=_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer)),
+    pipe = StableDiffusionXLPipeline(vae=tiny_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer)),
                                      # The second encoder is wider than the first, as in the real SDXL
                                      # (768 and 1280): tools tell the two apart by their width.
                                      text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer, 48)),

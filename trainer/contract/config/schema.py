@@ -66,6 +66,9 @@ class ModelConfig:
                                       "supplies the component configs and tokenizers (the weights come from the "
                                       "file). Empty: the official SD1.5 or SDXL base repository, whose small "
                                       "config files are fetched from the hub once.")
+    vae: str = setting("", "A VAE to train and sample with instead of the model's own: a `.safetensors` file "
+                       "(`.ckpt`/`.pt` read as plain tensors) or a diffusers VAE folder, made for the model's "
+                       "architecture. Needed for checkpoints shared without a VAE. Empty: the model's own.")
     clip_skip: int = setting(1, "SD1.5 only: condition on the text encoder's N-th layer from the end; 2 suits "
                              "anime models descended from NovelAI. SDXL always uses its penultimate layer.",
                              minimum=1, maximum=4)

@@ -132,6 +132,7 @@ def resolve_paths(config: Config, base_dir: Path) -> Config:
 
     config = with_value(config, "model.base", model_reference(config.model.base))
     config = with_value(config, "model.single_file_config", model_reference(config.model.single_file_config))
+    config = with_value(config, "model.vae", absolute(config.model.vae))
     config = with_value(config, "dataset.path", absolute(config.dataset.path))
     config = with_value(config, "dataset.cache_dir", absolute(config.dataset.cache_dir))
     return with_value(config, "output.dir", absolute(config.output.dir))

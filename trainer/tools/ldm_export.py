@@ -1,9 +1,10 @@
-"""Write a tiny diffusers model as an original-layout single-file checkpoint (a test fixture).
+"""Write a diffusers model as an original-layout single-file checkpoint (test and benchmark fixtures).
 
 Civitai models come as one ``.safetensors`` in the layout of the original Stability code
 (``model.diffusion_model.…``, ``first_stage_model.…``, ``cond_stage_model.…`` or SDXL's
-``conditioner.embedders.…``). diffusers reads that layout but ships no writer, so the tests
-build one here from the tiny models, offline.
+``conditioner.embedders.…``), and VAEs as a file of their own in the same layout without the
+``first_stage_model.`` prefix. diffusers reads that layout but ships no writer, so the tests (tiny
+models) and ``bench/bench_single_file_ram.py`` (full-size random ones) build them here, offline.
 """
 
 from __future__ import annotations
@@ -87,16 +88,32 @@ def _open_clip(encoder, prefix: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def export_single_file(model_dir: Path, target: Path, markers: tuple[str, ...] = ()) -> Path:
+def vae_tensors(vae, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A diffusers VAE's weights in the original layout, each name after ``prefix``."""
+    return {prefix + key.removeprefix("first_stage_model."): tensor.contiguous() for key, tensor in _vae(vae).items()}
+
+
+def export_vae(vae, target: Path) -> Path:
+    """Write a diffusers VAE as a stand-alone original-layout VAE file (as vae-ft-mse-840000 is shipped)."""
+    save_file(vae_tensors(vae), str(target))
+    return target
+
+
+def export_single_file(model_dir: Path, target: Path, markers: tuple[str, ...] = (), with_vae: bool = True) -> Path:
     """Write the diffusers model in ``model_dir`` as one original-layout checkpoint at ``target``.
 
     ``markers`` adds bare, empty tensors such as ``v_pred`` and ``ztsnr``, the way NoobAI-style
-    v-prediction checkpoints say what they are.
+    v-prediction checkpoints say what they are. ``with_vae=False`` leaves the VAE out, as some SD1.5
+    checkpoints are shared.
     """
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(model_dir)
-    tensors = _unet(pipe.unet) | _vae(pipe.vae)
+    return write_single_file(DiffusionPipeline.from_pretrained(model_dir), target, markers, with_vae)
+
+
+def write_single_file(pipe, target: Path, markers: tuple[str, ...] = (), with_vae: bool = True) -> Path:
+    """Write a loaded diffusers pipeline as one original-layout checkpoint at ``target`` (see ``export_single_file``)."""
+    tensors = _unet(pipe.unet) | (_vae(pipe.vae) if with_vae else {})
     if hasattr(pipe, "text_encoder_2"):
         tensors |= _clip(pipe.text_encoder, "conditioner.embedders.0.transformer.")
         tensors |= _open_clip(pipe.text_encoder_2, "conditioner.embedders.1.model.")
