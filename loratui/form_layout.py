@@ -7,22 +7,23 @@ Every field of the schema appears in exactly one group (a test holds that).
 from __future__ import annotations
 
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("What you train", ("kind", "model.base", "model.arch", "model.single_file_config", "model.clip_skip")),
+    ("What you train", ("kind", "model.base", "model.arch", "model.single_file_config", "model.vae",
+                        "model.clip_skip", "model.prediction", "model.zero_terminal_snr")),
     ("Dataset", ("dataset.path", "dataset.trigger_word", "dataset.repeats", "dataset.resolution", "dataset.flip",
                  "dataset.caption_extension", "dataset.shuffle_captions", "dataset.keep_tokens",
-                 "dataset.caption_dropout", "dataset.buckets", "dataset.bucket_upscale",
+                 "dataset.max_token_length", "dataset.caption_dropout", "dataset.buckets", "dataset.bucket_upscale",
                  "dataset.cache_latents_to_disk", "dataset.cache_dir")),
     ("Network", ("network.type", "network.dim", "network.alpha", "network.conv_dim", "network.conv_alpha",
                  "network.dora")),
     ("Learning rates", ("optimizer.name", "optimizer.unet_lr", "optimizer.text_encoder_lr",
                         "optimizer.weight_decay", "optimizer.max_grad_norm")),
-    ("Schedule", ("training.epochs", "training.batch_size", "scheduler.name", "scheduler.restarts",
-                  "scheduler.warmup_steps", "training.min_snr_gamma", "training.noise_offset", "training.seed")),
+    ("Schedule", ("training.epochs", "training.batch_size", "training.num_processes", "scheduler.name",
+                  "scheduler.restarts", "scheduler.warmup_steps", "training.min_snr_gamma", "training.noise_offset", "training.seed")),
     ("Memory savers", ("training.mixed_precision", "training.gradient_checkpointing",
                        "training.fused_backward_pass", "training.compile")),
     ("Output", ("output.name", "output.dir", "output.save_every_n_epochs", "output.keep_last_n_checkpoints",
                 "output.save_precision", "output.sample_every_n_epochs", "output.sample_prompts",
-                "output.sample_steps", "output.sample_seed")),
+                "output.sample_steps", "output.sample_seed", "output.tensorboard")),
 )
 """Section titles and their fields, in the order the form shows them."""
 

@@ -81,14 +81,21 @@ class SetupScreen(Screen):
         problems = assessment.problems if assessment else []
         findings = assessment.findings if assessment else []
         hidden = []
+        shown = set()
         for field in self.fields():
+            shown.add(field.key)
             field.set_value(get_value(workspace.config, field.key))
             field.show_preset(differences.get(field.key))
+            field.show_note(_note(field.key, assessment))
             mine = [f for f in findings if f.field == field.key]
-            field.show_advice([p for p in problems if p.field == field.key], mine)
-            if field.advanced and not workspace.advanced:
+            my_problems = [p for p in problems if p.field == field.key]
+            field.show_advice(my_problems, mine)
+            # A problem blocks the start, so an advanced field that has one shows in basic mode too.
+            field.set_class(bool(my_problems), "-has-problem")
+            if field.advanced and not workspace.advanced and not my_problems:
                 hidden += mine
-        others = [p for p in problems if p.field not in FIELDS]
+        hidden += [f for f in findings if f.field not in shown]  # advice about a field the form does not show
+        others = [p for p in problems if p.field not in shown]
         lines = [f"{MARKS['error']} {p}" for p in others]
         lines += [f"{MARKS[f.severity]} {f.field}: {f.message}" for f in hidden]
         self.query_one("#hidden-advice", Static).update(
@@ -175,3 +182,10 @@ class SetupScreen(Screen):
         # Scroll once the layout has settled: advice being mounted above the field moves it.
         self.call_after_refresh(self.query_one("#form", VerticalScroll).scroll_to_widget, field, top=True,
                                 animate=False)
+
+
+def _note(key: str, assessment) -> str:
+    """What a field's value means for this model, where the form should say it (what ``auto`` found)."""
+    if key == "model.prediction" and assessment is not None and assessment.prediction is not None:
+        return f"predicts {assessment.prediction.explanation}"
+    return ""

@@ -7,6 +7,7 @@ with the reason and does not change the config; the screen refuses to start whil
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
 from loratui.rules import Finding
@@ -77,6 +79,8 @@ class SettingField(Vertical):
         self._parse_error: str | None = None
         self._advice: tuple = ()
         self._last: tuple[list[Problem], list[Finding]] = ([], [])
+        self._sent: deque[Any] = deque()
+        """Values sent as Changed that the form has not shown back yet (see ``set_value``)."""
 
     @property
     def key(self) -> str:
@@ -87,6 +91,7 @@ class SettingField(Vertical):
             yield Label(self.info.key.split(".")[-1].replace("_", " "), classes="setting-label")
             yield self._editor()
             yield Static("", classes="setting-preset", markup=False)
+        yield Static("", classes="setting-note", markup=False)
         yield Vertical(classes="setting-advice")
 
     def _editor(self):
@@ -100,15 +105,32 @@ class SettingField(Vertical):
             return Select(options, value=self.value, allow_blank=False, id=editor_id)
         return Input(format_value(info, self.value), id=editor_id, placeholder=info.doc[:60])
 
+    def editor_widget(self) -> Widget:
+        """The input, list or switch that edits this field's value."""
+        return self.query_one(f"#editor-{self.key.replace('.', '-')}")
+
     def focus_editor(self, scroll_visible: bool = True) -> None:
-        self.query_one(f"#editor-{self.key.replace('.', '-')}").focus(scroll_visible=scroll_visible)
+        self.editor_widget().focus(scroll_visible=scroll_visible)
 
     def set_value(self, value: Any) -> None:
-        """Show a value set from elsewhere (a fix, a preset) without sending Changed back."""
+        """Show a value set from elsewhere (a fix, a preset) without sending Changed back.
+
+        The form shows the whole config again after each change this field sends, and on a busy
+        machine that echo arrives after later keys were typed. An echo of a value sent from here, or
+        an older value while the user is still typing here, is not news: taking it would put older
+        text back in the box with the cursor mid-way, and the next keys would land there.
+        """
+        if value in self._sent:
+            while self._sent.popleft() != value:
+                pass
+            return
+        if self._sent and self.editor_widget().has_focus:
+            return  # the config has not caught up with the typing yet
+        self._sent.clear()
         if value == self.value:
             return
         self.value = value
-        editor = self.query_one(f"#editor-{self.key.replace('.', '-')}")
+        editor = self.editor_widget()
         with editor.prevent(Input.Changed, Select.Changed, Switch.Changed):
             if isinstance(editor, Switch):
                 editor.value = bool(value)
@@ -122,6 +144,12 @@ class SettingField(Vertical):
         """Mark the field when it differs from the chosen preset."""
         text = "" if preset_value is None else f"preset: {format_value(self.info, preset_value)}"
         self.query_one(".setting-preset", Static).update(text)
+
+    def show_note(self, text: str) -> None:
+        """A line under the field saying what its value means here (what ``auto`` found), or nothing."""
+        note = self.query_one(".setting-note", Static)
+        note.update(text)
+        note.display = bool(text)
 
     @property
     def findings(self) -> list[Finding]:
@@ -164,19 +192,21 @@ class SettingField(Vertical):
             return
         self._set_parse_error(None)
         if value != self.value:
-            self.value = value
-            self.post_message(self.Changed(self.key, value))
+            self._send(value)
 
     @on(Select.Changed)
     def _chosen(self, event: Select.Changed) -> None:
         event.stop()
         if event.value != self.value and event.value is not Select.NULL:
-            self.value = event.value
-            self.post_message(self.Changed(self.key, event.value))
+            self._send(event.value)
 
     @on(Switch.Changed)
     def _switched(self, event: Switch.Changed) -> None:
         event.stop()
         if event.value != self.value:
-            self.value = event.value
-            self.post_message(self.Changed(self.key, event.value))
+            self._send(event.value)
+
+    def _send(self, value: Any) -> None:
+        self.value = value
+        self._sent.append(value)
+        self.post_message(self.Changed(self.key, value))

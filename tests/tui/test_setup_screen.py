@@ -112,3 +112,27 @@ async def test_ctrl_o_opens_another_config(light_workspace):
         await pilot.press("ctrl+a", "ctrl+k", *str(other), "enter")
         assert await until(pilot, lambda: app.workspace.path == other and assessed(app))
         assert app.screen.query_one("#editor-training-epochs").value == "7"
+
+
+def _note(screen, key: str) -> str:
+    note = screen.query_one(f"#field-{key.replace('.', '-')} .setting-note")
+    return str(note.render()) if note.display else ""
+
+
+async def test_the_form_says_what_auto_found_and_names_problems_on_hidden_settings(light_workspace):
+    app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = app.screen
+        assert await until(pilot, lambda: assessed(app))
+        assert _note(screen, "model.prediction").startswith("predicts the noise (epsilon), ")
+        assert _note(screen, "model.arch") == ""
+        # model.vae is an advanced setting, but a problem blocks the start: its field shows in basic mode.
+        vae_field = screen.query_one("#field-model-vae", SettingField)
+        assert not vae_field.display
+        app.change_setting("model.vae", "no-such-vae.safetensors")
+        assert await until(pilot, lambda: assessed(app) and "no-such-vae.safetensors does not exist"
+                           in _advice(screen, "model.vae"))
+        assert vae_field.display and not app.workspace.assessment.startable
+        app.change_setting("model.vae", "")
+        assert await until(pilot, lambda: assessed(app) and not vae_field.display)
+
