@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from loratui.assess import Assessment, DatasetFacts, assess
+from loratui.config_file import save_preserving
 from loratui.presets import Preset, closest_preset
 from loratui.rules import Fix
 from trainer.contract.config.schema import FIELDS, Config, Problem, from_dict, get_value, with_value
-from trainer.contract.config.toml_io import apply_overrides, dumps, read_toml, resolve_paths
-from trainer.contract.fileio import atomic_write_text
+from trainer.contract.config.toml_io import apply_overrides, read_toml, resolve_paths
 
 
 @dataclass
@@ -105,7 +105,8 @@ class Workspace:
             backup = target.with_name(target.name + ".bak")
             shutil.copy2(target, backup)
             self.backed_up = True
-        atomic_write_text(target, dumps(self.config))
+        # The file as the user wrote it, with only the changed values rewritten (comments and order kept).
+        save_preserving(self.config, target, self.path)
         self.path, self.saved, self.loaded_mtime = target, self.config, _mtime(target)
         return backup
 
