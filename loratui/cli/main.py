@@ -67,10 +67,12 @@ def _check_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loratui check", description=(
         "Check a config against the guide's rules of thumb: each finding with its severity, the setting "
         "it concerns and, where there is one, the fix. Exit status 1 when any finding is a danger, "
-        "2 when the config cannot be used at all, else 0."))
+        "2 when the config cannot be used at all (every problem is named at once), else 0."))
     parser.add_argument("config", type=Path, help="the training config (TOML)")
     add_overrides(parser)
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="json: one object in every case, with findings (problems as severity error), "
+                             "steps, image counts, arch, prediction and exit_code")
     return parser
 
 
@@ -96,8 +98,8 @@ def _attach_parser() -> argparse.ArgumentParser:
 
 
 def _print_problems(problems) -> None:
-    for problem in problems:
-        print(f"loratui: {problem}", file=sys.stderr)
+    for problem in problems:  # a problem with the whole file (it is not TOML) names no field
+        print(f"loratui: {problem if problem.field else problem.message}", file=sys.stderr)
 
 
 def _load_workspace(config: Path, overrides: list[str]):
@@ -114,15 +116,29 @@ def _load_workspace(config: Path, overrides: list[str]):
     return workspace
 
 
-def _refuse_impossible(workspace) -> bool:
-    """Print the config's own hard problems (types, limits, unknown keys); True when there are any.
+def _impossible(workspace) -> list:
+    """The config's own hard problems (types, limits, unknown keys), with its files' problems beside them.
 
-    They are checked before anything else: the dataset scan, the step plan and the rules all
-    assume a valid config (a resolution of 8 or an arch of "sdxxl" would raise in them).
+    Those are checked before anything else: the dataset scan, the step plan and the rules all assume
+    a valid config (a resolution of 8 or an arch of "sdxxl" would raise in them). The files it names
+    (model, dataset, output) are checked as well, so one run of the command names everything to fix.
     """
     from trainer.contract.config.schema import validate
+    from trainer.contract.preflight import preflight
 
     problems = workspace.parse_problems + validate(workspace.resolved())
+    if problems:
+        named = {problem.field for problem in problems}
+        try:
+            problems += [p for p in preflight(workspace.resolved()).problems if p.field not in named]
+        except Exception:  # noqa: BLE001 - best effort on a config already known to be broken; its own
+            pass           # problems (printed) say what to fix first
+    return problems
+
+
+def _refuse_impossible(workspace) -> bool:
+    """Print the config's hard problems (see ``_impossible``); True when there are any."""
+    problems = _impossible(workspace)
     _print_problems(problems)
     return bool(problems)
 
@@ -164,30 +180,40 @@ def _finish(state) -> int:
 
 
 def cmd_check(config: Path, overrides: list[str], output_format: str) -> int:
-    """Print the guide's findings for a config."""
+    """Print the guide's findings for a config (JSON: one object in every case, see ``loratui.check_report``)."""
     import json
 
+    from loratui.check_report import check_report
     from loratui.estimates import detect_gpus
     from loratui.rules import worst
+    from loratui.workspace import Workspace
+    from trainer.contract.config.schema import Problem
+    from trainer.contract.config.toml_io import ConfigFileError
 
-    workspace = _load_workspace(config, overrides)
-    if workspace is None or _refuse_impossible(workspace):
+    def finish(code: int, problems: list, assessment=None) -> int:
+        _print_problems(problems)
         if output_format == "json":
-            print("[]")  # still JSON for a script reading stdout; the exit status says why it is empty
-        return EXIT_BAD_INPUT
+            print(json.dumps(check_report(config, code, problems, assessment), indent=2, default=str))
+        elif assessment is not None:
+            _print_findings(config, assessment)
+        return code
 
+    workspace = Workspace()
+    try:
+        workspace.load(config, overrides)
+    except ConfigFileError as exc:
+        return finish(EXIT_BAD_INPUT, [Problem("", str(exc))])
+    problems = _impossible(workspace)
+    if problems:
+        return finish(EXIT_BAD_INPUT, problems)
     result = workspace.assess(gpus=detect_gpus())
-    _print_problems(result.problems)
-    if output_format == "json":
-        print(json.dumps([f.to_json() for f in result.findings], indent=2))
-    else:
-        _print_findings(config, result)
     if result.problems:
-        return EXIT_BAD_INPUT
-    return EXIT_FAILED if worst(result.findings) == "danger" else EXIT_OK
+        return finish(EXIT_BAD_INPUT, result.problems, result)
+    return finish(EXIT_FAILED if worst(result.findings) == "danger" else EXIT_OK, [], result)
 
 
 def _print_findings(config: Path, result) -> None:
+    from loratui.check_report import image_counts
     from trainer.contract.config.toml_io import toml_value
 
     from loratui.summary import estimates_text
@@ -196,6 +222,11 @@ def _print_findings(config: Path, result) -> None:
     if plan is not None:
         print(f"{config}: {plan.images} images, {plan.total_steps} steps "
               f"(guide's formula: {plan.formula_steps:g}), {len(result.findings)} findings")
+    counts = image_counts(result.facts)
+    if counts and counts["broken"]:
+        shown = "; ".join(f"{Path(b['path']).name} ({b['why']})" for b in counts["broken_files"][:5])
+        more = f"; and {counts['broken'] - 5} more" if counts["broken"] > 5 else ""
+        print(f"images: {counts['usable']} usable of {counts['found']}; left out: {shown}{more}")
     if result.prediction is not None:
         print(f"model: predicts {result.prediction.explanation}")
     if result.estimates is not None:

@@ -28,7 +28,9 @@ def test_a_config_that_follows_the_guide_exits_zero(tmp_path, capsys):
 def test_a_danger_exits_one_and_json_lists_every_finding(tmp_path, capsys):
     config = _workspace(tmp_path)
     assert main(["check", str(config), "--set", "optimizer.unet_lr=5e-3", "--format", "json"]) == 1
-    findings = json.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)
+    assert (report["exit_code"], report["status"]) == (1, "danger")
+    findings = report["findings"]
     assert {"rule", "severity", "field", "message", "fix"} == set(findings[0])
     danger = next(f for f in findings if f["rule"] == "lr.unet_too_high")
     assert danger["severity"] == "danger" and danger["fix"]["set"] == {"optimizer.unet_lr": 5e-4}
@@ -49,3 +51,46 @@ def test_an_unusable_config_exits_two(tmp_path, capsys):
     config = _workspace(tmp_path)
     assert main(["check", str(config), "--set", "training.batch_size=0"]) == 2
     assert "training.batch_size: 0 is below the minimum" in capsys.readouterr().err
+
+
+def test_json_is_one_object_in_every_case_with_problems_as_error_findings(tmp_path, capsys):
+    config = _workspace(tmp_path)
+    assert main(["check", str(config), "--set", "dataset.repeats=10", "--set", "training.epochs=10",
+                 "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "clean"
+    assert {f["severity"] for f in report["findings"]} <= {"tip"}
+    assert report["steps"] == {"total": 630, "guide_formula": 625}
+    assert report["images"] == {"found": 25, "usable": 25, "broken": 0, "uncaptioned": 0, "broken_files": []}
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training\n")
+    assert main(["check", str(bad), "--format", "json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "unusable" and report["steps"] is None
+    assert [f["severity"] for f in report["findings"]] == ["error"]
+    assert "not valid TOML" in report["findings"][0]["message"]
+
+
+def test_every_problem_is_named_in_one_pass(tmp_path, capsys):
+    """An impossible value and a missing model are both named at once, not one per run."""
+    config = _workspace(tmp_path)
+    assert main(["check", str(config), "--set", "training.batch_size=0", "--set", "model.base=nowhere/x/y",
+                 "--set", "dataset.path=no-such-folder", "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    errors = {f["field"] for f in report["findings"] if f["severity"] == "error"}
+    assert errors == {"training.batch_size", "model.base", "dataset.path"}
+    for field in errors:
+        assert f"loratui: {field}: " in captured.err
+
+
+def test_a_broken_image_is_named_and_counted_apart(tmp_path, capsys):
+    config = _workspace(tmp_path)
+    (tmp_path / "data" / "broken.png").write_bytes(b"not a picture")
+    main(["check", str(config), "--format", "json"])
+    images = json.loads(capsys.readouterr().out)["images"]
+    assert (images["found"], images["usable"], images["broken"]) == (26, 25, 1)
+    assert images["broken_files"][0]["path"].endswith("broken.png")
+    main(["check", str(config)])
+    assert "images: 25 usable of 26; left out: broken.png (" in capsys.readouterr().out
