@@ -197,6 +197,28 @@ class LoraTuiApp(App):
         elif event.state == WorkerState.ERROR and event.worker.group == "live-runs":
             self.notify(f"Looking for running trainings failed: {event.worker.error!r}", severity="warning")
 
+    async def action_quit(self) -> None:
+        """Quit; with settings not yet saved, ask first: save, discard or stay."""
+        workspace = self.workspace
+        if workspace.path is None or not workspace.dirty:
+            self.exit()
+            return
+        from loratui.screens.unsaved import UnsavedChangesScreen
+        from trainer.contract.config.schema import FIELDS, get_value
+
+        saved = workspace.saved
+        changed = [key for key in FIELDS if saved is None or get_value(saved, key) != get_value(workspace.config, key)]
+
+        def answered(choice: str | None) -> None:
+            if choice == "save":
+                self.save_workspace()
+                if not workspace.dirty:  # saving failed: the notice says why, and the app stays
+                    self.exit()
+            elif choice == "discard":
+                self.exit()
+
+        self.push_screen(UnsavedChangesScreen(str(workspace.path), changed), answered)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.current_mode))
 

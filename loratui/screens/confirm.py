@@ -1,4 +1,4 @@
-"""A yes/no question before something that cannot be taken back (stopping a run)."""
+"""A yes/no question before something that cannot be taken back (stopping a run, starting a risky one)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No", id="confirm-no"),
     ]
 
-    def __init__(self, question: str, detail: str = "", yes_label: str = "Yes") -> None:
+    def __init__(self, question: str, detail: str = "", yes_label: str = "Yes", no_label: str = "Keep going") -> None:
         super().__init__()
         self.question = question
         self.detail = detail
         self.yes_label = yes_label
+        self.no_label = no_label
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm"):
@@ -31,10 +32,10 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Static(self.detail, id="confirm-detail", markup=False)
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.yes_label} (y)", variant="error", id="yes")
-                yield Button("Keep going (n)", variant="primary", id="no")
+                yield Button(f"{self.no_label} (n)", variant="primary", id="no")
 
     def on_mount(self) -> None:
-        # The safe answer has the focus: an Enter pressed out of habit keeps the run going.
+        # The safe answer has the focus: an Enter pressed out of habit changes nothing.
         self.query_one("#no", Button).focus()
 
     @on(Button.Pressed)

@@ -8,6 +8,7 @@ the process: closing the app stops nothing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -21,7 +22,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
 from loratui.runs.launch import resumable_run, start_detached_async
-from loratui.runs.registry import register_run
+from loratui.runs.registry import find_runs, register_run
 from loratui.runs.state import RunState
 from loratui.screens.confirm import ConfirmScreen
 from loratui.summary import summary_line
@@ -158,6 +159,22 @@ class TrainScreen(Screen):
                 self.notify("The config changed on disk; reading it again. Press s once it is checked.")
                 self.app.load_config(workspace.path, announce=False)
             return
+        dangers = [f for f in workspace.assessment.findings if f.severity == "danger"]
+        others = await asyncio.to_thread(_runs_training_here, [Path(workspace.resolved().output.dir)])
+        if not dangers and not others:
+            await self._launch()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._launch(), group="start-run", exclusive=True)
+
+        # Asked, never silently refused: the guide's dangers and a busy GPU are the user's call.
+        self.app.push_screen(ConfirmScreen(*_start_question(dangers, others), yes_label="Start anyway",
+                                           no_label="Not now"), answered)
+
+    async def _launch(self) -> None:
+        workspace = self.workspace
         try:
             run = create_run_dir(workspace.resolved())
         except OSError as exc:
@@ -290,3 +307,25 @@ class TrainScreen(Screen):
             error = event.worker.error
             self.monitor.write(f"internal error in {event.worker.name}: {error!r}")
             self.notify(f"Something went wrong: {error}", severity="error")
+
+
+def _runs_training_here(folders: list[Path]) -> list:
+    """Runs of loratui still training on this machine (started here, or in these output folders)."""
+    return [summary for summary in find_runs(folders) if summary.alive]
+
+
+def _start_question(dangers: list, others: list) -> tuple[str, str]:
+    """The question before a start that the guide or the machine advises against, and what it is about."""
+    lines = [f"✖ {f.field}: {f.message}" for f in dangers]
+    if others:
+        names = ", ".join(f"{s.name} (pid {s.pid})" if s.pid else s.name for s in others)
+        lines.append(f"Already training on this machine: {names}. Two trainings on one GPU share its memory; "
+                     "both slow down, and either may run out.")
+    count = len(dangers)
+    if dangers and others:
+        question = f"Start with {count} danger{'s' if count != 1 else ''}, beside another training?"
+    elif dangers:
+        question = f"Start with {count} danger{'s' if count != 1 else ''} the guide warns about?"
+    else:
+        question = "Start while another training is running?"
+    return question, "\n".join(lines)
