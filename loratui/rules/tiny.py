@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
+from trainer.contract.dataset_scan import parse_repeat_folder
 
 
 def _effective_repeats(ctx: Context) -> float | None:
@@ -18,8 +19,59 @@ def tiny_repeats(ctx: Context):
     low, high = guide.TINY_REPEATS
     if not ctx.is_tiny_dataset or repeats is None or low <= repeats <= high:
         return None
-    return "warn", (f"With only {ctx.image_count} images, milk each one: {low}–{high} repeats instead of "
-                    f"{repeats:g}."), Fix({"dataset.repeats": 20}, "use 20 repeats")
+    folders = _repeat_folders(ctx)
+    if not folders:
+        return "warn", (f"With only {ctx.image_count} images, milk each one: {low}–{high} repeats instead of "
+                        f"{repeats:g}."), Fix({"dataset.repeats": 20}, "use 20 repeats")
+    # kohya folders (`5_name`) set their own repeats; dataset.repeats reaches only the images outside them.
+    loose = _defaults(ctx)
+    mixed = loose > 0 or len({r for r, _ in folders.values()}) > 1
+    listed = ", ".join(f"{name}: {count} image{'s' if count != 1 else ''}" for name, (_, count) in folders.items())
+    renames = ", ".join(f"{name} → {_renamed(name, 20)}" for name in folders)
+    them = "them" if len(folders) > 1 else "it"
+    message = (f"With only {ctx.image_count} images, milk each one: {low}–{high} repeats instead of {repeats:g}"
+               f"{' on average' if mixed else ''}. The repeats come from the folder name{'s' if len(folders) > 1 else ''}"
+               f" ({listed}), which dataset.repeats does not change: rename {them} ({renames}) and check again.")
+    target = _default_repeats_for(ctx, 20) if loose else None
+    if target is None:
+        return "warn", message, None
+    return "warn", message + f" Or, for the {loose} image{'s' if loose != 1 else ''} outside them:", \
+        Fix({"dataset.repeats": target}, f"use {target} repeats for the images outside repeat folders")
+
+
+def _repeat_folders(ctx: Context) -> dict[str, tuple[int, int]]:
+    """kohya repeat folders holding images: name → (repeats, images)."""
+    folders: dict[str, tuple[int, int]] = {}
+    for image in ctx.scan.images:
+        parent = image.path.parent
+        parsed = parse_repeat_folder(parent.name) if parent != ctx.scan.root else None
+        if parsed is not None:
+            count = folders.get(parent.name, (parsed[0], 0))[1]
+            folders[parent.name] = (parsed[0], count + 1)
+    return folders
+
+
+def _defaults(ctx: Context) -> int:
+    """How many images take dataset.repeats (those not in a repeat folder)."""
+    return ctx.image_count - sum(count for _, count in _repeat_folders(ctx).values())
+
+
+def _default_repeats_for(ctx: Context, wanted: float) -> int | None:
+    """The dataset.repeats that brings the average repeats into the guide's range, if one can."""
+    low, high = guide.TINY_REPEATS
+    folders = _repeat_folders(ctx).values()
+    fixed = sum(r * n for r, n in folders)
+    loose = _defaults(ctx)
+    best = None
+    for candidate in range(1, 1001):
+        average = (fixed + candidate * loose) / ctx.image_count
+        if low <= average <= high and (best is None or abs(average - wanted) < abs(best[1] - wanted)):
+            best = (candidate, average)
+    return best[0] if best and best[0] != ctx.config.dataset.repeats else None
+
+
+def _renamed(name: str, repeats: int) -> str:
+    return f"{repeats}_{name.split('_', 1)[1]}"
 
 
 @rule("tiny.epochs", "training.epochs", "Tiny datasets want 15–20 epochs.")

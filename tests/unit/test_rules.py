@@ -196,3 +196,30 @@ def test_steps_fix_prefers_epochs_and_lands_in_the_aim():
 def test_repeat_folders_are_counted_in_the_tiny_rules():
     # 12 images in a 20_zkchar folder have 20 repeats even though dataset.repeats says 10.
     assert fired(make(12, folder="20_zkchar"), "tiny.repeats") == []
+
+
+def _kohya(folders: dict[str, int], loose: int = 0) -> Context:
+    """A tiny dataset in kohya repeat folders (name → images), plus ``loose`` images at the top."""
+    base = make(1)
+    files = [DatasetImage(ROOT / name / f"{name}-{i}.png", ROOT / name / f"{name}-{i}.txt", 1024, 1024,
+                          int(name.split("_")[0])) for name, count in folders.items() for i in range(count)]
+    files += [DatasetImage(ROOT / f"{i}.png", ROOT / f"{i}.txt", 1024, 1024, base.config.dataset.repeats)
+              for i in range(loose)]
+    plan = plan_steps(files, 1024, base.config.training.batch_size, base.config.training.epochs)
+    return Context(base.config, "sdxl", DatasetScan(ROOT, files), plan, None, None)
+
+
+def test_repeats_from_kohya_folders_are_named_and_never_fixed_by_a_setting_that_changes_nothing():
+    (finding,) = fired(_kohya({"5_zkchar": 10, "2_extra": 2}), "tiny.repeats")
+    assert "5_zkchar: 10 images" in finding.message and "2_extra: 2 images" in finding.message
+    assert "5_zkchar → 20_zkchar" in finding.message and "on average" in finding.message
+    assert finding.fix is None  # dataset.repeats reaches none of these images
+    # With images outside the folders, the fix changes those, and the average lands in range.
+    context = _kohya({"5_zkchar": 6}, loose=6)
+    (finding,) = fired(context, "tiny.repeats")
+    fixed = finding.fix.apply(context.config)
+    again = _kohya({"5_zkchar": 6}, loose=0)
+    files = again.scan.images + [DatasetImage(ROOT / f"{i}.png", ROOT / f"{i}.txt", 1024, 1024,
+                                              fixed.dataset.repeats) for i in range(6)]
+    plan = plan_steps(files, 1024, fixed.training.batch_size, fixed.training.epochs)
+    assert fired(Context(fixed, "sdxl", DatasetScan(ROOT, files), plan, None, None), "tiny.repeats") == []
