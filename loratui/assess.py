@@ -196,7 +196,7 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
     if facts.scan is not None and facts.scan.images and counts_valid:
         resolution = effective_resolution(config, arch or "sd15")
         plan = plan_steps(facts.scan.images, resolution, config.training.batch_size, config.training.epochs,
-                          config.dataset.buckets)
+                          config.dataset.buckets, config.dataset.bucket_upscale)
     estimates = None
     # The tables describe the real SD1.5 and SDXL; the demo's tiny models are a thousand times smaller.
     tiny_model = (Path(config.model.base) / "loratui-tiny.json").is_file()

@@ -127,3 +127,18 @@ def test_png_exif_rotation_is_read_from_the_header_without_decoding(tmp_path):
     data = (tmp_path / "plain.png").read_bytes()
     (tmp_path / "torn.png").write_bytes(data[: len(data) // 2])
     assert read_image_size(tmp_path / "torn.png") == (64, 32)
+
+
+def test_upscaled_buckets_are_counted_as_the_trainer_buckets_them():
+    """With dataset.bucket_upscale, small images join the full-size buckets; the plan must count those."""
+    rng = random.Random(3)
+    differed = 0
+    for _ in range(100):
+        images = [DatasetImage(None, None, rng.choice([128, 320, 512, 1024]), rng.choice([128, 384, 512, 1024]),
+                               rng.randint(1, 3)) for _ in range(rng.randint(1, 12))]
+        batch = rng.randint(1, 4)
+        plan = plan_steps(images, 1024, batch, epochs=1, upscale=True)
+        buckets = [assign_bucket(i.width, i.height, 1024, True, True) for i in images]
+        assert plan.total_steps == count_batches(buckets, [i.repeats for i in images], batch)
+        differed += plan.total_steps != plan_steps(images, 1024, batch, epochs=1).total_steps
+    assert differed  # the two ways of bucketing do count differently, so the test can tell

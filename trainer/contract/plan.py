@@ -107,9 +107,10 @@ class StepPlan:
 
 
 def plan_steps(images: list[DatasetImage], resolution: int, batch_size: int, epochs: int,
-               use_buckets: bool = True) -> StepPlan:
-    """The exact number of steps a run over these images performs."""
-    buckets = [assign_bucket(i.width, i.height, resolution, use_buckets) for i in images]
+               use_buckets: bool = True, upscale: bool = False) -> StepPlan:
+    """The exact number of steps a run over these images performs (bucketed as the trainer buckets them:
+    ``upscale`` is ``dataset.bucket_upscale``, which moves small images into the full-size buckets)."""
+    buckets = [assign_bucket(i.width, i.height, resolution, use_buckets, upscale) for i in images]
     repeats = [i.repeats for i in images]
     per_epoch = count_batches(buckets, repeats, batch_size)
     samples = sum(repeats)
