@@ -143,6 +143,28 @@ class LoraTuiApp(App):
         self.workspace.apply_fix(fix)
         self._changed(assess_now=True)
 
+    @work(thread=True, exclusive=True, group="fix-all", exit_on_error=False)
+    def apply_every_fix(self) -> None:
+        """Plan every fix together against the config as it is now, then apply the result as one change."""
+        workspace = self.workspace
+        version = workspace.version
+        plan = workspace.plan_every_fix(self.gpus)
+        self.call_from_thread(self._install_fixes, version, plan)
+
+    def _install_fixes(self, version: int, plan) -> None:
+        if version != self.workspace.version:
+            self.notify("The settings changed while the fixes were planned; press ctrl+g again.", severity="warning")
+            return
+        if not plan.changed:
+            left = f" ({len(plan.unsafe)} left: each fix would raise a new danger)" if plan.unsafe else ""
+            self.notify(f"Nothing to fix{left}.")
+            return
+        self.workspace.take_fixes(plan)
+        self._changed(assess_now=True)
+        labels = "; ".join(f.fix.label for f in plan.applied)
+        self.notify(f"Applied {len(plan.applied)} fix{'es' if len(plan.applied) != 1 else ''}: {labels}. "
+                    "ctrl+s saves them.")
+
     def apply_preset(self, preset: Preset) -> None:
         self.workspace.apply_preset(preset)
         self._changed(assess_now=True)

@@ -17,6 +17,7 @@ from loratui.assess import Assessment, DatasetFacts, assess
 from loratui.config_file import save_preserving
 from loratui.presets import Preset, closest_preset
 from loratui.rules import Fix
+from loratui.rules.fix_all import FixPlan, apply_every_fix
 from trainer.contract.config.schema import FIELDS, Config, Problem, from_dict, get_value, with_value
 from trainer.contract.config.toml_io import apply_overrides, read_toml, resolve_paths
 
@@ -93,6 +94,25 @@ class Workspace:
     def assess(self, facts: DatasetFacts | None = None, gpus: list = ()) -> Assessment:
         """Assess the current config (thread-safe: it reads a snapshot and changes nothing)."""
         return assess(self.resolved(), facts, self.parse_problems, gpus)
+
+    def plan_every_fix(self, gpus: list = ()) -> FixPlan:
+        """Every danger's and warning's fix, planned together against the config as it is now
+        (``loratui.rules.fix_all``); nothing is changed here. The dataset is read again only when a fix
+        changes what it depends on."""
+        facts = [self.assessment.facts if self.assessment else None]
+
+        def findings_for(config: Config) -> list:
+            assessment = assess(resolve_paths(config, self.base_dir), facts[0], self.parse_problems, gpus)
+            facts[0] = assessment.facts
+            return assessment.findings
+
+        return apply_every_fix(self.config, findings_for)
+
+    def take_fixes(self, plan: FixPlan) -> None:
+        """Set every value a fix plan changed."""
+        for key in FIELDS:
+            if get_value(plan.config, key) != get_value(self.config, key):
+                self.set(key, get_value(plan.config, key))
 
     def save(self, path: Path | None = None) -> Path | None:
         """Write the config (atomically); the first overwrite in a session keeps the old file as ``.bak``.

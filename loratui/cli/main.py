@@ -73,6 +73,10 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("text", "json"), default="text",
                         help="json: one object in every case, with findings (problems as severity error), "
                              "steps, image counts, arch, prediction and exit_code")
+    parser.add_argument("--fix", action="store_true",
+                        help="apply every danger's and warning's fix, planned together, and save the config "
+                             "(in place, keeping the old file as .bak; only changed values are rewritten)")
+    parser.add_argument("--out", type=Path, help="with --fix: write the fixed config here instead")
     return parser
 
 
@@ -179,7 +183,8 @@ def _finish(state) -> int:
     return EXIT_FAILED
 
 
-def cmd_check(config: Path, overrides: list[str], output_format: str) -> int:
+def cmd_check(config: Path, overrides: list[str], output_format: str, fix: bool = False,
+              out: Path | None = None) -> int:
     """Print the guide's findings for a config (JSON: one object in every case, see ``loratui.check_report``)."""
     import json
 
@@ -206,10 +211,30 @@ def cmd_check(config: Path, overrides: list[str], output_format: str) -> int:
     problems = _impossible(workspace)
     if problems:
         return finish(EXIT_BAD_INPUT, problems)
-    result = workspace.assess(gpus=detect_gpus())
+    gpus = detect_gpus()
+    if fix:
+        _fix_everything(workspace, gpus, out)
+    result = workspace.assess(gpus=gpus)
     if result.problems:
         return finish(EXIT_BAD_INPUT, result.problems, result)
     return finish(EXIT_FAILED if worst(result.findings) == "danger" else EXIT_OK, [], result)
+
+
+def _fix_everything(workspace, gpus, out: Path | None) -> None:
+    """Apply every fix jointly (``loratui.rules.fix_all``) and save, saying what changed on stderr."""
+    plan = workspace.plan_every_fix(gpus)
+    for finding in plan.applied:
+        print(f"fixed: {finding.fix.label} [{finding.rule}]", file=sys.stderr)
+    for finding in plan.unsafe:
+        print(f"not fixed: {finding.rule}: its fix ({finding.fix.label}) would raise a new danger", file=sys.stderr)
+    if not plan.changed:
+        print("nothing to fix", file=sys.stderr)
+        if out is None:
+            return
+    workspace.take_fixes(plan)
+    backup = workspace.save(out)
+    print(f"saved {workspace.path}" + (f" (the previous file is kept as {backup.name})" if backup else ""),
+          file=sys.stderr)
 
 
 def _print_findings(config: Path, result) -> None:
@@ -377,7 +402,7 @@ def _dispatch(argv: list[str]) -> int:
         return cmd_train(args.config, args.overrides, args.detach)
     if argv and argv[0] == "check":
         args = _check_parser().parse_args(argv[1:])
-        return cmd_check(args.config, args.overrides, args.format)
+        return cmd_check(args.config, args.overrides, args.format, args.fix, args.out)
     if argv and argv[0] == "resume":
         args = _resume_parser().parse_args(argv[1:])
         return cmd_resume(args.run_dir, args.detach)

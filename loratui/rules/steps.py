@@ -4,23 +4,7 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from trainer.contract.dataset_scan import parse_repeat_folder
-from trainer.contract.plan import assign_bucket, count_batches
-
-
-def _exact_steps(ctx: Context, repeats: int, epochs: int) -> int:
-    """The exact step count if the default repeats and the epochs were changed."""
-    config = ctx.config
-    resolution = config.dataset.resolution or guide.RESOLUTION.get(ctx.arch or "sd15", 768)
-    images = ctx.scan.images
-    buckets = [assign_bucket(i.width, i.height, resolution, config.dataset.buckets, config.dataset.bucket_upscale)
-               for i in images]
-    counts = [repeats if _uses_default_repeats(ctx, i) else i.repeats for i in images]
-    return count_batches(buckets, counts, config.training.batch_size) * epochs
-
-
-def _uses_default_repeats(ctx: Context, image) -> bool:
-    return image.path.parent == ctx.scan.root or parse_repeat_folder(image.path.parent.name) is None
+from loratui.rules.tiny_plan import epoch_batches, plan_changes, tiny_plan, uses_default_repeats
 
 
 def steps_fix(ctx: Context, low: int, high: int) -> Fix | None:
@@ -31,26 +15,41 @@ def steps_fix(ctx: Context, low: int, high: int) -> Fix | None:
     """
     if ctx.plan is None or ctx.scan is None or not ctx.scan.images:
         return None
+    plan = tiny_plan(ctx)
+    if plan is not None:
+        # A tiny dataset: the same plan the tiny-dataset rules steer to, so the fixes agree.
+        changes = plan_changes(ctx, plan)
+        if not changes:
+            return None
+        words = {"dataset.repeats": "repeats", "training.epochs": "epochs", "training.batch_size": "batch"}
+        said = " and ".join(f"{words[k]} {v}" if k == "training.batch_size" else f"{v} {words[k]}"
+                            for k, v in changes.items())
+        return Fix(changes, f"use {said} ({plan.steps} steps)")
     config, target = ctx.config, (low + high) // 2
     tiny = ctx.is_tiny_dataset
     epoch_range = range(guide.TINY_EPOCHS[0], guide.TINY_EPOCHS[1] + 1) if tiny else range(1, 201)
     repeat_range = range(guide.TINY_REPEATS[0], guide.TINY_REPEATS[1] + 1) if tiny else range(1, 101)
-    has_defaults = any(_uses_default_repeats(ctx, i) for i in ctx.scan.images)
+    has_defaults = any(uses_default_repeats(ctx, i) for i in ctx.scan.images)
     now_r, now_e = config.dataset.repeats, config.training.epochs
+    batches = epoch_batches(ctx, config.training.batch_size)
+    per_epoch = {r: batches(r) for r in ({now_r} | (set(repeat_range) if has_defaults else set()))}
     searches = [[(now_r, e) for e in epoch_range]]
     if has_defaults:
         searches += [[(r, now_e) for r in repeat_range], [(r, e) for r in repeat_range for e in epoch_range]]
-    for candidates in searches:
-        scored = [(abs(steps - target), r, e, steps) for r, e in candidates
-                  if low <= (steps := _exact_steps(ctx, r, e)) <= high and (r, e) != (now_r, now_e)]
-        if scored:
-            _, repeats, epochs, steps = min(scored)
-            changes, words = {}, []
-            if repeats != now_r:
-                changes["dataset.repeats"], words = repeats, words + [f"{repeats} repeats"]
-            if epochs != now_e:
-                changes["training.epochs"], words = epochs, words + [f"{epochs} epochs"]
-            return Fix(changes, f"use {' and '.join(words)} ({steps} steps)")
+    # Within the aim if any change reaches it; else within the guide's safe range; else at least out of danger
+    # (kohya folders can fix the repeats so that even one epoch overshoots the aim).
+    for lowest, highest in ((low, high), guide.STEPS_FINE, (guide.STEPS_DANGER_BELOW, guide.STEPS_DANGER_ABOVE)):
+        for candidates in searches:
+            scored = [(abs(steps - target), r, e, steps) for r, e in candidates
+                      if lowest <= (steps := per_epoch[r] * e) <= highest and (r, e) != (now_r, now_e)]
+            if scored:
+                _, repeats, epochs, steps = min(scored)
+                changes, words = {}, []
+                if repeats != now_r:
+                    changes["dataset.repeats"], words = repeats, words + [f"{repeats} repeats"]
+                if epochs != now_e:
+                    changes["training.epochs"], words = epochs, words + [f"{epochs} epochs"]
+                return Fix(changes, f"use {' and '.join(words)} ({steps} steps)")
     return None
 
 

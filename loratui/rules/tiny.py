@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
+from loratui.rules.tiny_plan import tiny_plan
 from trainer.contract.dataset_scan import parse_repeat_folder
 
 
@@ -21,8 +22,11 @@ def tiny_repeats(ctx: Context):
         return None
     folders = _repeat_folders(ctx)
     if not folders:
+        plan = tiny_plan(ctx)
+        fix = Fix({"dataset.repeats": plan.repeats}, f"use {plan.repeats} repeats") \
+            if plan is not None and plan.repeats != ctx.config.dataset.repeats else None
         return "warn", (f"With only {ctx.image_count} images, milk each one: {low}–{high} repeats instead of "
-                        f"{repeats:g}."), Fix({"dataset.repeats": 20}, "use 20 repeats")
+                        f"{repeats:g}."), fix
     # kohya folders (`5_name`) set their own repeats; dataset.repeats reaches only the images outside them.
     loose = _defaults(ctx)
     mixed = loose > 0 or len({r for r, _ in folders.values()}) > 1
@@ -74,14 +78,25 @@ def _renamed(name: str, repeats: int) -> str:
     return f"{repeats}_{name.split('_', 1)[1]}"
 
 
-@rule("tiny.epochs", "training.epochs", "Tiny datasets want 15–20 epochs.")
+@rule("tiny.epochs", "training.epochs", "Tiny datasets want 15–20 epochs (outside it when the step count cannot otherwise stay safe).")
 def tiny_epochs(ctx: Context):
     epochs = ctx.config.training.epochs
     low, high = guide.TINY_EPOCHS
     if not ctx.is_tiny_dataset or low <= epochs <= high:
         return None
-    return "warn", f"A tiny dataset needs more passes: {low}–{high} epochs, not {epochs}.", \
-        Fix({"training.epochs": low}, f"train {low} epochs")
+    plan = tiny_plan(ctx)
+    if plan is not None and plan.epochs_outside and epochs == plan.epochs:
+        if epochs < low:
+            why = (f"{low} epochs would run past the {guide.STEPS_DANGER_ABOVE} steps where the LoRA overcooks. "
+                   "Fewer repeats, or more images, make room for more epochs.")
+        else:
+            why = (f"{high} epochs would stay under the {guide.STEPS_DANGER_BELOW} steps a LoRA needs. "
+                   "More repeats, or more images, bring the epochs back into range.")
+        return "tip", (f"{epochs} epochs, outside the tiny-dataset {low}–{high}, because at these repeats and batch "
+                       f"{plan.batch_size} {why}"), None
+    fix = Fix({"training.epochs": plan.epochs}, f"train {plan.epochs} epochs") \
+        if plan is not None and plan.epochs != epochs else None
+    return "warn", f"A tiny dataset needs more passes: {low}–{high} epochs, not {epochs}.", fix
 
 
 @rule("tiny.batch", "training.batch_size", "Tiny datasets train with a batch of 1–2.")
@@ -90,7 +105,8 @@ def tiny_batch(ctx: Context):
     if not ctx.is_tiny_dataset or batch <= guide.TINY_BATCH_MAX:
         return None
     return "warn", (f"With {ctx.image_count} images a batch of {batch} averages away what each image teaches; "
-                    "use 1–2."), Fix({"training.batch_size": 2}, "set the batch size to 2")
+                    "use 1–2."), Fix({"training.batch_size": guide.TINY_BATCH_MAX},
+                                     f"set the batch size to {guide.TINY_BATCH_MAX}")
 
 
 @rule("tiny.unet_lr", "optimizer.unet_lr", "Tiny datasets want a gentler UNet rate (3e-4).")

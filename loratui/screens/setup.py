@@ -31,6 +31,7 @@ class SetupScreen(Screen):
 
     BINDINGS = [
         Binding("ctrl+f", "apply_fix", "Apply fix", id="apply-fix", priority=True),
+        Binding("ctrl+g", "apply_every_fix", "Fix all", id="apply-every-fix", priority=True),
         Binding("ctrl+s", "save", "Save", id="save-config", priority=True),
         Binding("ctrl+o", "open", "Open", id="open-config", priority=True),
         Binding("ctrl+t", "train", "Train", id="train-from-setup", priority=True),
@@ -140,6 +141,10 @@ class SetupScreen(Screen):
             return
         self.app.apply_fix(fixes[0])
         self.notify(f"Applied: {fixes[0].label}.")
+
+    def action_apply_every_fix(self) -> None:
+        """Apply every danger's and warning's fix, planned together (``loratui.rules.fix_all``)."""
+        self.app.apply_every_fix()
 
     def action_toggle_advanced(self) -> None:
         self.workspace.advanced = not self.workspace.advanced

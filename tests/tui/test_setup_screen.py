@@ -136,3 +136,18 @@ async def test_the_form_says_what_auto_found_and_names_problems_on_hidden_settin
         app.change_setting("model.vae", "")
         assert await until(pilot, lambda: assessed(app) and not vae_field.display)
 
+
+
+async def test_ctrl_g_applies_every_fix_at_once_and_leaves_only_tips(light_workspace):
+    """The light workspace is a tiny dataset (12 images) at batch 4: its fixes, one by one, used to fight."""
+    app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: assessed(app))
+        assert {f.severity for f in app.workspace.assessment.findings} & {"warn", "danger"}
+        await pilot.press("ctrl+g")
+        assert await until(pilot, lambda: app.workspace.config.training.batch_size <= 2 and assessed(app))
+        assert {f.severity for f in app.workspace.assessment.findings} <= {"tip"}, app.workspace.assessment.findings
+        fixed = app.workspace.config
+        await pilot.press("ctrl+g")
+        await settled(pilot)
+        assert app.workspace.config == fixed  # a second press changes nothing

@@ -94,3 +94,23 @@ def test_a_broken_image_is_named_and_counted_apart(tmp_path, capsys):
     assert images["broken_files"][0]["path"].endswith("broken.png")
     main(["check", str(config)])
     assert "images: 25 usable of 26; left out: broken.png (" in capsys.readouterr().out
+
+
+def test_fix_applies_every_fix_together_keeps_the_file_and_a_second_fix_changes_nothing(tmp_path, capsys):
+    """The issue's tiny dataset: fixed one at a time, the steps fix (at batch 4) and the batch fix ran 2040
+    steps, a danger. Together: no danger, no warning a fix could remove, and the user's notes kept."""
+    config = _workspace(tmp_path, images=12)
+    config.write_text("# my notes\n" + config.read_text().replace('resolution = 1024\n', 'resolution = 1024  # XL\n'))
+    original = config.read_text()
+    assert main(["check", str(config), "--fix", "--format", "json"]) in (0, 1)
+    report = json.loads(capsys.readouterr().out)
+    assert {f["severity"] for f in report["findings"]} <= {"tip"}, report["findings"]
+    fixed = config.read_text()
+    assert fixed.startswith("# my notes\n") and "resolution = 1024  # XL" in fixed
+    assert (tmp_path / "lora.toml.bak").read_text() == original
+    assert main(["check", str(config), "--fix"]) == 0
+    assert "nothing to fix" in capsys.readouterr().err and config.read_text() == fixed
+    out = tmp_path / "other.toml"
+    config.write_text(original)
+    main(["check", str(config), "--fix", "--out", str(out)])
+    assert config.read_text() == original and out.read_text() == fixed

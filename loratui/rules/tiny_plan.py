@@ -1,0 +1,117 @@
+"""The tiny-dataset settings as one plan: repeats, epochs and batch chosen together.
+
+The guide's tiny-dataset rules (15–25 repeats, 15–20 epochs, batch 1–2) each sound right alone, but
+together they multiply: 15 images × 20 repeats × 15 epochs ÷ 2 is 2250 steps, past the 2000 where
+the guide warns of an overcooked LoRA. Fixed one rule at a time they fought (the step-count fix
+computed at batch 4, then the batch fix doubling it). Here they are chosen jointly, and the rules
+``tiny.repeats``, ``tiny.epochs``, ``tiny.batch`` and the step count's fix for a tiny dataset all
+read this one plan, so their fixes agree and applying them all lands where the plan says:
+
+- values already within the guide's ranges stay as they are (the smallest change);
+- repeats set by kohya folders (``N_name``) are the folders' to decide, not ``dataset.repeats``'s;
+- the run must stay between the guide's danger limits (200 and 2000 steps); among what does, the
+  count nearest the middle of the tiny aim (800–1200) wins;
+- when no choice within the ranges keeps it between 200 and 2000 (repeats fixed by folders, very
+  few images), the epochs leave their range as little as they can, and the rule says why.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from loratui.rules import guide
+from loratui.rules.engine import Context
+from trainer.contract.dataset_scan import parse_repeat_folder
+from trainer.contract.plan import assign_bucket
+
+
+@dataclass(frozen=True)
+class TinyPlan:
+    """The tiny-dataset settings the rules steer to, and the steps they give."""
+
+    repeats: int
+    """``dataset.repeats`` (unchanged when every image is in a kohya folder)."""
+    epochs: int
+    batch_size: int
+    steps: int
+    epochs_outside: bool = False
+    """True when no epoch count within 15–20 keeps the run between 200 and 2000 steps, so the plan leaves it."""
+
+
+def uses_default_repeats(ctx: Context, image) -> bool:
+    """Whether ``dataset.repeats`` applies to an image (it is not in a kohya ``N_name`` folder)."""
+    return image.path.parent == ctx.scan.root or parse_repeat_folder(image.path.parent.name) is None
+
+
+def epoch_batches(ctx: Context, batch_size: int):
+    """Batches per epoch as a function of ``dataset.repeats``, at this batch size.
+
+    The buckets are counted once: the advice searches hundreds of repeat and epoch pairs, and
+    recounting every image for each made the settings screen's checks slow on large folders.
+    """
+    config = ctx.config
+    resolution = config.dataset.resolution or guide.RESOLUTION.get(ctx.arch or "sd15", 768)
+    fixed: Counter[tuple[int, int]] = Counter()
+    loose: Counter[tuple[int, int]] = Counter()
+    for image in ctx.scan.images:
+        bucket = assign_bucket(image.width, image.height, resolution, config.dataset.buckets,
+                               config.dataset.bucket_upscale)
+        if uses_default_repeats(ctx, image):
+            loose[bucket] += 1
+        else:
+            fixed[bucket] += image.repeats
+    buckets = set(fixed) | set(loose)
+    return lambda repeats: sum(-(-(fixed[b] + repeats * loose[b]) // batch_size) for b in buckets)
+
+
+def exact_steps(ctx: Context, repeats: int, epochs: int, batch_size: int | None = None) -> int:
+    """The exact step count if ``dataset.repeats``, the epochs and the batch size were these."""
+    return epoch_batches(ctx, batch_size or ctx.config.training.batch_size)(repeats) * epochs
+
+
+def tiny_plan(ctx: Context) -> TinyPlan | None:
+    """The jointly chosen settings for a tiny dataset; None when the dataset is not tiny or not known."""
+    if not ctx.is_tiny_dataset or ctx.plan is None or not ctx.scan.images:
+        return None
+    config = ctx.config
+    repeats, epochs = config.dataset.repeats, config.training.epochs
+    batch = min(config.training.batch_size, guide.TINY_BATCH_MAX)
+    if config.training.fused_backward_pass:
+        batch = 1  # the fused pass steps one image at a time
+    r_low, r_high = guide.TINY_REPEATS
+    e_low, e_high = guide.TINY_EPOCHS
+    defaults = any(uses_default_repeats(ctx, i) for i in ctx.scan.images)
+    average = ctx.plan.samples_per_epoch / ctx.plan.images
+    repeat_options = [repeats] if not defaults or r_low <= average <= r_high else range(r_low, r_high + 1)
+    epoch_options = [epochs] if e_low <= epochs <= e_high else range(e_low, e_high + 1)
+    aim = sum(guide.TINY_STEPS_AIM) / 2
+
+    batches = epoch_batches(ctx, batch)
+
+    def best(options: list[tuple[int, int]]) -> tuple[int, int, int] | None:
+        scored = [(abs(steps - aim), (r != repeats) + (e != epochs), r, e, steps) for r, e in options
+                  if guide.STEPS_DANGER_BELOW <= (steps := batches(r) * e) <= guide.STEPS_DANGER_ABOVE]
+        return min(scored)[2:] if scored else None
+
+    chosen = best([(r, e) for r in repeat_options for e in epoch_options])
+    if chosen is not None:
+        return TinyPlan(chosen[0], chosen[1], batch, chosen[2])
+    # No choice within the ranges stays between the danger limits (repeats fixed by folders, or very few
+    # images): the step count's limits come first, so the epochs leave their range, as little as they can.
+    outside = [(max(e_low - e, e - e_high, 0), abs(steps - aim), r, e, steps) for r in repeat_options
+               for e in range(1, 201)
+               if guide.STEPS_DANGER_BELOW <= (steps := batches(r) * e) <= guide.STEPS_DANGER_ABOVE]
+    if not outside:
+        return None  # no epoch count helps; the step count's danger says so
+    _, _, r, e, steps = min(outside)
+    return TinyPlan(r, e, batch, steps, epochs_outside=True)
+
+
+def plan_changes(ctx: Context, plan: TinyPlan) -> dict[str, int]:
+    """The settings that differ from the plan, as fix changes."""
+    config = ctx.config
+    changes = {"dataset.repeats": plan.repeats, "training.epochs": plan.epochs, "training.batch_size": plan.batch_size}
+    current = {"dataset.repeats": config.dataset.repeats, "training.epochs": config.training.epochs,
+               "training.batch_size": config.training.batch_size}
+    return {key: value for key, value in changes.items() if current[key] != value}
