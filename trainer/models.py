@@ -119,11 +119,11 @@ def checkpoint_arch(path: Path) -> str:
         raise TrainerError("model", f"{path} {exc}.", "Point model.base at an SD1.5 or SDXL checkpoint.") from exc
 
 
-def _load_single_file(path: Path, arch: str, config_source: str, dtype: torch.dtype,
+def _load_single_file(path: Path, arch: str, source: str, dtype: torch.dtype,
                       vae: torch.nn.Module | None) -> tuple[list, list, Any, Any, Any]:
+    """``source``: the diffusers folder or hub id the file's component configs come from."""
     from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    source = config_source or DEFAULT_SINGLE_FILE_CONFIGS[arch]
     local = Path(source).is_dir()
     pipeline = StableDiffusionXLPipeline if arch == "sdxl" else StableDiffusionPipeline
     extra = {} if arch == "sdxl" else {"safety_checker": None, "feature_extractor": None,
@@ -213,7 +213,7 @@ def load_base_model(base: str, arch: str, dtype: torch.dtype, device: torch.devi
     chosen_vae = load_vae(vae, expected_vae(base, arch, single_file_config), config_source) if vae else None
     if is_file:
         tokenizers, encoders, loaded_vae, unet, scheduler_config = _load_single_file(
-            Path(base), arch, single_file_config, dtype, chosen_vae)
+            Path(base), arch, config_source, dtype, chosen_vae)
         # Every SD1.5/SDXL sampler config describes the same training noise schedule.
         scheduler = DDPMScheduler.from_config(scheduler_config)
         for module in [*encoders, unet]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from loratui.rules.tiny_plan import tiny_plan
-from trainer.contract.dataset_scan import parse_repeat_folder
+from loratui.rules.tiny_plan import tiny_plan, uses_default_repeats
 
 
 def _effective_repeats(ctx: Context) -> float | None:
@@ -28,15 +27,15 @@ def tiny_repeats(ctx: Context):
         return "warn", (f"With only {ctx.image_count} images, milk each one: {low}–{high} repeats instead of "
                         f"{repeats:g}."), fix
     # kohya folders (`5_name`) set their own repeats; dataset.repeats reaches only the images outside them.
-    loose = _defaults(ctx)
+    loose = ctx.image_count - sum(count for _, count in folders.values())
     mixed = loose > 0 or len({r for r, _ in folders.values()}) > 1
     listed = ", ".join(f"{name}: {count} image{'s' if count != 1 else ''}" for name, (_, count) in folders.items())
     renames = ", ".join(f"{name} → {_renamed(name, 20)}" for name in folders)
     them = "them" if len(folders) > 1 else "it"
-    message = (f"With only {ctx.image_count} images, milk each one: {low}–{high} repeats instead of {repeats:g}"
+    message = (f"With only {ctx.image_count} images, milk each one: {low}–{high} repeats instead of {repeats:.3g}"
                f"{' on average' if mixed else ''}. The repeats come from the folder name{'s' if len(folders) > 1 else ''}"
                f" ({listed}), which dataset.repeats does not change: rename {them} ({renames}) and check again.")
-    target = _default_repeats_for(ctx, 20) if loose else None
+    target = _loose_repeats_for(ctx, folders, loose, 20) if loose else None
     if target is None:
         return "warn", message, None
     return "warn", message + f" Or, for the {loose} image{'s' if loose != 1 else ''} outside them:", \
@@ -47,31 +46,20 @@ def _repeat_folders(ctx: Context) -> dict[str, tuple[int, int]]:
     """kohya repeat folders holding images: name → (repeats, images)."""
     folders: dict[str, tuple[int, int]] = {}
     for image in ctx.scan.images:
-        parent = image.path.parent
-        parsed = parse_repeat_folder(parent.name) if parent != ctx.scan.root else None
-        if parsed is not None:
-            count = folders.get(parent.name, (parsed[0], 0))[1]
-            folders[parent.name] = (parsed[0], count + 1)
+        if not uses_default_repeats(ctx, image):
+            name = image.path.parent.name
+            folders[name] = (image.repeats, folders.get(name, (0, 0))[1] + 1)
     return folders
 
 
-def _defaults(ctx: Context) -> int:
-    """How many images take dataset.repeats (those not in a repeat folder)."""
-    return ctx.image_count - sum(count for _, count in _repeat_folders(ctx).values())
-
-
-def _default_repeats_for(ctx: Context, wanted: float) -> int | None:
-    """The dataset.repeats that brings the average repeats into the guide's range, if one can."""
+def _loose_repeats_for(ctx: Context, folders: dict[str, tuple[int, int]], loose: int, wanted: int) -> int | None:
+    """The dataset.repeats for the ``loose`` images outside the folders that brings the average repeats
+    nearest ``wanted`` (it is linear in them), when that lands in the guide's range."""
     low, high = guide.TINY_REPEATS
-    folders = _repeat_folders(ctx).values()
-    fixed = sum(r * n for r, n in folders)
-    loose = _defaults(ctx)
-    best = None
-    for candidate in range(1, 1001):
-        average = (fixed + candidate * loose) / ctx.image_count
-        if low <= average <= high and (best is None or abs(average - wanted) < abs(best[1] - wanted)):
-            best = (candidate, average)
-    return best[0] if best and best[0] != ctx.config.dataset.repeats else None
+    fixed = sum(r * n for r, n in folders.values())
+    repeats = max(1, round((wanted * ctx.image_count - fixed) / loose))
+    average = (fixed + repeats * loose) / ctx.image_count
+    return repeats if low <= average <= high and repeats != ctx.config.dataset.repeats else None
 
 
 def _renamed(name: str, repeats: int) -> str:

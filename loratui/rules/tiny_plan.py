@@ -65,11 +65,6 @@ def epoch_batches(ctx: Context, batch_size: int):
     return lambda repeats: sum(-(-(fixed[b] + repeats * loose[b]) // batch_size) for b in buckets)
 
 
-def exact_steps(ctx: Context, repeats: int, epochs: int, batch_size: int | None = None) -> int:
-    """The exact step count if ``dataset.repeats``, the epochs and the batch size were these."""
-    return epoch_batches(ctx, batch_size or ctx.config.training.batch_size)(repeats) * epochs
-
-
 def tiny_plan(ctx: Context) -> TinyPlan | None:
     """The jointly chosen settings for a tiny dataset; None when the dataset is not tiny or not known."""
     if not ctx.is_tiny_dataset or ctx.plan is None or not ctx.scan.images:

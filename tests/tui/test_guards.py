@@ -97,14 +97,19 @@ async def test_starting_beside_a_training_on_this_machine_names_it_and_asks(tmp_
         assert wait_for(lambda: not pid_alive(pid), 90)
 
 
+async def _ask_to_quit(pilot, app, epochs: int) -> None:
+    """Change a setting, press ctrl+q, and wait for the question."""
+    assert await until(pilot, lambda: assessed(app))
+    app.change_setting("training.epochs", epochs)
+    await pilot.press("ctrl+q")
+    assert await until(pilot, lambda: isinstance(app.screen, UnsavedChangesScreen))
+
+
 async def test_quitting_with_unsaved_settings_asks_save_discard_or_stay(light_workspace):
     original = light_workspace.read_text()
     app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
     async with app.run_test(size=(80, 24)) as pilot:
-        assert await until(pilot, lambda: assessed(app))
-        app.change_setting("training.epochs", 14)
-        await pilot.press("ctrl+q")
-        assert await until(pilot, lambda: isinstance(app.screen, UnsavedChangesScreen))
+        await _ask_to_quit(pilot, app, 14)
         assert "training.epochs" in _dialog_text(app)
         await pilot.press("enter")  # the focused answer is "Stay"
         await settled(pilot)
@@ -117,10 +122,7 @@ async def test_quitting_with_unsaved_settings_asks_save_discard_or_stay(light_wo
 
     app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
     async with app.run_test(size=(80, 24)) as pilot:
-        assert await until(pilot, lambda: assessed(app))
-        app.change_setting("training.epochs", 3)
-        await pilot.press("ctrl+q")
-        assert await until(pilot, lambda: isinstance(app.screen, UnsavedChangesScreen))
+        await _ask_to_quit(pilot, app, 3)
         await pilot.press("d")
         assert await until(pilot, lambda: not app.is_running)
     assert "epochs = 14" in light_workspace.read_text()
