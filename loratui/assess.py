@@ -95,11 +95,17 @@ class Estimates:
 SAVERS = (("training.gradient_checkpointing", True, "turn on gradient checkpointing"),
           ("optimizer.name", "adamw8bit", "use AdamW8bit"),
           ("training.batch_size", 1, "use batch 1"))
-"""Memory savers in the order the guide reaches for them (resolution is a last resort, left to the user)."""
+"""Memory savers in the order the guide reaches for them (resolution is a last resort, left to the user).
+The optimizer step is skipped for an optimizer that is already light (AdamW8bit, CAME), and picks CAME
+with the REX schedule, which pairs with it."""
+LIGHT_OPTIMIZERS = ("adamw8bit", "came")
 
 
 def _vram(config: Config, arch: str, resolution: int) -> VramEstimate:
-    optimizer = config.optimizer.name if config.optimizer.name in ("adamw", "adamw8bit") else "adamw"
+    # CAME keeps factored second moments; for a LoRA's few million weights its state is within a few tens of MB
+    # of AdamW8bit's, so it is estimated as that (the tables measure AdamW and AdamW8bit only).
+    name = "adamw8bit" if config.optimizer.name == "came" else config.optimizer.name
+    optimizer = name if name in ("adamw", "adamw8bit") else "adamw"
     return vram_estimate(arch, resolution, config.training.batch_size, config.training.gradient_checkpointing,
                          config.training.mixed_precision, optimizer, _estimated_type(config), config.network.dim,
                          config.network.conv_dim, config.optimizer.text_encoder_lr > 0, config.dataset.flip,
@@ -122,6 +128,11 @@ def _savers(config: Config, arch: str, resolution: int, gpu: GpuInfo) -> Fix | N
     changes: dict = {}
     words = []
     for key, value, label in SAVERS:
+        if key == "optimizer.name":
+            if config.optimizer.name in LIGHT_OPTIMIZERS:
+                continue
+            if config.scheduler.name == "rex":
+                value, label = "came", "use CAME"
         if get_value(config, key) == value:
             continue
         changes[key] = value

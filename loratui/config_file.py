@@ -45,7 +45,8 @@ def updated_text(original: str, config: Config) -> str:
         elif value == get_value(_DEFAULTS, key):
             continue  # left to its default, and still the default
         _assign(document, key, value)
-    return tomlkit.dumps(document)
+    text = tomlkit.dumps(document)
+    return text if text.endswith("\n") or not text else text + "\n"
 
 
 def save_preserving(config: Config, path: Path, written_from: Path | None = None) -> None:
@@ -81,5 +82,20 @@ def _assign(document: Any, key: str, value: Any) -> None:
         document[key] = item
         return
     if section not in document or not hasattr(document[section], "get"):
+        if section not in document:
+            _blank_line_at_end(document)
         document[section] = tomlkit.table()
     document[section][name] = item
+
+
+def _blank_line_at_end(document: Any) -> None:
+    """End the document with a blank line, so a section added after it stands apart as people write them."""
+    text = tomlkit.dumps(document)
+    if not text or text.endswith("\n\n"):
+        return
+    keys = list(document.keys())
+    last = document[keys[-1]] if keys else None
+    # After a table, the newlines must go inside it (tomlkit attaches trailing whitespace to the last table).
+    target = last if isinstance(last, tomlkit.items.Table) else document
+    for _ in range(1 if text.endswith("\n") else 2):
+        target.add(tomlkit.nl())

@@ -9,7 +9,8 @@ from __future__ import annotations
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("What you train", ("kind", "model.base", "model.arch", "model.single_file_config", "model.vae",
                         "model.clip_skip", "model.prediction", "model.zero_terminal_snr")),
-    ("Dataset", ("dataset.path", "dataset.trigger_word", "dataset.repeats", "dataset.resolution", "dataset.flip",
+    ("Dataset", ("dataset.path", "dataset.trigger_word", "dataset.repeats", "dataset.folder_name_repeats",
+                 "dataset.resolution", "dataset.flip",
                  "dataset.caption_extension", "dataset.shuffle_captions", "dataset.keep_tokens",
                  "dataset.max_token_length", "dataset.caption_dropout", "dataset.buckets", "dataset.bucket_upscale",
                  "dataset.cache_latents_to_disk", "dataset.cache_dir")),
@@ -28,7 +29,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 """Section titles and their fields, in the order the form shows them."""
 
 BASIC: frozenset[str] = frozenset({
-    "kind", "model.base", "dataset.path", "dataset.trigger_word", "dataset.repeats", "dataset.resolution",
+    "kind", "model.base", "dataset.path", "dataset.trigger_word", "dataset.repeats", "dataset.folder_name_repeats",
+    "dataset.resolution",
     "dataset.flip", "network.type", "network.dim", "network.alpha", "optimizer.name", "optimizer.unet_lr",
     "optimizer.text_encoder_lr", "training.epochs", "training.batch_size", "scheduler.name", "scheduler.restarts",
     "training.mixed_precision", "training.gradient_checkpointing", "output.name", "output.save_every_n_epochs",

@@ -9,15 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from loratui.rules.targets import targets_for
 from trainer.contract.config.schema import Config, get_value, with_value
-
-_PROVEN = {
-    "kind": "character",
-    "network.type": "lora", "network.dim": 8, "network.alpha": 4.0,
-    "optimizer.name": "adamw8bit", "optimizer.unet_lr": 5e-4, "optimizer.text_encoder_lr": 1e-4,
-    "scheduler.name": "cosine_with_restarts", "scheduler.restarts": 3,
-    "training.batch_size": 4, "training.epochs": 10, "dataset.repeats": 10,
-}
 
 
 @dataclass(frozen=True)
@@ -40,25 +33,24 @@ class Preset:
         return {key: value for key, value in self.values.items() if get_value(config, key) != value}
 
 
+# Each preset is the guide's targets for its situation (loratui.rules.targets), so picking one lands on
+# exactly the values the advice and the checklist ask for.
 PRESETS: tuple[Preset, ...] = (
     Preset("character-sd15", "Character, SD1.5",
            "The guide's proven character run: 8/4, 5e-4 / 1e-4, cosine with 3 restarts, AdamW8bit, batch 4, 768 px.",
-           {**_PROVEN, "dataset.resolution": 768}),
+           targets_for("character", "sd15").values()),
     Preset("character-sdxl", "Character, SDXL",
            "The same proven run at SDXL's 1024 px (Pony and Illustrious included).",
-           {**_PROVEN, "dataset.resolution": 1024}),
+           targets_for("character", "sdxl").values()),
     Preset("style", "Style",
            "LoCon, gentler rates (3e-4 / 5e-5) and more epochs over a larger, consistent dataset.",
-           {**_PROVEN, "kind": "style", "network.type": "locon", "network.conv_dim": 8, "network.conv_alpha": 4.0,
-            "optimizer.unet_lr": 3e-4, "optimizer.text_encoder_lr": 5e-5, "training.epochs": 15,
-            "dataset.repeats": 2}),
+           targets_for("style").values()),
     Preset("concept", "Concept",
            "The proven settings with fewer repeats for the 20–100 images a concept usually has.",
-           {**_PROVEN, "kind": "concept", "dataset.repeats": 5}),
+           targets_for("concept").values()),
     Preset("tiny", "Tiny dataset (10–15 images)",
            "Milk every image: 15 repeats, 15 epochs, batch 2, gentle rates (3e-4 / 5e-5).",
-           {**_PROVEN, "dataset.repeats": 15, "training.epochs": 15, "training.batch_size": 2,
-            "optimizer.unet_lr": 3e-4, "optimizer.text_encoder_lr": 5e-5}),
+           targets_for("character", tiny=True).values()),
 )
 """Every preset, in the order the form lists them."""
 

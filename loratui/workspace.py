@@ -21,6 +21,10 @@ from loratui.rules.fix_all import FixPlan, apply_every_fix
 from trainer.contract.config.schema import FIELDS, Config, Problem, from_dict, get_value, with_value
 from trainer.contract.config.toml_io import apply_overrides, read_toml, resolve_paths
 
+PATH_FIELDS = ("model.base", "model.single_file_config", "model.vae", "dataset.path", "dataset.cache_dir",
+               "output.dir")
+"""Settings that name local files or folders, read relative to the config file's folder."""
+
 
 @dataclass
 class Workspace:
@@ -120,6 +124,7 @@ class Workspace:
         Returns the backup's path when one was made.
         """
         target = Path(path or self.path or "loratui.toml")
+        self.config = self._rebased(target)
         backup = None
         if target.exists() and not self.backed_up:
             backup = target.with_name(target.name + ".bak")
@@ -129,6 +134,18 @@ class Workspace:
         save_preserving(self.config, target, self.path)
         self.path, self.saved, self.loaded_mtime = target, self.config, _mtime(target)
         return backup
+
+    def _rebased(self, target: Path) -> Config:
+        """The config with each relative path that would name another file from ``target``'s folder made
+        absolute, so that saving into another folder keeps pointing at the same model, dataset and output."""
+        if self.path is None or target.resolve().parent == self.base_dir:
+            return self.config
+        here, there = resolve_paths(self.config, self.base_dir), resolve_paths(self.config, target.resolve().parent)
+        config = self.config
+        for key in PATH_FIELDS:
+            if get_value(here, key) != get_value(there, key):
+                config = with_value(config, key, get_value(here, key))
+        return config
 
     def file_changed_on_disk(self) -> bool:
         """True when the file was changed by something else since it was loaded or saved."""

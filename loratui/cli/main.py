@@ -261,7 +261,7 @@ def _print_findings(config: Path, result) -> None:
         if finding.fix:
             flags = " ".join(f"--set {k}={toml_value(v)}" for k, v in finding.fix.changes.items())
             print(f"       fix: {finding.fix.label}   ({flags})")
-    if not result.findings:
+    if not result.findings and not result.problems:
         print("No advice: this config follows the guide.")
 
 

@@ -87,13 +87,15 @@ class _Candidate:
 def scan_folder(root: Path, *, resolution: int = 1024, trigger_word: str = "", default_repeats: int = 1,
                 caption_extension: str = ".txt", kind: str = "character", use_buckets: bool = True,
                 near_duplicates: bool = True, bucket_upscale: bool = False,
-                cache_dir: Path | None = None, tokenizer: Path | None = None, token_window: int = 75) -> DatasetReport:
+                cache_dir: Path | None = None, tokenizer: Path | None = None, token_window: int = 75,
+                folder_name_repeats: bool = True) -> DatasetReport:
     """Scan a dataset folder without changing anything in it.
 
     ``resolution``, ``use_buckets`` and ``bucket_upscale`` decide each image's training bucket;
     ``kind`` picks the guide's size range; ``cache_dir`` overrides ``$XDG_CACHE_HOME/loratui``
     for the perceptual-hash cache. With ``tokenizer`` (the model's tokenizer folder) every caption is
     counted in CLIP tokens, and one longer than ``token_window`` is a ``caption_too_long`` warning.
+    ``folder_name_repeats`` off gives every image ``default_repeats`` (``dataset.folder_name_repeats``).
     Raises ``OSError`` (``NotADirectoryError``,
     ``FileNotFoundError``, ``PermissionError``) when ``root`` is not a folder that can be listed;
     every problem inside it is an ``Issue`` in the report instead.
@@ -108,9 +110,10 @@ def scan_folder(root: Path, *, resolution: int = 1024, trigger_word: str = "", d
     settings = {"resolution": resolution, "trigger_word": trigger_word, "default_repeats": default_repeats,
                 "caption_extension": caption_extension, "kind": kind, "use_buckets": use_buckets,
                 "bucket_upscale": bucket_upscale, "near_duplicates": near_duplicates,
-                "tokenizer": str(tokenizer) if tokenizer else None, "token_window": token_window}
+                "tokenizer": str(tokenizer) if tokenizer else None, "token_window": token_window,
+                "folder_name_repeats": folder_name_repeats}
     report = DatasetReport(root, settings)
-    walk = _Walk(root, default_repeats, caption_extension, report)
+    walk = _Walk(root, default_repeats, caption_extension, report, folder_name_repeats)
     walk.run()
 
     for candidate in walk.candidates:
@@ -140,8 +143,10 @@ def scan_folder(root: Path, *, resolution: int = 1024, trigger_word: str = "", d
 class _Walk:
     """The folder tree as the trainer reads it, plus what it would pass over."""
 
-    def __init__(self, root: Path, default_repeats: int, caption_extension: str, report: DatasetReport):
+    def __init__(self, root: Path, default_repeats: int, caption_extension: str, report: DatasetReport,
+                 folder_name_repeats: bool = True):
         self.root, self.default_repeats, self.caption_extension = root, default_repeats, caption_extension
+        self.folder_name_repeats = folder_name_repeats
         self.report = report
         self.candidates: list[_Candidate] = []
         self.folders: list[tuple[Path, int]] = []
@@ -210,7 +215,7 @@ class _Walk:
             self.report.add(path, "symlink_loop", message, None if depth == 1 else milder(CODES["symlink_loop"]))
             return
         self._seen[key] = path
-        parsed = parse_repeat_folder(entry.name) if depth == 1 else None
+        parsed = parse_repeat_folder(entry.name) if depth == 1 and self.folder_name_repeats else None
         repeats = parsed[0] if parsed else self.default_repeats
         self._visit(path, depth, repeats, ancestors + (key,))
 

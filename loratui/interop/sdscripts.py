@@ -151,7 +151,7 @@ def _subsets(config: Config, scan: DatasetScan | None, report: MappingReport) ->
         return subsets
     folders = sorted({image.path.parent for image in scan.images if image.path.parent != root})
     for folder in folders:
-        parsed = parse_repeat_folder(folder.name)
+        parsed = parse_repeat_folder(folder.name) if config.dataset.folder_name_repeats else None
         subsets.append([("image_dir", str(folder)), ("num_repeats", parsed[0] if parsed else config.dataset.repeats)])
     return subsets
 
@@ -161,7 +161,8 @@ def _read_dataset(config: Config) -> DatasetScan | None:
     if not config.dataset.path or not folder.is_dir():
         return None
     try:
-        return scan_dataset(folder, config.dataset.repeats, config.dataset.caption_extension)
+        return scan_dataset(folder, config.dataset.repeats, config.dataset.caption_extension,
+                            config.dataset.folder_name_repeats)
     except OSError:
         return None
 

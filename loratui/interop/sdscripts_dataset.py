@@ -157,11 +157,21 @@ class DatasetMapping:
         self.set("dataset.path", str(root))
         self.report.map("datasets.subsets image_dir", "dataset.path", str(root))
         plain = [r for d, r in entries if Path(d) == root or parse_repeat_folder(Path(d).name) is None]
-        for folder, repeats in entries:
-            parsed = parse_repeat_folder(Path(folder).name) if Path(folder) != root else None
-            if parsed and parsed[0] != repeats:
-                self.report.approx("num_repeats", "dataset.path", f"{folder}: {repeats}",
-                                   f"loratui repeats an N_name folder N times: {parsed[0]}, not {repeats}")
+        disagree = [(folder, repeats, parsed[0]) for folder, repeats in entries
+                    if Path(folder) != root and (parsed := parse_repeat_folder(Path(folder).name))
+                    and parsed[0] != repeats]
+        if disagree and len({repeats for _, repeats in entries}) == 1:
+            # Every subset repeats the same number of times, whatever its folder's name says: loratui's
+            # dataset.folder_name_repeats off says exactly that.
+            self.set("dataset.folder_name_repeats", False)
+            self.set("dataset.repeats", entries[0][1])
+            self.report.map("datasets.subsets num_repeats", "dataset.repeats", entries[0][1])
+            self._unlisted_folders(root, {Path(d) for d, _ in entries})
+            return
+        for folder, repeats, named in disagree:
+            self.report.approx("num_repeats", "dataset.path", f"{folder}: {repeats}",
+                               f"loratui repeats an N_name folder N times: {named}, not {repeats} (unless every "
+                               "folder repeats the same number of times: dataset.folder_name_repeats off)")
         if plain:
             self.set("dataset.repeats", plain[0])
             self.report.map("datasets.subsets num_repeats", "dataset.repeats", plain[0])

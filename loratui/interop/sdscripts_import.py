@@ -398,7 +398,8 @@ class Importer(DatasetMapping):
             return None
         config, _ = from_dict(self.values)
         try:
-            scan = scan_dataset(folder, config.dataset.repeats, config.dataset.caption_extension)
+            scan = scan_dataset(folder, config.dataset.repeats, config.dataset.caption_extension,
+                                config.dataset.folder_name_repeats)
         except OSError:
             return None
         if not scan.images:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from loratui.rules.targets import is_tiny
 from trainer.contract.dataset_scan import CaptionStats
 from trainer.contract.config.schema import Config, get_value, with_value
 from trainer.contract.dataset_scan import DatasetScan
@@ -81,8 +82,7 @@ class Context:
     @property
     def is_tiny_dataset(self) -> bool:
         """The guide's "tiny dataset" (fewer than 16 images), where its special rules apply."""
-        count = self.image_count
-        return count is not None and count < 16
+        return is_tiny(self.image_count)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, rule
+from loratui.rules.targets import targets_of
 from trainer.contract.boft_rank import boft_rank_message, model_widths, suitable_rank
 from trainer.contract.compatibility import ROW_LABELS, loaders_that_fail, loaders_that_work
 
@@ -11,12 +11,16 @@ from trainer.contract.compatibility import ROW_LABELS, loaders_that_fail, loader
 @rule("network.proven_dim_alpha", "network.dim", "A first character run uses the proven 8 dim / 4 alpha.")
 def proven_dim_alpha(ctx: Context):
     dim, alpha = ctx.config.network.dim, ctx.config.network.alpha
-    proven_dim, proven_alpha = guide.PROVEN_DIM_ALPHA
-    if ctx.config.kind != "character" or (dim, alpha) == (proven_dim, proven_alpha):
+    targets = targets_of(ctx)
+    proven_dim, proven_alpha = targets.dim, targets.alpha
+    # BOFT and (IA)³ do not read dim as a LoRA rank; BOFT's own rule picks a rank the model can split.
+    # Alpha above dim is warned about first, with its own fix; this tip follows once that is settled.
+    if ctx.config.kind != "character" or ctx.config.network.type in ("boft", "ia3") or alpha > dim \
+            or (dim, alpha) == (proven_dim, proven_alpha):
         return None
     return "tip", (f"{dim} dim / {alpha:g} alpha: for a first character run the guide's proven choice is "
-                   f"{proven_dim}/{proven_alpha}. Larger dims hold more, and overfit and weigh more."), \
-        Fix({"network.dim": proven_dim, "network.alpha": float(proven_alpha)}, f"use {proven_dim} dim / {proven_alpha} alpha")
+                   f"{proven_dim}/{proven_alpha:g}. Larger dims hold more, and overfit and weigh more."), \
+        Fix({"network.dim": proven_dim, "network.alpha": proven_alpha}, f"use {proven_dim} dim / {proven_alpha:g} alpha")
 
 
 @rule("network.alpha_above_dim", "network.alpha", "Alpha above dim amplifies every update.")
@@ -31,18 +35,18 @@ def alpha_above_dim(ctx: Context):
 
 @rule("network.style_locon", "network.type", "Styles learn better when the convolutions are adapted too (LoCon).")
 def style_locon(ctx: Context):
-    if ctx.config.kind != "style" or ctx.config.network.type != "lora":
+    if ctx.config.network.type != "lora" or targets_of(ctx).network_type == "lora":
         return None
     return "tip", ("A style lives in textures and colours as much as in shapes; LoCon adapts the convolution "
                    "layers too and usually catches it better than plain LoRA."), \
-        Fix({"network.type": "locon"}, "switch to LoCon")
+        Fix({"network.type": targets_of(ctx).network_type}, "switch to LoCon")
 
 
 @rule("resolution.architecture", "dataset.resolution", "Resolution against the architecture (SD1.5 768, SDXL 1024).")
 def resolution_for_arch(ctx: Context):
     if ctx.arch is None or not ctx.config.dataset.resolution:
         return None
-    resolution, native = ctx.config.dataset.resolution, guide.RESOLUTION[ctx.arch]
+    resolution, native = ctx.config.dataset.resolution, targets_of(ctx).resolution
     fix = Fix({"dataset.resolution": native}, f"train at {native}")
     if ctx.arch == "sdxl" and resolution < native:
         return "warn", (f"SDXL was trained at 1024; at {resolution} it learns a blurrier, smaller-scale version of "

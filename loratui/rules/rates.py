@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
+from loratui.rules.targets import targets_of
 
 
 def _lr_free(ctx: Context) -> bool:
     return ctx.config.optimizer.name in guide.LR_FREE_OPTIMIZERS
 
 
-def _safe_unet_lr(ctx: Context) -> float:
-    gentle = ctx.config.kind == "style" or ctx.is_tiny_dataset
-    return guide.GENTLE_UNET_LR if gentle else guide.PROVEN_UNET_LR
+def safe_unet_lr(ctx: Context) -> float:
+    """The UNet rate every fix that lowers it sets: the situation's proven rate, or the gentle 3e-4 when
+    the run has many epochs (where ``epochs.high_lr`` would flag the proven 5e-4)."""
+    if ctx.config.training.epochs > guide.MANY_EPOCHS:
+        return min(targets_of(ctx).unet_lr, guide.GENTLE_UNET_LR)
+    return targets_of(ctx).unet_lr
+
+
+def safe_te_lr(ctx: Context) -> float:
+    """The text-encoder rate every fix that lowers it sets: the situation's proven rate while it stays at
+    most half the UNet's, else a fifth of the UNet's (so the rules on both never offer two values)."""
+    proven, unet = targets_of(ctx).text_encoder_lr, ctx.config.optimizer.unet_lr
+    if unet <= 0 or proven <= unet / 2:
+        return proven
+    return float(f"{unet / 5:.0e}")
 
 
 @rule("lr.unet_too_high", "optimizer.unet_lr", "UNet learning rate above 1e-3.")
@@ -20,9 +33,9 @@ def unet_too_high(ctx: Context):
     lr = ctx.config.optimizer.unet_lr
     if _lr_free(ctx) or lr <= guide.LR_DANGER_ABOVE:
         return None
-    safe = _safe_unet_lr(ctx)
+    safe = safe_unet_lr(ctx)
     return "danger", (f"A UNet rate of {fmt_lr(lr)} is above 1e-3, where runs blow up or burn in a few hundred "
-                      f"steps. {fmt_lr(safe)} is the proven value."), \
+                      f"steps. {fmt_lr(safe)} is the proven value for {targets_of(ctx).situation}."), \
         Fix({"optimizer.unet_lr": safe}, f"set the UNet rate to {fmt_lr(safe)}")
 
 
@@ -31,9 +44,10 @@ def te_too_high(ctx: Context):
     lr = ctx.config.optimizer.text_encoder_lr
     if _lr_free(ctx) or lr <= guide.LR_DANGER_ABOVE:
         return None
+    safe = safe_te_lr(ctx)
     return "danger", (f"A text-encoder rate of {fmt_lr(lr)} will wreck the text encoder, and with it what your "
-                      f"prompts mean. {fmt_lr(guide.PROVEN_TE_LR)} is the proven value."), \
-        Fix({"optimizer.text_encoder_lr": guide.PROVEN_TE_LR}, f"set the text-encoder rate to {fmt_lr(guide.PROVEN_TE_LR)}")
+                      f"prompts mean. {fmt_lr(safe)} is the proven value for {targets_of(ctx).situation}."), \
+        Fix({"optimizer.text_encoder_lr": safe}, f"set the text-encoder rate to {fmt_lr(safe)}")
 
 
 @rule("lr.text_encoder_vs_unet", "optimizer.text_encoder_lr",
@@ -42,7 +56,7 @@ def te_vs_unet(ctx: Context):
     te, unet = ctx.config.optimizer.text_encoder_lr, ctx.config.optimizer.unet_lr
     if _lr_free(ctx) or te == 0 or te > guide.LR_DANGER_ABOVE or unet <= 0:
         return None
-    suggested = float(f"{unet / 5:.0e}")
+    suggested = safe_te_lr(ctx)
     fix = Fix({"optimizer.text_encoder_lr": suggested}, f"set the text-encoder rate to {fmt_lr(suggested)}")
     if te >= unet:
         return "warn", (f"The text encoder learns at {fmt_lr(te)}, as fast as the UNet or faster ({fmt_lr(unet)}). "
@@ -61,3 +75,18 @@ def lr_free_small(ctx: Context):
     return "danger", (f"{ctx.config.optimizer.name} finds its own step size and treats the learning rate as a "
                       f"multiplier: {fmt_lr(ctx.config.optimizer.unet_lr)} makes it barely move. Use 1.0."), \
         Fix({"optimizer.unet_lr": 1.0, "optimizer.text_encoder_lr": 1.0}, "set both rates to 1.0")
+
+
+@rule("lr.style_gentle", "optimizer.unet_lr", "Styles train at the guide's gentler rates (3e-4 / 5e-5).")
+def style_gentle(ctx: Context):
+    config = ctx.config
+    if config.kind != "style" or ctx.is_tiny_dataset or _lr_free(ctx):
+        return None  # a tiny dataset's own rules ask for the same rates, as warnings
+    targets = targets_of(ctx)
+    unet, te = config.optimizer.unet_lr, config.optimizer.text_encoder_lr
+    if unet <= targets.unet_lr and te <= targets.text_encoder_lr:
+        return None
+    return "tip", (f"The guide trains styles more gently than characters: {fmt_lr(targets.unet_lr)} for the UNet and "
+                   f"{fmt_lr(targets.text_encoder_lr)} for the text encoder, over more epochs."), \
+        Fix({"optimizer.unet_lr": min(unet, safe_unet_lr(ctx)), "optimizer.text_encoder_lr": min(te, safe_te_lr(ctx))},
+            "use the style rates")

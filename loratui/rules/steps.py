@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from loratui.rules.tiny_plan import epoch_batches, plan_changes, tiny_plan, uses_default_repeats
+from loratui.rules.targets import targets_of
+from loratui.rules.tiny_plan import epoch_batches, in_repeat_folder, plan_changes, tiny_plan, uses_default_repeats
 
 
 def steps_fix(ctx: Context, low: int, high: int) -> Fix | None:
     """The smallest change that brings the exact step count into [low, high].
 
     Tries epochs alone, then repeats alone, then both, within the tiny-dataset ranges when those
-    apply (so a fix never breaks another rule), and picks the candidate nearest the middle.
+    apply (so a fix never breaks another rule), and picks the candidate nearest the middle. When
+    kohya folders fix the repeats so that nothing else gets there, it also tries turning
+    ``dataset.folder_name_repeats`` off, so that ``dataset.repeats`` reaches every image.
     """
     if ctx.plan is None or ctx.scan is None or not ctx.scan.images:
         return None
@@ -21,36 +24,62 @@ def steps_fix(ctx: Context, low: int, high: int) -> Fix | None:
         changes = plan_changes(ctx, plan)
         if not changes:
             return None
-        words = {"dataset.repeats": "repeats", "training.epochs": "epochs", "training.batch_size": "batch"}
-        said = " and ".join(f"{words[k]} {v}" if k == "training.batch_size" else f"{v} {words[k]}"
-                            for k, v in changes.items())
-        return Fix(changes, f"use {said} ({plan.steps} steps)")
+        return Fix(changes, f"use {_in_words(changes)} ({plan.steps} steps)")
     config, target = ctx.config, (low + high) // 2
     tiny = ctx.is_tiny_dataset
     epoch_range = range(guide.TINY_EPOCHS[0], guide.TINY_EPOCHS[1] + 1) if tiny else range(1, 201)
     repeat_range = range(guide.TINY_REPEATS[0], guide.TINY_REPEATS[1] + 1) if tiny else range(1, 101)
+    flag = config.dataset.folder_name_repeats
     has_defaults = any(uses_default_repeats(ctx, i) for i in ctx.scan.images)
     now_r, now_e = config.dataset.repeats, config.training.epochs
-    batches = epoch_batches(ctx, config.training.batch_size)
-    per_epoch = {r: batches(r) for r in ({now_r} | (set(repeat_range) if has_defaults else set()))}
-    searches = [[(now_r, e) for e in epoch_range]]
-    if has_defaults:
-        searches += [[(r, now_e) for r in repeat_range], [(r, e) for r in repeat_range for e in epoch_range]]
+    batches = {flag: epoch_batches(ctx, config.training.batch_size)}
+    # More than 20 epochs at a rate above 3e-4 is its own warning (epochs.high_lr): stay under it when any
+    # change can, and go past it only when nothing else reaches the step count.
+    calm = [range(1, guide.MANY_EPOCHS + 1)] if not tiny and config.optimizer.unet_lr > guide.GENTLE_UNET_LR \
+        and config.optimizer.name not in guide.LR_FREE_OPTIMIZERS else []
+    searches = []
+    for epochs_allowed in calm + [epoch_range]:
+        searches += [[(flag, now_r, e) for e in epochs_allowed]]
+        if has_defaults:
+            searches += [[(flag, r, now_e) for r in repeat_range if now_e in epochs_allowed],
+                         [(flag, r, e) for r in repeat_range for e in epochs_allowed]]
+        if flag and any(in_repeat_folder(ctx, i) for i in ctx.scan.images):
+            batches[False] = epoch_batches(ctx, config.training.batch_size, False)
+            searches.append([(False, r, e) for r in repeat_range for e in epochs_allowed])
+    per_epoch = {}
     # Within the aim if any change reaches it; else within the guide's safe range; else at least out of danger
     # (kohya folders can fix the repeats so that even one epoch overshoots the aim).
     for lowest, highest in ((low, high), guide.STEPS_FINE, (guide.STEPS_DANGER_BELOW, guide.STEPS_DANGER_ABOVE)):
         for candidates in searches:
-            scored = [(abs(steps - target), r, e, steps) for r, e in candidates
-                      if lowest <= (steps := per_epoch[r] * e) <= highest and (r, e) != (now_r, now_e)]
+            scored = []
+            for f, r, e in candidates:
+                if (f, r) not in per_epoch:
+                    per_epoch[f, r] = batches[f](r)
+                steps = per_epoch[f, r] * e
+                if lowest <= steps <= highest and (f, r, e) != (flag, now_r, now_e):
+                    scored.append((abs(steps - target), r, e, steps, f))
             if scored:
-                _, repeats, epochs, steps = min(scored)
-                changes, words = {}, []
-                if repeats != now_r:
-                    changes["dataset.repeats"], words = repeats, words + [f"{repeats} repeats"]
-                if epochs != now_e:
-                    changes["training.epochs"], words = epochs, words + [f"{epochs} epochs"]
-                return Fix(changes, f"use {' and '.join(words)} ({steps} steps)")
+                _, repeats, epochs, steps, folders = min(scored)
+                changes = {key: value for key, value, now in (("dataset.folder_name_repeats", folders, flag),
+                                                              ("dataset.repeats", repeats, now_r),
+                                                              ("training.epochs", epochs, now_e)) if value != now}
+                return Fix(changes, f"use {_in_words(changes)} ({steps} steps)")
     return None
+
+
+def _in_words(changes: dict) -> str:
+    words = []
+    for key, value in changes.items():
+        if key == "dataset.folder_name_repeats":
+            continue  # said with the repeats
+        if key == "dataset.repeats":
+            every = " for every image" if changes.get("dataset.folder_name_repeats") is False else ""
+            words.append(f"{value} repeats{every}")
+        elif key == "training.epochs":
+            words.append(f"{value} epochs")
+        else:
+            words.append(f"batch {value}")
+    return " and ".join(words)
 
 
 @rule("steps.range", "training.epochs", "Total steps against the guide's targets (tiny datasets have their own).")
@@ -60,7 +89,7 @@ def steps_range(ctx: Context):
         return None
     steps = plan.total_steps
     tiny = ctx.is_tiny_dataset
-    aim = guide.TINY_STEPS_AIM if tiny else guide.STEPS_AIM
+    aim = targets_of(ctx).steps_aim
     if steps < guide.STEPS_DANGER_BELOW:
         return "danger", (f"{steps} steps is too few: the LoRA will come out undercooked. Aim for "
                           f"{aim[0]}–{aim[1]}."), steps_fix(ctx, *aim)
@@ -91,6 +120,7 @@ def many_epochs_high_lr(ctx: Context):
     if ctx.config.optimizer.name in guide.LR_FREE_OPTIMIZERS:
         return None
     if epochs > guide.MANY_EPOCHS and lr > guide.GENTLE_UNET_LR:
+        # The gentle rate is every situation's gentlest target, so this fix agrees with the tiny-dataset one.
         return "warn", (f"{epochs} epochs at a UNet rate of {fmt_lr(lr)} tends to overfit: the LoRA memorises "
                         f"the images. Lower the rate to {fmt_lr(guide.GENTLE_UNET_LR)} or train fewer epochs."), \
             Fix({"optimizer.unet_lr": guide.GENTLE_UNET_LR}, f"lower the UNet rate to {fmt_lr(guide.GENTLE_UNET_LR)}")
@@ -101,8 +131,10 @@ def many_epochs_high_lr(ctx: Context):
 def batch_too_big(ctx: Context):
     batch = ctx.config.training.batch_size
     if batch > guide.BATCH_DANGER_ABOVE:
+        target = 1 if ctx.config.training.fused_backward_pass else targets_of(ctx).batch_size
         return "danger", (f"A batch of {batch} needs a lot of GPU memory and makes each step coarse; the guide "
-                          "stops at 8 and uses 4."), Fix({"training.batch_size": 4}, "set the batch size to 4")
+                          f"stops at 8 and uses {target} for {targets_of(ctx).situation}."), \
+            Fix({"training.batch_size": target}, f"set the batch size to {target}")
     return None
 
 

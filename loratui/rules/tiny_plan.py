@@ -8,7 +8,10 @@ computed at batch 4, then the batch fix doubling it). Here they are chosen joint
 read this one plan, so their fixes agree and applying them all lands where the plan says:
 
 - values already within the guide's ranges stay as they are (the smallest change);
-- repeats set by kohya folders (``N_name``) are the folders' to decide, not ``dataset.repeats``'s;
+- repeats set by kohya folders (``N_name``) stay the folders' while their average is in range;
+  when it is not, the plan turns ``dataset.folder_name_repeats`` off, so that ``dataset.repeats``
+  reaches every image (the folders keep their names; renaming them is the way to keep
+  different weights per folder, which the advice names);
 - the run must stay between the guide's danger limits (200 and 2000 steps); among what does, the
   count nearest the middle of the tiny aim (800–1200) wins;
 - when no choice within the ranges keeps it between 200 and 2000 (repeats fixed by folders, very
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 from loratui.rules import guide
 from loratui.rules.engine import Context
+from loratui.rules.targets import targets_of
 from trainer.contract.dataset_scan import parse_repeat_folder
 from trainer.contract.plan import assign_bucket
 
@@ -31,20 +35,30 @@ class TinyPlan:
     """The tiny-dataset settings the rules steer to, and the steps they give."""
 
     repeats: int
-    """``dataset.repeats`` (unchanged when every image is in a kohya folder)."""
+    """``dataset.repeats`` (unchanged when every image is in a kohya folder that keeps its repeats)."""
     epochs: int
     batch_size: int
     steps: int
+    folder_name_repeats: bool = True
+    """``dataset.folder_name_repeats``: off when the folders' names give too few or too many repeats."""
     epochs_outside: bool = False
     """True when no epoch count within 15–20 keeps the run between 200 and 2000 steps, so the plan leaves it."""
 
 
-def uses_default_repeats(ctx: Context, image) -> bool:
-    """Whether ``dataset.repeats`` applies to an image (it is not in a kohya ``N_name`` folder)."""
-    return image.path.parent == ctx.scan.root or parse_repeat_folder(image.path.parent.name) is None
+def in_repeat_folder(ctx: Context, image) -> bool:
+    """Whether an image is in a kohya ``N_name`` folder (whatever ``dataset.folder_name_repeats`` says)."""
+    return image.path.parent != ctx.scan.root and parse_repeat_folder(image.path.parent.name) is not None
 
 
-def epoch_batches(ctx: Context, batch_size: int):
+def uses_default_repeats(ctx: Context, image, folder_name_repeats: bool | None = None) -> bool:
+    """Whether ``dataset.repeats`` applies to an image: it is not in a kohya ``N_name`` folder, or
+    ``folder_name_repeats`` (by default the config's) is off."""
+    if folder_name_repeats is None:
+        folder_name_repeats = ctx.config.dataset.folder_name_repeats
+    return not folder_name_repeats or not in_repeat_folder(ctx, image)
+
+
+def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | None = None):
     """Batches per epoch as a function of ``dataset.repeats``, at this batch size.
 
     The buckets are counted once: the advice searches hundreds of repeat and epoch pairs, and
@@ -57,10 +71,10 @@ def epoch_batches(ctx: Context, batch_size: int):
     for image in ctx.scan.images:
         bucket = assign_bucket(image.width, image.height, resolution, config.dataset.buckets,
                                config.dataset.bucket_upscale)
-        if uses_default_repeats(ctx, image):
+        if uses_default_repeats(ctx, image, folder_name_repeats):
             loose[bucket] += 1
         else:
-            fixed[bucket] += image.repeats
+            fixed[bucket] += parse_repeat_folder(image.path.parent.name)[0]
     buckets = set(fixed) | set(loose)
     return lambda repeats: sum(-(-(fixed[b] + repeats * loose[b]) // batch_size) for b in buckets)
 
@@ -71,42 +85,60 @@ def tiny_plan(ctx: Context) -> TinyPlan | None:
         return None
     config = ctx.config
     repeats, epochs = config.dataset.repeats, config.training.epochs
-    batch = min(config.training.batch_size, guide.TINY_BATCH_MAX)
+    batch = min(config.training.batch_size, targets_of(ctx).batch_size)
     if config.training.fused_backward_pass:
         batch = 1  # the fused pass steps one image at a time
     r_low, r_high = guide.TINY_REPEATS
     e_low, e_high = guide.TINY_EPOCHS
-    defaults = any(uses_default_repeats(ctx, i) for i in ctx.scan.images)
+    folder_names = config.dataset.folder_name_repeats
     average = ctx.plan.samples_per_epoch / ctx.plan.images
-    repeat_options = [repeats] if not defaults or r_low <= average <= r_high else range(r_low, r_high + 1)
-    epoch_options = [epochs] if e_low <= epochs <= e_high else range(e_low, e_high + 1)
-    aim = sum(guide.TINY_STEPS_AIM) / 2
+    # (folder_name_repeats, repeats) choices. When dataset.repeats reaches every image, any count in the tiny
+    # range. When kohya folders set some repeats by their names: those stay while the average is in range
+    # (dataset.repeats for the other images would move the average out of it); else the switch goes off, so
+    # that dataset.repeats reaches every image.
+    tiny_range = range(r_low, r_high + 1)
+    if all(uses_default_repeats(ctx, i) for i in ctx.scan.images):
+        repeat_options = [(folder_names, r) for r in tiny_range]
+    elif r_low <= average <= r_high:
+        repeat_options = [(folder_names, repeats)]
+    else:
+        repeat_options = [(False, r) for r in tiny_range]
+    epoch_options = range(e_low, e_high + 1)
+    low, high = guide.TINY_STEPS_AIM
+    aim = (low + high) / 2
+    batches = {flag: epoch_batches(ctx, batch, flag) for flag in {flag for flag, _ in repeat_options}}
 
-    batches = epoch_batches(ctx, batch)
+    def changed(flag: bool, r: int, e: int) -> int:
+        return (flag != folder_names) + (r != repeats) + (e != epochs)
 
-    def best(options: list[tuple[int, int]]) -> tuple[int, int, int] | None:
-        scored = [(abs(steps - aim), (r != repeats) + (e != epochs), r, e, steps) for r, e in options
-                  if guide.STEPS_DANGER_BELOW <= (steps := batches(r) * e) <= guide.STEPS_DANGER_ABOVE]
-        return min(scored)[2:] if scored else None
+    def score(flag: bool, r: int, e: int, steps: int) -> tuple:
+        # Within the aim, the smallest change wins (values already in range stay); outside it, the nearest.
+        if low <= steps <= high:
+            return (0, changed(flag, r, e), abs(steps - aim))
+        return (1, abs(steps - aim), changed(flag, r, e))
 
-    chosen = best([(r, e) for r in repeat_options for e in epoch_options])
-    if chosen is not None:
-        return TinyPlan(chosen[0], chosen[1], batch, chosen[2])
-    # No choice within the ranges stays between the danger limits (repeats fixed by folders, or very few
-    # images): the step count's limits come first, so the epochs leave their range, as little as they can.
-    outside = [(max(e_low - e, e - e_high, 0), abs(steps - aim), r, e, steps) for r in repeat_options
-               for e in range(1, 201)
-               if guide.STEPS_DANGER_BELOW <= (steps := batches(r) * e) <= guide.STEPS_DANGER_ABOVE]
+    scored = [(score(flag, r, e, steps), flag, r, e, steps) for flag, r in repeat_options for e in epoch_options
+              if guide.STEPS_DANGER_BELOW <= (steps := batches[flag](r) * e) <= guide.STEPS_DANGER_ABOVE]
+    if scored:
+        _, flag, r, e, steps = min(scored)
+        return TinyPlan(r, e, batch, steps, folder_name_repeats=flag)
+    # No choice within the ranges stays between the danger limits (very few images): the step count's
+    # limits come first, so the epochs leave their range, as little as they can.
+    outside = [(max(e_low - e, e - e_high, 0), abs(steps - aim), changed(flag, r, e), flag, r, e, steps)
+               for flag, r in repeat_options for e in range(1, 201)
+               if guide.STEPS_DANGER_BELOW <= (steps := batches[flag](r) * e) <= guide.STEPS_DANGER_ABOVE]
     if not outside:
         return None  # no epoch count helps; the step count's danger says so
-    _, _, r, e, steps = min(outside)
-    return TinyPlan(r, e, batch, steps, epochs_outside=True)
+    *_, flag, r, e, steps = min(outside)
+    return TinyPlan(r, e, batch, steps, epochs_outside=True, folder_name_repeats=flag)
 
 
 def plan_changes(ctx: Context, plan: TinyPlan) -> dict[str, int]:
     """The settings that differ from the plan, as fix changes."""
     config = ctx.config
-    changes = {"dataset.repeats": plan.repeats, "training.epochs": plan.epochs, "training.batch_size": plan.batch_size}
-    current = {"dataset.repeats": config.dataset.repeats, "training.epochs": config.training.epochs,
+    changes = {"dataset.folder_name_repeats": plan.folder_name_repeats, "dataset.repeats": plan.repeats,
+               "training.epochs": plan.epochs, "training.batch_size": plan.batch_size}
+    current = {"dataset.folder_name_repeats": config.dataset.folder_name_repeats,
+               "dataset.repeats": config.dataset.repeats, "training.epochs": config.training.epochs,
                "training.batch_size": config.training.batch_size}
     return {key: value for key, value in changes.items() if current[key] != value}

@@ -48,8 +48,8 @@ class ChecklistScreen(Screen):
                 if state.item.section != section:
                     continue
                 mark = "[$success]✔[/]" if state.done else ("[$text-muted]·[/]" if not state.item.available else "[$error]✘[/]")
-                prompt = f" {mark} {escape(state.item.label)}"
-                if not state.done:
+                prompt = f" {mark} {escape(state.label)}"
+                if state.why:
                     prompt += f"\n     [$text-muted]{escape(state.why)}[/]"
                 options.append(Option(prompt, id=f"item-{index}", disabled=not state.item.available))
         option_list = self.query_one(OptionList)
@@ -64,7 +64,7 @@ class ChecklistScreen(Screen):
     @on(OptionList.OptionSelected, "#checklist")
     def _go(self, event: OptionList.OptionSelected) -> None:
         index = int(event.option.id.split("-")[1])
-        target = checklist(self.app.workspace)[index].item.target
+        target = checklist(self.app.workspace)[index].target
         if target == "advanced":
             self.app.workspace.advanced = True
             self.app.workspace_changed.publish(self.app.workspace)

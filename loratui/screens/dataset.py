@@ -162,7 +162,9 @@ class DatasetScreen(Screen):
                 "default_repeats": config.dataset.repeats, "caption_extension": config.dataset.caption_extension,
                 "kind": config.kind if config.kind in caption_tools.KINDS else "character",
                 "tokenizer": _as_text(tokenizer_folder(config.model.base, config.model.single_file_config)),
-                "token_window": config.dataset.max_token_length}
+                "token_window": config.dataset.max_token_length, "use_buckets": config.dataset.buckets,
+                "bucket_upscale": config.dataset.bucket_upscale,
+                "folder_name_repeats": config.dataset.folder_name_repeats}
 
     @property
     def folder(self) -> Path | None:

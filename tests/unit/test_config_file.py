@@ -135,3 +135,32 @@ def test_the_workspace_saves_the_users_file_with_a_backup(tmp_path):
     workspace.set("training.epochs", 16)
     workspace.save(tmp_path / "copy.toml")
     assert (tmp_path / "copy.toml").read_text() == HAND_WRITTEN.replace("epochs = 12", "epochs = 16")
+
+
+def test_new_sections_stand_apart_and_the_file_ends_with_a_newline():
+    config = with_value(with_value(Config(), "dataset.path", "data"), "training.epochs", 15)
+    text = updated_text('[dataset]\npath = "data"', with_value(config, "optimizer.unet_lr", 3e-4))
+    assert text == '[dataset]\npath = "data"\n\n[optimizer]\nunet_lr = 0.0003\n\n[training]\nepochs = 15\n'
+
+
+def test_saving_into_another_folder_keeps_naming_the_same_files(tmp_path):
+    # `loratui check --fix --out elsewhere/x.toml` and save-as: relative paths would name other files there.
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "model").mkdir()
+    (project / "loratui.toml").write_text('[model]\nbase = "model"\n\n[dataset]\npath = "data"\n'
+                                          '\n[output]\ndir = "/abs/runs"\n')
+    workspace = Workspace()
+    workspace.load(project / "loratui.toml")
+    before = workspace.resolved()
+    (tmp_path / "elsewhere").mkdir()
+    workspace.save(tmp_path / "elsewhere" / "copy.toml")
+    moved = Workspace()
+    moved.load(tmp_path / "elsewhere" / "copy.toml")
+    assert moved.resolved() == before
+    assert moved.config.output.dir == "/abs/runs"  # an absolute path is left as written
+    # Saved again where it was, relative paths stay relative.
+    workspace.load(project / "loratui.toml")
+    workspace.set("training.epochs", 12)
+    workspace.save()
+    assert 'path = "data"' in (project / "loratui.toml").read_text()

@@ -42,6 +42,7 @@ CHOICES = {
     "training.fused_backward_pass": [False, True],
     "training.min_snr_gamma": [0.0, 5.0],
     "dataset.bucket_upscale": [False, True],
+    "dataset.folder_name_repeats": [True, True, False],
 }
 
 
@@ -61,7 +62,8 @@ class Dataset:
 def context_for(dataset: Dataset, config: Config) -> Context:
     """What the app's assessment hands the rules, for this dataset and config (as ``loratui.assess`` does)."""
     parent = ROOT / dataset.folder if dataset.folder else ROOT
-    repeats = int(dataset.folder.split("_")[0]) if dataset.folder else config.dataset.repeats
+    folder_repeats = dataset.folder and config.dataset.folder_name_repeats
+    repeats = int(dataset.folder.split("_")[0]) if folder_repeats else config.dataset.repeats
     files = [DatasetImage(parent / f"{i}.png", parent / f"{i}.txt", *dataset.size, repeats)
              for i in range(dataset.images)]
     plan = None

@@ -650,3 +650,12 @@ def test_the_vae_crosses_both_ways(tmp_path):
     assert [e.source for e in result.report.mapped if e.source == "vae"] == ["vae"]
     exported = tomllib.loads(export_sdscripts(result.config, tmp_path / "out").files["config.toml"])
     assert exported["vae"] == "/vaes/vae-ft-mse-840000-ema-pruned.safetensors"
+
+
+def test_folder_name_repeats_off_exports_as_equal_subsets_and_imports_back(tmp_path):
+    config = with_value(with_value(base_config(tmp_path), "dataset.repeats", 20), "dataset.folder_name_repeats", False)
+    export, back = round_trip(config, tmp_path / "out")
+    data = tomllib.loads(export.files["dataset.toml"])
+    subsets = {Path(s["image_dir"]).name: s["num_repeats"] for s in data["datasets"][0]["subsets"]}
+    assert subsets == {"dataset": 20, "3_extra": 20, "misc": 20}  # sd-scripts repeats 3_extra 20 times too
+    assert back.config.dataset.folder_name_repeats is False and back.config.dataset.repeats == 20

@@ -142,3 +142,20 @@ def test_upscaled_buckets_are_counted_as_the_trainer_buckets_them():
         assert plan.total_steps == count_batches(buckets, [i.repeats for i in images], batch)
         differed += plan.total_steps != plan_steps(images, 1024, batch, epochs=1).total_steps
     assert differed  # the two ways of bucketing do count differently, so the test can tell
+
+
+def test_folder_name_repeats_off_gives_every_image_the_configs_repeats(tmp_path):
+    # The tiny-dataset fix for kohya folders whose names give too few repeats: the trainer's scan (the
+    # preflight the run reads its images from) repeats every image dataset.repeats times, folders untouched.
+    from trainer.contract.config.schema import Config, with_value
+    from trainer.contract.preflight import check_dataset
+
+    _image(tmp_path / "5_zkchar" / "a.png")
+    _image(tmp_path / "2_extra" / "b.png")
+    _image(tmp_path / "c.png")
+    config = with_value(with_value(Config(), "dataset.path", str(tmp_path)), "dataset.repeats", 20)
+    _, by_name = check_dataset(config)
+    assert {i.path.name: i.repeats for i in by_name.images} == {"a.png": 5, "b.png": 2, "c.png": 20}
+    _, overridden = check_dataset(with_value(config, "dataset.folder_name_repeats", False))
+    assert {i.path.name: i.repeats for i in overridden.images} == {"a.png": 20, "b.png": 20, "c.png": 20}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2_extra", "5_zkchar", "c.png"]

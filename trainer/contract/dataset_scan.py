@@ -65,8 +65,8 @@ def _folder_key(path: Path) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
-def _image_folders(root: Path, default_repeats: int,
-                   skipped: list[tuple[Path, str]]) -> list[tuple[Path, int]]:
+def _image_folders(root: Path, default_repeats: int, skipped: list[tuple[Path, str]],
+                   folder_name_repeats: bool = True) -> list[tuple[Path, int]]:
     """The dataset folder and the folders directly inside it, each once, with their repeats.
 
     A link to a folder outside the dataset is followed (people link a folder of pictures in),
@@ -87,7 +87,7 @@ def _image_folders(root: Path, default_repeats: int,
             skipped.append((child, f"is a link to {where}, whose images are already read; not read twice"))
             continue
         seen[key] = child
-        parsed = parse_repeat_folder(child.name)
+        parsed = parse_repeat_folder(child.name) if folder_name_repeats else None
         folders.append((child, parsed[0] if parsed else default_repeats))
     return folders
 
@@ -121,15 +121,17 @@ def read_image_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def scan_dataset(root: Path | str, default_repeats: int, caption_extension: str = ".txt") -> DatasetScan:
+def scan_dataset(root: Path | str, default_repeats: int, caption_extension: str = ".txt",
+                 folder_name_repeats: bool = True) -> DatasetScan:
     """Find the usable images under ``root`` and the ones that will be skipped.
 
     Images directly in ``root`` repeat ``default_repeats`` times; images in a sub-folder named
-    ``N_name`` repeat N times; other sub-folders use ``default_repeats``.
+    ``N_name`` repeat N times (``default_repeats`` too when ``folder_name_repeats`` is off, the
+    config's ``dataset.folder_name_repeats``); other sub-folders use ``default_repeats``.
     """
     root = Path(root)
     scan = DatasetScan(root)
-    for folder, repeats in _image_folders(root, default_repeats, scan.skipped):
+    for folder, repeats in _image_folders(root, default_repeats, scan.skipped, folder_name_repeats):
         for path in sorted(folder.iterdir()):
             if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue

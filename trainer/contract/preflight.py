@@ -44,7 +44,8 @@ def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:
     if not path.is_dir():
         return [Problem("dataset.path", f"{folder} is a file; it should be the folder of images.")], None
     try:
-        scan = scan_dataset(path, config.dataset.repeats, config.dataset.caption_extension)
+        scan = scan_dataset(path, config.dataset.repeats, config.dataset.caption_extension,
+                            config.dataset.folder_name_repeats)
     except OSError as exc:
         return [Problem("dataset.path", f"{folder} cannot be read ({exc.strerror}).")], None
     except ValueError:  # an impossible caption extension: the config's validation names it

@@ -91,6 +91,9 @@ class DatasetConfig:
                                 "learns to answer to it. Empty: captions are used as they are.")
     repeats: int = setting(10, "How many times each image is seen per epoch, for images not in an "
                            "`N_name` folder (which sets its own).", minimum=1, maximum=1000)
+    folder_name_repeats: bool = setting(True, "Images in a sub-folder named `N_name` repeat N times (kohya's "
+                                        "convention). Off: every image repeats `repeats` times, whatever its "
+                                        "folder is called, and the folders stay as they are.")
     resolution: int = setting(0, "Training size in pixels (the side of a square of the same area). "
                               "0 picks the guide's size: 768 for SD1.5, 1024 for SDXL. "
                               "A multiple of 64.", minimum=0, maximum=4096)
