@@ -30,6 +30,9 @@ from loratui.workspace import Workspace
 from trainer.contract.config.toml_io import ConfigFileError
 
 ASSESS_DELAY = 0.25
+DATASET_WATCH_SECONDS = 3.0
+"""How often the app looks for changes in the dataset folder made outside it (an editor, a tagger in
+another terminal), so that counts and advice never describe files as they were."""
 """Seconds of quiet typing before the config is assessed again."""
 
 
@@ -88,6 +91,7 @@ class LoraTuiApp(App):
         self.switch_mode(self.start_mode or self._first_mode())
         if self.offer_live_runs:
             self._find_live_runs()
+        self.set_interval(DATASET_WATCH_SECONDS, self.watch_dataset)
 
     def follow_run(self, root: Path) -> None:
         """Show the train screen following the run in ``root``."""
@@ -204,6 +208,18 @@ class LoraTuiApp(App):
         assessment = workspace.assess(facts, self.gpus)
         if not get_current_worker().is_cancelled:
             self.call_from_thread(self._install_assessment, version, assessment)
+
+    @work(thread=True, exclusive=True, group="dataset-watch", exit_on_error=False)
+    def watch_dataset(self) -> None:
+        """Assess again when the dataset folder's files changed since the last assessment read them
+        (captions written by the dataset screen, or by anything else). Only listings and stats."""
+        from loratui.assess import dataset_fingerprint
+
+        assessment = self.workspace.assessment
+        if assessment is None or self.workspace.assessed_version != self.workspace.version:
+            return  # an assessment is on its way, and it reads the folder as it is now
+        if dataset_fingerprint(self.workspace.resolved().dataset.path) != assessment.facts.key[-1]:
+            self.call_from_thread(self.reassess)
 
     def _install_assessment(self, version: int, assessment) -> None:
         if version != self.workspace.version:

@@ -7,6 +7,7 @@ every keystroke of the settings form.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -42,8 +43,43 @@ class DatasetFacts:
 
 
 def dataset_key(config: Config) -> tuple:
-    """The values of DATASET_KEYS: when they change, the dataset facts are stale."""
-    return tuple(get_value(config, key) for key in DATASET_KEYS)
+    """The values of DATASET_KEYS and the dataset folder's fingerprint: when either changes, the dataset
+    facts are stale (a caption written by the dataset screen or by another program on the box, a folder
+    renamed, an image added)."""
+    return tuple(get_value(config, key) for key in DATASET_KEYS) + (dataset_fingerprint(config.dataset.path),)
+
+
+def dataset_fingerprint(folder: str) -> int | None:
+    """A hash of the names, sizes and modification times of the files the trainer reads: those in the
+    dataset folder and in the folders directly inside it. Only directory listings and stats, so it is cheap
+    enough to take on every assessment and every few seconds; None when the folder cannot be listed."""
+    if not folder:
+        return None
+    entries = []
+    try:
+        folders = [Path(folder)]
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                entries.append(_stat_entry(entry))
+                if entry.is_dir() and not entry.name.startswith("."):
+                    folders.append(Path(entry.path))
+        for child in folders[1:]:
+            try:
+                with os.scandir(child) as listing:
+                    entries.extend(_stat_entry(entry) for entry in listing)
+            except OSError:
+                entries.append((str(child), -1, -1))
+    except OSError:
+        return None
+    return hash(tuple(sorted(entries)))
+
+
+def _stat_entry(entry: os.DirEntry) -> tuple[str, int, int]:
+    try:
+        status = entry.stat()
+    except OSError:
+        return entry.path, -1, -1
+    return entry.path, status.st_size, status.st_mtime_ns
 
 
 def read_dataset(config: Config) -> DatasetFacts:

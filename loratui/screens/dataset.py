@@ -214,6 +214,9 @@ class DatasetScreen(Screen):
         self._fill_images(report)
         self._fill_tags()
         self._rescan_if_stale()
+        # What this scan saw (captions just written, folders renamed) reaches the checklist, the settings'
+        # advice and the train screen's step count now, not at the next watch.
+        self.app.watch_dataset()
 
     def _fill_problems(self, report: DatasetReport) -> None:
         problems = self.query_one("#problem-list", OptionList)
