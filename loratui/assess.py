@@ -249,5 +249,6 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
     tiny_model = (Path(config.model.base) / "loratui-tiny.json").is_file()
     if arch is not None and not validate(config) and not tiny_model:
         estimates = estimate(config, arch, plan, list(gpus))
-    context = Context(config, arch, facts.scan, plan, facts.captions, estimates, prediction, facts.caption_tokens)
+    context = Context(config, arch, facts.scan, plan, facts.captions, estimates, prediction, facts.caption_tokens,
+                      tiny_model)
     return Assessment(config, problems, evaluate(context), arch, plan, facts, estimates, prediction)

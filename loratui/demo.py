@@ -69,6 +69,11 @@ def draw_mascot(size: tuple[int, int], background: tuple[int, int, int], pose: s
     return image
 
 
+DEMO_IMAGES = 20
+"""Images in the demo's dataset: the guide's 20 for a character, so the demo opens on its proven settings
+(10 repeats, 10 epochs, batch 4: 500 steps) rather than on the tiny-dataset advice."""
+
+
 def write_dataset(folder: Path, count: int = 12) -> list[Path]:
     """Draw ``count`` captioned images into ``folder``; return the image paths."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -94,7 +99,7 @@ def demo_config() -> Config:
         model=ModelConfig(base="model", arch="auto"),
         dataset=DatasetConfig(path="dataset", trigger_word=TRIGGER, repeats=10, resolution=128),
         optimizer=OptimizerConfig(name="adamw", unet_lr=5e-4, text_encoder_lr=1e-4),
-        training=TrainingConfig(epochs=8, batch_size=4, seed=42),
+        training=TrainingConfig(epochs=10, batch_size=4, seed=42),
         output=OutputConfig(name="zkmascot", dir="runs", save_every_n_epochs=2),
     )
 
@@ -117,7 +122,7 @@ def ensure_demo_workspace(root: Path | str) -> DemoWorkspace:
     if not (workspace.model / "model_index.json").is_file():
         build_model(workspace.model)
     if not workspace.dataset.is_dir() or not any(workspace.dataset.glob("*.png")):
-        write_dataset(workspace.dataset)
+        write_dataset(workspace.dataset, DEMO_IMAGES)
     if not workspace.config.exists():
         save_config(demo_config(), workspace.config)
     return workspace

@@ -82,8 +82,8 @@ def no_trigger_word(ctx: Context):
 
 @rule("dataset.small_images", "dataset.resolution", "Images smaller than the training size.")
 def small_images(ctx: Context):
-    if ctx.scan is None or ctx.arch is None:
-        return None
+    if ctx.scan is None or ctx.arch is None or ctx.tiny_model:
+        return None  # the tiny model's pictures are small on purpose
     resolution = ctx.config.dataset.resolution or guide.RESOLUTION[ctx.arch]
     small = [i for i in ctx.scan.images if i.width * i.height < (resolution * resolution) // 2]
     if not small:

@@ -71,6 +71,8 @@ class Context:
     """What the run trains with (a ``trainer.contract.prediction.Resolved``), when a model is set."""
     caption_tokens: Any = None
     """(caption file, CLIP tokens) of every caption, counted with the model's tokenizer, when it is here."""
+    tiny_model: bool = False
+    """True for loratui's own tiny test model (the demo's): it is drawn at 128 px, not at SD's sizes."""
 
     def value(self, key: str) -> Any:
         return get_value(self.config, key)

@@ -44,8 +44,8 @@ def style_locon(ctx: Context):
 
 @rule("resolution.architecture", "dataset.resolution", "Resolution against the architecture (SD1.5 768, SDXL 1024).")
 def resolution_for_arch(ctx: Context):
-    if ctx.arch is None or not ctx.config.dataset.resolution:
-        return None
+    if ctx.arch is None or not ctx.config.dataset.resolution or ctx.tiny_model:
+        return None  # loratui's tiny model (the demo's) works at 128 px: 768 would only make it slow
     resolution, native = ctx.config.dataset.resolution, targets_of(ctx).resolution
     fix = Fix({"dataset.resolution": native}, f"train at {native}")
     if ctx.arch == "sdxl" and resolution < native:

@@ -114,3 +114,25 @@ def test_fix_applies_every_fix_together_keeps_the_file_and_a_second_fix_changes_
     config.write_text(original)
     main(["check", str(config), "--fix", "--out", str(out)])
     assert config.read_text() == original and out.read_text() == fixed
+
+
+def test_the_demo_opens_on_the_guides_proven_settings(tmp_path, tiny_sd15):
+    # The first thing a new user sees: no warning to fix, only the tip about the two captions left without
+    # the trigger word on purpose (to show the trainer putting it first).
+    from loratui.assess import assess
+    from loratui.checklist import SECTIONS, checklist
+    from loratui.demo import DEMO_IMAGES, demo_config
+    from loratui.workspace import Workspace
+    from trainer.contract.config.schema import with_value
+
+    write_dataset(tmp_path / "dataset", DEMO_IMAGES)
+    config = with_value(with_value(demo_config(), "model.base", str(tiny_sd15)), "dataset.path",
+                        str(tmp_path / "dataset"))
+    assessment = assess(config)
+    assert assessment.problems == []
+    assert [(f.rule, f.severity) for f in assessment.findings] == [("captions.trigger_missing", "tip")]
+    assert assessment.plan.total_steps == 500
+    states = checklist(Workspace(config=config, explicit={"kind"}, assessment=assessment))
+    # AdamW rather than AdamW8bit: the demo trains on any machine, and bitsandbytes' 8-bit optimizer needs a GPU.
+    assert [s.label for s in states if s.item.section in SECTIONS[:2] and not s.done] == \
+        ["Cosine schedule, AdamW8bit optimizer"]
