@@ -96,7 +96,7 @@ def _captions(ws: Workspace, t: Targets) -> Tick:
         return Tick(False, "No trigger word is set.")
     missing = len(stats.missing) + len(stats.empty)
     if missing:
-        return Tick(False, f"{missing} images have no caption.")
+        return Tick(False, f"{missing} image{'s have' if missing != 1 else ' has'} no caption.")
     if stats.without_trigger:
         # The trainer puts the trigger word first in every caption that lacks it: what it trains on has it.
         return Tick(True, f"{len(stats.without_trigger)} caption files lack the trigger word; training puts it "

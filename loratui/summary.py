@@ -34,6 +34,20 @@ def estimates_text(estimates: Estimates | None) -> str:
     return " · ".join(parts)
 
 
+def formula_words(plan) -> str:
+    """The guide's formula worked out for a plan, and why the exact count differs from it: the repeats are
+    an average when kohya folders repeat their images differently (hence a fraction), and each
+    aspect-ratio bucket rounds its last, partial batch up to a whole step."""
+    if plan.images and plan.samples_per_epoch % plan.images == 0:
+        count = f"{plan.images} images × {plan.samples_per_epoch // plan.images} repeats"
+    else:
+        count = f"{plan.images} images with their folders' repeats ({plan.samples_per_epoch} per epoch)"
+    words = f"guide's formula: {count} × {plan.epochs} epochs ÷ batch {plan.batch_size} = {plan.formula_steps:g}"
+    if plan.total_steps != plan.formula_steps:
+        words += f"; each bucket's last, partial batch is a whole step, so {plan.total_steps}"
+    return words
+
+
 def summary_line(assessment: Assessment | None) -> str:
     """``630 steps (formula 625) · sdxl · 1 problem · 2 warnings`` and, when known, size and memory."""
     if assessment is None:

@@ -241,12 +241,12 @@ def _print_findings(config: Path, result) -> None:
     from loratui.check_report import image_counts
     from trainer.contract.config.toml_io import toml_value
 
-    from loratui.summary import estimates_text
+    from loratui.summary import estimates_text, formula_words
 
     plan = result.plan
     if plan is not None:
-        print(f"{config}: {plan.images} images, {plan.total_steps} steps "
-              f"(guide's formula: {plan.formula_steps:g}), {len(result.findings)} findings")
+        print(f"{config}: {plan.images} images, {plan.total_steps} steps, {len(result.findings)} findings")
+        print(f"steps: {formula_words(plan)}")
     counts = image_counts(result.facts)
     if counts and counts["broken"]:
         shown = "; ".join(f"{Path(b['path']).name} ({b['why']})" for b in counts["broken_files"][:5])

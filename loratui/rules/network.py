@@ -70,6 +70,8 @@ def boft_rank(ctx: Context):
     if message is None:
         return None
     fixed = suitable_rank(network.dim, widths)
+    if fixed is None:
+        message += " No rank splits every layer of this model: BOFT cannot train it; LoCon or LoKr can."
     return "danger", message + " The trainer refuses this rank before loading the model.", \
         (Fix({"network.dim": fixed}, f"use rank {fixed}") if fixed else None)
 

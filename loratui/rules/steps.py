@@ -90,12 +90,17 @@ def steps_range(ctx: Context):
     steps = plan.total_steps
     tiny = ctx.is_tiny_dataset
     aim = targets_of(ctx).steps_aim
-    if steps < guide.STEPS_DANGER_BELOW:
-        return "danger", (f"{steps} steps is too few: the LoRA will come out undercooked. Aim for "
-                          f"{aim[0]}–{aim[1]}."), steps_fix(ctx, *aim)
-    if steps > guide.STEPS_DANGER_ABOVE:
-        return "danger", (f"{steps} steps is too many: expect an overcooked LoRA that copies your images. Aim "
-                          f"for {aim[0]}–{aim[1]}."), steps_fix(ctx, *aim)
+    if steps < guide.STEPS_DANGER_BELOW or steps > guide.STEPS_DANGER_ABOVE:
+        fix = steps_fix(ctx, *aim)
+        if steps < guide.STEPS_DANGER_BELOW:
+            message = f"{steps} steps is too few: the LoRA will come out undercooked. Aim for {aim[0]}–{aim[1]}."
+        else:
+            message = (f"{steps} steps is too many: expect an overcooked LoRA that copies your images. Aim for "
+                       f"{aim[0]}–{aim[1]}.")
+        if fix is None:
+            message += (" No repeats and epochs within the guide's ranges get there with these images at batch "
+                        f"{ctx.config.training.batch_size}: change the batch size, or the number of images.")
+        return "danger", message, fix
     if tiny:
         if steps < aim[0]:
             return "warn", (f"{steps} steps is short for a tiny dataset, which needs more passes: aim for "

@@ -25,7 +25,7 @@ from loratui.runs.launch import resumable_run, start_detached_async
 from loratui.runs.registry import find_runs, register_run
 from loratui.runs.state import RunState
 from loratui.screens.confirm import ConfirmScreen
-from loratui.summary import summary_line
+from loratui.summary import formula_words, summary_line
 from loratui.widgets.run_monitor import RunMonitor
 from loratui.workspace import Workspace
 from trainer.contract.control import pending, request
@@ -116,7 +116,8 @@ class TrainScreen(Screen):
                  f"{config.optimizer.unet_lr:g}/{config.optimizer.text_encoder_lr:g} · {config.scheduler.name}"]
         if plan is not None:
             lines.append(f"{plan.images} images · {plan.batches_per_epoch} steps × {plan.epochs} epochs = "
-                         f"{plan.total_steps} steps (guide's formula: {plan.formula_steps:g}) · batch {plan.batch_size}")
+                         f"{plan.total_steps} steps · batch {plan.batch_size}")
+            lines.append(f"({formula_words(plan)})")
         lines.append(summary_line(assessment))
         summary.update("\n".join(lines))
 

@@ -28,7 +28,7 @@ async def test_captions_changed_by_another_program_reach_the_checklist(light_wor
                            and len(app.workspace.assessment.facts.captions.missing) == 1)
         assert app.workspace.version == version  # the config did not change; the files did
         item = _captions_item(app)
-        assert not item.done and item.why == "1 images have no caption."
+        assert not item.done and item.why == "1 image has no caption."
 
 
 async def test_a_renamed_kohya_folder_changes_the_step_count_everywhere(light_workspace):

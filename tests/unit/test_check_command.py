@@ -136,3 +136,13 @@ def test_the_demo_opens_on_the_guides_proven_settings(tmp_path, tiny_sd15):
     # AdamW rather than AdamW8bit: the demo trains on any machine, and bitsandbytes' 8-bit optimizer needs a GPU.
     assert [s.label for s in states if s.item.section in SECTIONS[:2] and not s.done] == \
         ["Cosine schedule, AdamW8bit optimizer"]
+
+
+def test_the_guides_formula_is_worked_out_and_the_difference_explained(tmp_path, capsys):
+    config = _workspace(tmp_path, images=13)
+    assert main(["check", str(config), "--set", "dataset.repeats=15", "--set", "training.epochs=15",
+                 "--set", "training.batch_size=2"]) in (0, 1)
+    out = capsys.readouterr().out
+    # 13 × 15 × 15 ÷ 2 is 1462.5; the odd image in each bucket is a step of its own.
+    assert "guide's formula: 13 images × 15 repeats × 15 epochs ÷ batch 2 = 1462.5" in out
+    assert "partial batch is a whole step, so 1470" in out

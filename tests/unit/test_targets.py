@@ -124,3 +124,27 @@ def test_the_schedule_item_names_the_wrong_half_and_opens_its_field():
                                                                           "scheduler.name": "rex"})))}
     # Trying the fancy list's CAME and REX does not undo the safe first run.
     assert fancy["Cosine schedule, AdamW8bit optimizer"].done and fancy["Use the REX schedule"].done
+
+
+REASONS = {
+    "dataset.size": "floor is 5",
+    "captions.missing": "Tag them",
+    "memory.fit": "Even with every memory saver",
+    "steps.range": "No repeats and epochs within the guide's ranges get there",
+    "network.boft_rank": "No rank splits every layer",
+}
+"""Dangers that can come without a fix, and the words that say why none exists."""
+
+
+def test_every_danger_has_a_fix_or_says_why_none_exists():
+    rng = random.Random(7)
+    checked = 0
+    while checked < 600:
+        dataset, config = random_case(rng)
+        if validate(config):
+            continue
+        checked += 1
+        for finding in evaluate(context_for(dataset, config)):
+            if finding.severity == "danger" and finding.fix is None:
+                assert finding.rule in REASONS, finding
+                assert REASONS[finding.rule] in finding.message, finding
