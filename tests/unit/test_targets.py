@@ -23,15 +23,20 @@ DATASET_DEPENDENT = ("dataset.repeats", "training.epochs")
 """Targets that are starting points: the step count's fix moves them to fit the dataset."""
 
 
+def valid_cases(seed: int, count: int):
+    """``count`` random (dataset, config) pairs with possible values (impossible ones never reach advice)."""
+    rng = random.Random(seed)
+    checked = 0
+    while checked < count:
+        dataset, config = random_case(rng)
+        if not validate(config):
+            checked += 1
+            yield dataset, config
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_no_two_findings_offer_different_values_for_one_setting(seed):
-    rng = random.Random(1000 + seed)
-    checked = 0
-    while checked < 500:
-        dataset, config = random_case(rng)
-        if validate(config):
-            continue
-        checked += 1
+    for dataset, config in valid_cases(1000 + seed, 500):
         offered: dict[str, tuple[object, str]] = {}
         for finding in evaluate(context_for(dataset, config)):
             for key, value in (finding.fix.changes if finding.fix else {}).items():
@@ -137,13 +142,7 @@ REASONS = {
 
 
 def test_every_danger_has_a_fix_or_says_why_none_exists():
-    rng = random.Random(7)
-    checked = 0
-    while checked < 600:
-        dataset, config = random_case(rng)
-        if validate(config):
-            continue
-        checked += 1
+    for dataset, config in valid_cases(7, 600):
         for finding in evaluate(context_for(dataset, config)):
             if finding.severity == "danger" and finding.fix is None:
                 assert finding.rule in REASONS, finding
