@@ -82,15 +82,18 @@ def _stat_entry(entry: os.DirEntry) -> tuple[str, int, int]:
     return entry.path, status.st_size, status.st_mtime_ns
 
 
-def read_dataset(config: Config) -> DatasetFacts:
-    """Scan the dataset folder and count its captions (the I/O part of an assessment)."""
+def read_dataset(config: Config, key: tuple | None = None) -> DatasetFacts:
+    """Scan the dataset folder and count its captions (the I/O part of an assessment). ``key`` is
+    ``dataset_key(config)`` when the caller has it; either way it is taken before the folder is read, so a
+    file changed during the scan makes the facts stale rather than hiding the change."""
+    key = dataset_key(config) if key is None else key
     problems, scan = check_dataset(config)
     captions = caption_stats(scan.images, config.dataset.trigger_word) if scan and scan.images else None
     tokens = None
     if scan and scan.images and config.model.base:
         tokens = caption_token_counts(_caption_texts(scan.images, config.dataset.trigger_word), config.model.base,
                                       config.model.single_file_config)
-    return DatasetFacts(dataset_key(config), scan, captions, problems, tokens)
+    return DatasetFacts(key, scan, captions, problems, tokens)
 
 
 def _caption_texts(images, trigger: str) -> list[tuple[Path, str]]:
@@ -226,8 +229,9 @@ class Assessment:
 def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: Iterable[Problem] = (),
            gpus: list[GpuInfo] = ()) -> Assessment:
     """Assess an in-memory config; pass the last ``facts`` to skip re-reading an unchanged dataset."""
-    if facts is None or facts.key != dataset_key(config):
-        facts = read_dataset(config)
+    key = dataset_key(config)
+    if facts is None or facts.key != key:
+        facts = read_dataset(config, key)
     model_problems = check_model(config.model.base)
     problems = list(parse_problems) + validate(config) + model_problems + facts.problems + check_output(config)
     prediction = None

@@ -112,13 +112,9 @@ def _kind(ws: Workspace, t: Targets) -> Tick:
 
 def _dim_alpha(ws: Workspace, t: Targets) -> Tick:
     network = ws.config.network
-    kind = t.kind.capitalize()
-    if t.network_type == "lora":
-        label = f"{kind} defaults: {t.dim} dim / {t.alpha:g} alpha"
-        done = (network.dim, network.alpha) == (t.dim, t.alpha)
-        return Tick(done, "" if done else f"The network is {network.dim} dim / {network.alpha:g} alpha.", label)
-    label = f"{kind} defaults: LoCon, {t.dim} dim / {t.alpha:g} alpha"
-    if network.type != t.network_type:
+    locon = "" if t.network_type == "lora" else "LoCon, "
+    label = f"{t.kind.capitalize()} defaults: {locon}{t.dim} dim / {t.alpha:g} alpha"
+    if locon and network.type != t.network_type:
         return Tick(False, f"The network is {network.type}; the guide's {t.kind} choice is LoCon.", label,
                     "network.type")
     done = (network.dim, network.alpha) == (t.dim, t.alpha)

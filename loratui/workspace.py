@@ -19,11 +19,7 @@ from loratui.presets import Preset, closest_preset
 from loratui.rules import Fix
 from loratui.rules.fix_all import FixPlan, apply_every_fix
 from trainer.contract.config.schema import FIELDS, Config, Problem, from_dict, get_value, with_value
-from trainer.contract.config.toml_io import apply_overrides, read_toml, resolve_paths
-
-PATH_FIELDS = ("model.base", "model.single_file_config", "model.vae", "dataset.path", "dataset.cache_dir",
-               "output.dir")
-"""Settings that name local files or folders, read relative to the config file's folder."""
+from trainer.contract.config.toml_io import PATH_FIELDS, apply_overrides, read_toml, resolve_paths
 
 
 @dataclass

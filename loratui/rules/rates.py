@@ -4,28 +4,11 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from loratui.rules.targets import targets_of
+from loratui.rules.targets import safe_te_lr, safe_unet_lr, targets_of
 
 
 def _lr_free(ctx: Context) -> bool:
     return ctx.config.optimizer.name in guide.LR_FREE_OPTIMIZERS
-
-
-def safe_unet_lr(ctx: Context) -> float:
-    """The UNet rate every fix that lowers it sets: the situation's proven rate, or the gentle 3e-4 when
-    the run has many epochs (where ``epochs.high_lr`` would flag the proven 5e-4)."""
-    if ctx.config.training.epochs > guide.MANY_EPOCHS:
-        return min(targets_of(ctx).unet_lr, guide.GENTLE_UNET_LR)
-    return targets_of(ctx).unet_lr
-
-
-def safe_te_lr(ctx: Context) -> float:
-    """The text-encoder rate every fix that lowers it sets: the situation's proven rate while it stays at
-    most half the UNet's, else a fifth of the UNet's (so the rules on both never offer two values)."""
-    proven, unet = targets_of(ctx).text_encoder_lr, ctx.config.optimizer.unet_lr
-    if unet <= 0 or proven <= unet / 2:
-        return proven
-    return float(f"{unet / 5:.0e}")
 
 
 @rule("lr.unet_too_high", "optimizer.unet_lr", "UNet learning rate above 1e-3.")

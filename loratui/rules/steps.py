@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from loratui.rules.targets import targets_of
+from loratui.rules.targets import safe_unet_lr, targets_of
 from loratui.rules.tiny_plan import epoch_batches, in_repeat_folder, plan_changes, tiny_plan, uses_default_repeats
 
 
@@ -37,14 +37,16 @@ def steps_fix(ctx: Context, low: int, high: int) -> Fix | None:
     # change can, and go past it only when nothing else reaches the step count.
     calm = [range(1, guide.MANY_EPOCHS + 1)] if not tiny and config.optimizer.unet_lr > guide.GENTLE_UNET_LR \
         and config.optimizer.name not in guide.LR_FREE_OPTIMIZERS else []
+    can_unfix_folders = flag and any(in_repeat_folder(ctx, i) for i in ctx.scan.images)
+    if can_unfix_folders:
+        batches[False] = epoch_batches(ctx, config.training.batch_size, False)
     searches = []
     for epochs_allowed in calm + [epoch_range]:
         searches += [[(flag, now_r, e) for e in epochs_allowed]]
         if has_defaults:
             searches += [[(flag, r, now_e) for r in repeat_range if now_e in epochs_allowed],
                          [(flag, r, e) for r in repeat_range for e in epochs_allowed]]
-        if flag and any(in_repeat_folder(ctx, i) for i in ctx.scan.images):
-            batches[False] = epoch_batches(ctx, config.training.batch_size, False)
+        if can_unfix_folders:
             searches.append([(False, r, e) for r in repeat_range for e in epochs_allowed])
     per_epoch = {}
     # Within the aim if any change reaches it; else within the guide's safe range; else at least out of danger
@@ -125,10 +127,10 @@ def many_epochs_high_lr(ctx: Context):
     if ctx.config.optimizer.name in guide.LR_FREE_OPTIMIZERS:
         return None
     if epochs > guide.MANY_EPOCHS and lr > guide.GENTLE_UNET_LR:
-        # The gentle rate is every situation's gentlest target, so this fix agrees with the tiny-dataset one.
+        safe = safe_unet_lr(ctx)  # the value every UNet-rate fix sets, so the fixes agree
         return "warn", (f"{epochs} epochs at a UNet rate of {fmt_lr(lr)} tends to overfit: the LoRA memorises "
-                        f"the images. Lower the rate to {fmt_lr(guide.GENTLE_UNET_LR)} or train fewer epochs."), \
-            Fix({"optimizer.unet_lr": guide.GENTLE_UNET_LR}, f"lower the UNet rate to {fmt_lr(guide.GENTLE_UNET_LR)}")
+                        f"the images. Lower the rate to {fmt_lr(safe)} or train fewer epochs."), \
+            Fix({"optimizer.unet_lr": safe}, f"lower the UNet rate to {fmt_lr(safe)}")
     return None
 
 

@@ -103,3 +103,20 @@ def targets_of(context) -> Targets:
     if savers is not None and "training.batch_size" in savers.changes:
         targets = replace(targets, batch_size=min(targets.batch_size, savers.changes["training.batch_size"]))
     return targets
+
+
+def safe_unet_lr(ctx) -> float:
+    """The UNet rate every fix that lowers it sets: the situation's proven rate, or the gentle 3e-4 when
+    the run has many epochs (where ``epochs.high_lr`` would flag the proven 5e-4)."""
+    if ctx.config.training.epochs > guide.MANY_EPOCHS:
+        return min(targets_of(ctx).unet_lr, guide.GENTLE_UNET_LR)
+    return targets_of(ctx).unet_lr
+
+
+def safe_te_lr(ctx) -> float:
+    """The text-encoder rate every fix that lowers it sets: the situation's proven rate while it stays at
+    most half the UNet's, else a fifth of the UNet's (so the rules on both never offer two values)."""
+    proven, unet = targets_of(ctx).text_encoder_lr, ctx.config.optimizer.unet_lr
+    if unet <= 0 or proven <= unet / 2:
+        return proven
+    return float(f"{unet / 5:.0e}")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from loratui.rules.rates import safe_te_lr, safe_unet_lr
-from loratui.rules.targets import targets_of
+from loratui.rules.targets import safe_te_lr, safe_unet_lr, targets_of
 from loratui.rules.tiny_plan import tiny_plan, uses_default_repeats
 
 
@@ -111,8 +110,6 @@ def tiny_te_lr(ctx: Context):
         return None
     if lr <= targets_of(ctx).text_encoder_lr:
         return None
-    gentle = safe_te_lr(ctx)
-    if lr <= gentle:
-        return None
+    gentle = safe_te_lr(ctx)  # the proven rate, or less when the UNet's is low: never above it
     return "warn", (f"With few images the text encoder overfits first: {fmt_lr(gentle)} rather than "
                     f"{fmt_lr(lr)}."), Fix({"optimizer.text_encoder_lr": gentle}, f"set the text-encoder rate to {fmt_lr(gentle)}")

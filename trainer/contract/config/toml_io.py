@@ -110,6 +110,13 @@ def load_config(path: Path | str, overrides: Iterable[str] = ()) -> tuple[Config
     return resolve_paths(config, path.resolve().parent), problems
 
 
+PATH_FIELDS = ("model.base", "model.single_file_config", "model.vae", "dataset.path", "dataset.cache_dir",
+               "output.dir")
+"""Settings that name local files or folders, read relative to the config file's folder."""
+MODEL_REFERENCES = ("model.base", "model.single_file_config")
+"""Path settings that may instead be a Hugging Face hub id."""
+
+
 def resolve_paths(config: Config, base_dir: Path) -> Config:
     """Make the config's local paths absolute, relative to ``base_dir`` (the config's folder).
 
@@ -130,12 +137,10 @@ def resolve_paths(config: Config, base_dir: Path) -> Config:
             return value
         return absolute(value)
 
-    config = with_value(config, "model.base", model_reference(config.model.base))
-    config = with_value(config, "model.single_file_config", model_reference(config.model.single_file_config))
-    config = with_value(config, "model.vae", absolute(config.model.vae))
-    config = with_value(config, "dataset.path", absolute(config.dataset.path))
-    config = with_value(config, "dataset.cache_dir", absolute(config.dataset.cache_dir))
-    return with_value(config, "output.dir", absolute(config.output.dir))
+    for key in PATH_FIELDS:
+        resolve = model_reference if key in MODEL_REFERENCES else absolute
+        config = with_value(config, key, resolve(get_value(config, key)))
+    return config
 
 
 def toml_value(value: Any) -> str:
