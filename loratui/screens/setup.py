@@ -112,6 +112,8 @@ class SetupScreen(Screen):
 
     @on(SettingField.Changed)
     def _changed(self, event: SettingField.Changed) -> None:
+        if event.field is not None:
+            event.field.applied()  # first: the config shown again next is the one with this change
         self.app.change_setting(event.key, event.value)
 
     @on(SettingField.Invalid)

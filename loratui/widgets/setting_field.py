@@ -7,7 +7,6 @@ with the reason and does not change the config; the screen refuses to start whil
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,10 +55,15 @@ class SettingField(Vertical):
 
     @dataclass
     class Changed(Message):
-        """The user set a valid new value."""
+        """The user set a valid new value. The form calls ``field.applied()`` once it has taken it."""
 
         key: str
         value: Any
+        field: SettingField | None = None
+
+        @property
+        def control(self) -> SettingField | None:
+            return self.field
 
     @dataclass
     class Invalid(Message):
@@ -79,8 +83,9 @@ class SettingField(Vertical):
         self._parse_error: str | None = None
         self._advice: tuple = ()
         self._last: tuple[list[Problem], list[Finding]] = ([], [])
-        self._sent: deque[Any] = deque()
-        """Values sent as Changed that the form has not shown back yet (see ``set_value``)."""
+        self._unapplied = 0
+        """Changes sent that the form has not taken yet: while any is on its way, the box is newer
+        than the config (see ``set_value``)."""
 
     @property
     def key(self) -> str:
@@ -112,22 +117,23 @@ class SettingField(Vertical):
     def focus_editor(self, scroll_visible: bool = True) -> None:
         self.editor_widget().focus(scroll_visible=scroll_visible)
 
-    def set_value(self, value: Any) -> None:
-        """Show a value set from elsewhere (a fix, a preset) without sending Changed back.
+    def applied(self) -> None:
+        """The form has taken the oldest change this field sent (it calls this before it shows the
+        config again)."""
+        self._unapplied = max(0, self._unapplied - 1)
 
-        The form shows the whole config again after each change this field sends, and on a busy
-        machine that echo arrives after later keys were typed. An echo of a value sent from here, or
-        an older value while the user is still typing here, is not news: taking it would put older
-        text back in the box with the cursor mid-way, and the next keys would land there.
+    def set_value(self, value: Any) -> None:
+        """Show a value set from elsewhere (a fix, a preset, another file) without sending Changed back.
+
+        The form shows the whole config again after each change, and on a busy machine it does so
+        while later keys are still on their way. While any change sent from here has not been taken,
+        the config is older than the box and nothing it says is news: writing it would put older
+        text in the box and clamp the cursor into it, so the next keys land mid-word. Once every
+        change is taken, a value that differs from the box's came from elsewhere and shows, with the
+        cursor at its end. (Matching echoes by value failed when typing came back to an earlier
+        text: "st", backspace, "t" sends "st" twice.)
         """
-        if value in self._sent:
-            while self._sent.popleft() != value:
-                pass
-            return
-        if self._sent and self.editor_widget().has_focus:
-            return  # the config has not caught up with the typing yet
-        self._sent.clear()
-        if value == self.value:
+        if self._unapplied or value == self.value:
             return
         self.value = value
         editor = self.editor_widget()
@@ -138,6 +144,7 @@ class SettingField(Vertical):
                 editor.value = value
             else:
                 editor.value = format_value(self.info, value)
+                editor.cursor_position = len(editor.value)
         self._set_parse_error(None)
 
     def show_preset(self, preset_value: Any | None) -> None:
@@ -208,5 +215,5 @@ class SettingField(Vertical):
 
     def _send(self, value: Any) -> None:
         self.value = value
-        self._sent.append(value)
-        self.post_message(self.Changed(self.key, value))
+        self._unapplied += 1
+        self.post_message(self.Changed(self.key, value, self))
