@@ -2,12 +2,15 @@
 
     python tests/fake_trainer.py RUN_DIR [--steps N] [--rate EVENTS_PER_S] [--scenario NAME]
                                          [--seconds-per-step S] [--device NAME] [--sample-image PNG]
+                                         [--sample-count N] [--sample-seconds S]
 
 It behaves like ``python -m trainer`` where the monitor can see it: it records its pid in the
 run folder (and removes it when it ends), appends events to ``events.jsonl`` through the real
 ``EventWriter``, prints tqdm-style progress to stdout, stops gracefully on SIGTERM with a
-``stopped`` event, and answers "save"/"sample" requests from ``trainer.contract.control``. Scenarios
-shape the loss series and the ending:
+``stopped`` event, and answers "save"/"sample" requests from ``trainer.contract.control``. Like the
+real trainer it announces a sampling round with a ``status`` event, numbers each picture, and takes a
+stop between two pictures (``--sample-seconds`` makes each picture take that long). Scenarios shape
+the loss series and the ending:
 
 - ``healthy``: a noisy, slowly falling diffusion-like loss; ends with ``done``.
 - ``flat``: noisy but never falling; ``oscillating``: swings wildly; both end with ``done``.
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sample-image", type=Path, default=None, help="a PNG to publish as a sample at the end")
     parser.add_argument("--resumed-from", type=int, default=0, help="start after this step (a resumed run)")
+    parser.add_argument("--sample-count", type=int, default=2, help="pictures in a sampling round")
+    parser.add_argument("--sample-seconds", type=float, default=0.0, help="how long each picture takes")
     args = parser.parse_args(argv)
 
     run = RunPaths(args.run_dir.resolve())
@@ -94,15 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             if step % 50 == 0:
                 print(f"\rsteps: {step}/{args.steps} loss={loss:.4f}", end="", flush=True)
             for action in take_requests(run.root):
-                _answer(action, run, events, step, args.sample_image)
+                _answer(action, run, events, step, args)
             if step % per_epoch == 0:
                 events.emit("epoch", epoch=step // per_epoch, epochs=epochs, step=step, mean_loss=0.1)
             if STOP["requested"]:
-                path = _write_checkpoint(run, f"fake-step{step:06d}")
-                events.emit("checkpoint", epoch=step // per_epoch, step=step, path=str(path))
-                events.emit("stopped", step=step, total_steps=args.steps, epoch=step // per_epoch,
-                            reason="SIGTERM", checkpoint=str(path))
-                return 0
+                return _stop(run, events, step, args.steps, step // per_epoch)
         print()
         return _finish(args, run, events)
     finally:
@@ -111,9 +112,19 @@ def main(argv: list[str] | None = None) -> int:
             run.pid.unlink(missing_ok=True)
 
 
+def _stop(run: RunPaths, events: EventWriter, step: int, total: int, epoch: int) -> int:
+    """A requested stop, as the real trainer makes it: a checkpoint, then the ``stopped`` event."""
+    path = _write_checkpoint(run, f"fake-step{step:06d}")
+    events.emit("checkpoint", epoch=epoch, step=step, path=str(path), reason="stopped")
+    events.emit("stopped", step=step, total_steps=total, epoch=epoch, reason="SIGTERM", checkpoint=str(path))
+    return 0
+
+
 def _finish(args: argparse.Namespace, run: RunPaths, events: EventWriter) -> int:
     if args.sample_image is not None:
-        _answer("sample", run, events, args.steps, args.sample_image)
+        _answer("sample", run, events, args.steps, args)
+        if STOP["requested"]:  # the stop came while the pictures were drawn
+            return _stop(run, events, args.steps, args.steps, 4)
     if args.scenario == "oom":
         events.emit("error", code="oom", message="Out of memory: CUDA out of memory.", advice="Lower the batch size.")
         return 1
@@ -128,27 +139,37 @@ def _finish(args: argparse.Namespace, run: RunPaths, events: EventWriter) -> int
     if args.scenario == "hold":
         while not STOP["requested"]:
             for action in take_requests(run.root):
-                _answer(action, run, events, args.steps, args.sample_image)
+                _answer(action, run, events, args.steps, args)
             time.sleep(0.05)
-        events.emit("stopped", step=args.steps, total_steps=args.steps, epoch=4, reason="SIGTERM", checkpoint=None)
-        return 0
+        return _stop(run, events, args.steps, args.steps, 4)
     path = _write_checkpoint(run, "fake")
     events.emit("done", step=args.steps, total_steps=args.steps, output=str(path), seconds=1.0)
     return 0
 
 
-def _answer(action: str, run: RunPaths, events: EventWriter, step: int, sample_image: Path | None) -> None:
+def _answer(action: str, run: RunPaths, events: EventWriter, step: int, args: argparse.Namespace) -> None:
     if action == "save":
         path = _write_checkpoint(run, f"fake-step{step:06d}")
         events.emit("checkpoint", epoch=1, step=step, path=str(path), reason="requested")
-    elif action == "sample" and sample_image is not None:
-        folder = run.samples / f"s{step:06d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for strength in (0.7, 1.0):
-            target = folder / f"p00-w{strength}.png"
-            shutil.copyfile(sample_image, target)
-            events.emit("sample", epoch=1, step=step, path=str(target), prompt="zkmascot, 1girl", strength=strength,
-                        seed=42)
+    elif action == "sample" and args.sample_image is not None:
+        _draw_samples(run, events, step, args.sample_image, args.sample_count, args.sample_seconds)
+
+
+def _draw_samples(run: RunPaths, events: EventWriter, step: int, image: Path, count: int, seconds: float) -> None:
+    """A round of ``count`` pictures (copies of ``image``), each taking ``seconds``; a stop ends it early."""
+    events.emit("status", phase="sampling", message=f"Drawing {count} sample images at step {step}",
+                current=0, total=count)
+    folder = run.samples / f"s{step:06d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        if STOP["requested"]:
+            return  # between two pictures, as the real trainer checks
+        time.sleep(seconds)  # "drawing": like a real picture, it is finished even when a stop comes meanwhile
+        strength = (0.7, 1.0)[index % 2]
+        target = folder / f"p{index // 2:02d}-w{strength}.png"
+        shutil.copyfile(image, target)
+        events.emit("sample", epoch=1, step=step, path=str(target), prompt="zkmascot, 1girl", strength=strength,
+                    seed=42 + index // 2, index=index + 1, total=count)
 
 
 def _write_checkpoint(run: RunPaths, name: str) -> Path:

@@ -32,6 +32,8 @@ BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
 MODELSPEC_ARCHITECTURES = {"sd15": "stable-diffusion-v1/lora", "sdxl": "stable-diffusion-xl-v1-base/lora"}
 MODELSPEC_IMPLEMENTATIONS = {"sd15": "diffusers", "sdxl": "https://github.com/Stability-AI/generative-models"}
 """The SAI model-spec values sd-scripts (library/sai_model_spec.py) writes for SD1.5 and SDXL LoRAs."""
+MIXED_PRECISION_NAMES = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}
+"""``ss_mixed_precision`` for the precision a run really computed in, in sd-scripts' words (``no`` is plain fp32)."""
 
 
 @dataclass
@@ -66,12 +68,17 @@ def dataset_folders(root: Path, images: list[tuple[Path, int, str]]) -> dict[str
 def training_metadata(config: Config, arch: str, *, resolution: int, images: int, total_steps: int,
                       batches_per_epoch: int, tag_frequency: dict[str, int], started_at: float,
                       session_id: str, folders: dict[str, DatasetFolder] | None = None,
-                      prediction: str = "epsilon", zero_terminal_snr: bool = False) -> dict[str, str]:
+                      prediction: str = "epsilon", zero_terminal_snr: bool = False,
+                      precision: str | None = None) -> dict[str, str]:
     """The metadata that stays the same through a run (per-save keys are added by ``save_lora``).
 
     Besides sd-scripts' ``ss_*`` keys it carries the SAI model-spec keys sd-scripts writes
     (``modelspec.*``: architecture, implementation, title, resolution, prediction type), which
     UIs and model sites read; ``prediction`` and ``zero_terminal_snr`` are what the run trained with.
+
+    ``precision`` is the precision the run really computes in (``fp32``, ``fp16`` or ``bf16``, from
+    ``trainer.step.choose_precision``): a CPU trains in fp32 whatever ``training.mixed_precision`` asks,
+    and the file must say so. Without it the config's setting is written as it is.
 
     ``folders`` (from ``dataset_folders``) lists the images per folder as sd-scripts does; without
     it the whole dataset is one entry with ``images`` images, ``dataset.repeats`` each, and the
@@ -103,7 +110,8 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_network_alpha": str(config.network.alpha),
         "ss_network_args": json.dumps(network_args),
         "ss_network_dropout": "None",
-        "ss_mixed_precision": config.training.mixed_precision,
+        "ss_mixed_precision": MIXED_PRECISION_NAMES.get(precision, precision) if precision
+        else config.training.mixed_precision,
         "ss_full_fp16": "False",
         "ss_v2": "False",
         "ss_base_model_version": BASE_MODEL_VERSIONS[arch],

@@ -178,7 +178,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     metadata = training_metadata(config, arch, resolution=resolution, images=len(images), total_steps=total_steps,
                                  batches_per_epoch=per_epoch, tag_frequency=tags, folders=folders,
                                  started_at=started_at, session_id=new_session_id(),
-                                 prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr)
+                                 prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr,
+                                 precision=precision.name)
 
     # Optimizer and schedule.
     fused = config.training.fused_backward_pass
@@ -228,6 +229,12 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
 
     def step_checkpoint_path() -> Path:
         return paths.step_checkpoint(config.output.name, done.step)
+
+    def stop_here(epoch: int) -> None:
+        # A requested stop: the LoRA and the state to resume from are saved, then the run says so.
+        saved = checkpoint(step_checkpoint_path(), epoch, "stopped")
+        events.emit("stopped", step=done.step, total_steps=total_steps, epoch=epoch,
+                    reason=stop.reason or "another training process was stopped", checkpoint=str(saved))
 
     # Samples: the same prompts and seeds all run long, so each set can be compared with the last.
     sampler = Sampler(model, network, precision, events, paths.samples, SampleSettings(
@@ -289,10 +296,12 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                     with averaged_weights(optimizer):
                         sampler.write(f"s{done.step:06d}", epoch=done.epoch, step=done.step,
                                       cancelled=lambda: stop.requested)
+            if "sample" in actions and not ranks.distributed:
+                # A stop that came while the samples were drawn cut them short; it stops the run now.
+                # (Several processes must agree on the step they stop at, so they wait for the next one.)
+                stopping = stopping or stop.requested
             if stopping:
-                saved = checkpoint(step_checkpoint_path(), done.epoch, "stopped")
-                events.emit("stopped", step=done.step, total_steps=total_steps, epoch=done.epoch,
-                            reason=stop.reason or "another training process was stopped", checkpoint=str(saved))
+                stop_here(done.epoch)
                 return None
 
         finite = [v for v in done.epoch_losses if math.isfinite(v)]
@@ -310,6 +319,11 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             with averaged_weights(optimizer):
                 sampler.write(f"e{finished_epoch:04d}", epoch=finished_epoch, step=done.step,
                               cancelled=lambda: stop.requested)
+        if stop.requested and not ranks.distributed and finished_epoch < config.training.epochs:
+            # Asked to stop while this epoch's checkpoint or samples were made: stop before the next epoch
+            # starts. (After the last epoch the run is complete anyway: it saves its LoRA and ends.)
+            stop_here(finished_epoch)
+            return None
 
     # Save (a schedule-free optimizer's averaged weights are the result).
     if not ranks.main:

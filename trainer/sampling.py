@@ -99,8 +99,9 @@ class Sampler:
     def write(self, tag: str, *, epoch: int, step: int, cancelled: Callable[[], bool] = lambda: False) -> list[Path]:
         """Draw every prompt at every strength into ``samples/<tag>/``; return the files written.
 
-        ``cancelled`` is asked between images, so a stop request does not wait for the whole set.
-        A failure is reported as a warning and ends this set only; training is left intact.
+        ``cancelled`` is asked before each image, so a stop request waits for one picture at most, not
+        the whole set; the caller then saves and stops. A failure is reported as a warning and ends this
+        set only; training is left intact.
         """
         settings = self.settings
         total = len(settings.prompts) * len(STRENGTHS)
@@ -123,8 +124,9 @@ class Sampler:
                         path = folder / f"p{index:02d}-w{strength:.1f}.png"
                         _save_png(path, image, self._parameters(prompt, seed, strength))
                         written.append(path)
+                        # Numbered, so the monitor can say "sample 2/4" while the next one is drawn.
                         self.events.emit("sample", epoch=epoch, step=step, path=str(path), prompt=prompt,
-                                         strength=strength, seed=seed)
+                                         strength=strength, seed=seed, index=len(written), total=total)
         except Exception as exc:  # noqa: BLE001 - a sample is never worth the run: report it, train on
             traceback.print_exc()  # to trainer.log, for a bug report
             self.events.emit("warning", code="sample_failed", message=_failure_message(exc, step))

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from plotext._figure import _figure_class
+from rich.style import Style
 from rich.text import Text
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
@@ -26,8 +27,18 @@ MIN_WIDTH = 20
 """Narrower than this the axes leave no room for data: a short text is shown instead."""
 MIN_HEIGHT = 6
 """Lower than this a framed plot has no data rows: a short text is shown instead."""
-_MIN_LR_HEIGHT = 15
+_MIN_LR_HEIGHT = 12
 """Below this total height the learning-rate panel is dropped so the loss keeps readable rows."""
+_LR_ROWS = 5
+"""The smallest learning-rate panel: its frame, two rows of curve and the step labels."""
+LEGEND = {"loss": "loss", "smoothed": "smoothed", "lr": "learning rate"}
+"""The legend's words for each series ..."""
+SHORT_LEGEND = {"loss": "loss", "smoothed": "smooth", "lr": "lr"}
+"""... and the shorter ones used when the full legend leaves the title no room."""
+_MARK = "━"
+"""The legend's sample of each series' line, drawn in that series' colour."""
+_TITLE_ROOM = 12
+"""Cells of the title the full legend must leave free (else the short words are used)."""
 
 WAITING_TEXT = "Waiting for the first steps…"
 """Shown while there is nothing to plot."""
@@ -161,12 +172,41 @@ def _panel(colours: PlotColours, width: int, height: int) -> _figure_class:
     return figure
 
 
+def legend_line(title: str, series: list[str], width: int, colours: PlotColours) -> Text:
+    """The line above the plot: ``title`` on the left, a legend of ``series`` (keys of ``LEGEND``) on the right.
+
+    Kept off the plot so it never hides the newest data, which is where a legend inside the frame sits.
+    Exactly ``width`` cells; a title that does not fit is shortened with "…", never dropped.
+    """
+    background = colours.background
+    base = Style(color=Color(*colours.foreground).rich_color,
+                 bgcolor=Color(*background).rich_color if background is not None else None)
+    for words in (LEGEND, SHORT_LEGEND):
+        legend = "  ".join(f"{_MARK} {words[name]}" for name in series)
+        room = width - len(legend) - 3  # a cell at each edge and two between title and legend
+        if room >= min(len(title), _TITLE_ROOM):
+            break
+    line = Text(" ", style=base, no_wrap=True, end="")
+    shown = _fit(title, max(room, 0)) if title else ""
+    line.append(shown, style=base)
+    line.append(" " * max(width - len(legend) - len(shown) - 2, 1), style=base)
+    for index, name in enumerate(series):
+        if index:
+            line.append("  ", style=base)
+        line.append(_MARK, style=base + Style(color=Color(*getattr(colours, name)).rich_color))
+        line.append(f" {words[name]}", style=base)
+    line.append(" ", style=base)
+    line.truncate(width, pad=True)
+    return line
+
+
 def render_loss_plot(steps: list[float], loss: list[float], smoothed: list[float], lr: list[float],
                      width: int, height: int, colours: PlotColours, title: str = "") -> Text:
     """The loss plot as ``height`` lines of ``width`` cells; safe to call from any thread.
 
-    The top ~2/3 shows the raw loss and its smoothed curve with a legend, the bottom ~1/3 the learning
-    rate (dropped when fewer than 15 lines are available). ``loss``, ``smoothed`` and ``lr`` run parallel
+    The first line holds ``title`` and the legend (``legend_line``), outside the plot. Below it the raw
+    loss and its smoothed curve, and under those, sharing their step axis, a smaller panel with the
+    learning rate (dropped when fewer than 12 lines are available). ``loss``, ``smoothed`` and ``lr`` run parallel
     to ``steps``; an empty ``smoothed`` or ``lr`` is simply not drawn, and non-finite values (a diverged
     run logs NaN) are skipped. The caller should have thinned the series to about ``width`` points:
     longer input is thinned here so a slip never stalls a worker. Empty input gives
@@ -193,15 +233,16 @@ def render_loss_plot(steps: list[float], loss: list[float], smoothed: list[float
     label_width = max(len(label) for label in loss_labels + (lr_labels if show_lr else []))
     x_ticks = _step_ticks(x_low, x_high, max(2, min(6, width // 14)))
     x_labels = [_step(v) for v in x_ticks]
-    top_height = round(height * 2 / 3) if show_lr else height
+    rows = height - 1  # the legend line takes the first
+    top_height = rows - max(_LR_ROWS, round(rows / 3)) if show_lr else rows
+    drawn = ["loss"] + (["smoothed"] if smooth_x else []) + (["lr"] if show_lr else [])
+    legend = legend_line(title, drawn, width, colours)
 
     with _PLOTEXT_LOCK:
         top = _panel(colours, width, top_height)
-        if title:
-            top.title(_fit(title, width - 2 * (label_width + 2)))
-        top.plot(loss_x, loss_y, color=colours.loss, marker="braille", label="loss")
+        top.plot(loss_x, loss_y, color=colours.loss, marker="braille")
         if smooth_x:
-            top.plot(smooth_x, smooth_y, color=colours.smoothed, marker="hd", label="smoothed")
+            top.plot(smooth_x, smooth_y, color=colours.smoothed, marker="hd")
         top.xlim(x_low, x_high)
         top.ylim(loss_low, loss_high)
         top.yticks(loss_ticks, [label.rjust(label_width) for label in loss_labels])
@@ -212,13 +253,13 @@ def render_loss_plot(steps: list[float], loss: list[float], smoothed: list[float
             top.xticks(x_ticks, x_labels)
         panels = [top.build()]
         if show_lr:
-            bottom = _panel(colours, width, height - top_height)
-            bottom.plot(lr_x, lr_y, color=colours.lr, marker="braille",
-                        label="learning rate" if height - top_height >= 6 else None)
+            bottom = _panel(colours, width, rows - top_height)
+            bottom.plot(lr_x, lr_y, color=colours.lr, marker="braille")
             bottom.xlim(x_low, x_high)
             bottom.ylim(lr_low, lr_high)
             bottom.yticks(lr_ticks, [label.rjust(label_width) for label in lr_labels])
             bottom.xticks(x_ticks, x_labels)
             panels.append(bottom.build())
     ansi = "\n".join(panel.rstrip("\n") for panel in panels)
-    return Text.from_ansi(ansi, no_wrap=True)
+    plot = Text.from_ansi(ansi, no_wrap=True)
+    return Text("\n", no_wrap=True, end="").join([legend, plot])

@@ -97,7 +97,7 @@ class RunFollower:
                     self.history.add(event.get("step", 0), event.get("loss"), event.get("lr"))
                     grew = True
                 else:
-                    text = describe_event(event)
+                    text = describe_event(event, self.state)
                     if text:
                         lines.append(text)
             if count >= CHUNKS_PER_POLL:

@@ -65,7 +65,7 @@ def follow(run: RunPaths, process: subprocess.Popen, stream: TextIO = sys.stderr
             exited = process.poll() is not None
             for event in filter(None, map(parse_event, tail.read_lines())):
                 state.apply(event)
-                line = describe_event(event)
+                line = describe_event(event, state)
                 if line:
                     printer.log(line)
             if exited:

@@ -206,3 +206,23 @@ def choose_run(summaries: list[RunSummary], wanted: str | None) -> tuple[RunSumm
         return None, f"no run called {wanted!r}; `loratui runs` lists them"
     names = ", ".join(s.name for s in matches[:5])
     return None, f"{wanted!r} matches several runs ({names}); give more of the name"
+
+
+def newest_lora(run: RunPaths, state: RunState | None = None) -> Path | None:
+    """The run's newest LoRA file: the finished one, else the newest checkpoint; None while it has none.
+
+    The files themselves decide, not only the events: a checkpoint saved just before the app attached,
+    or one whose event is still being read, counts too.
+    """
+    if state is not None and state.output and Path(state.output).is_file():
+        return Path(state.output)
+    candidates = [*run.checkpoints.glob("*.safetensors"), *run.root.glob("*.safetensors")]
+    if state is not None and state.last_checkpoint:
+        candidates.append(Path(state.last_checkpoint))
+    stamped = []
+    for path in candidates:
+        try:
+            stamped.append((path.stat().st_mtime_ns, path))
+        except OSError:
+            continue  # pruned or not written yet
+    return max(stamped)[1] if stamped else None

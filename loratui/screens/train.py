@@ -21,34 +21,53 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
+from loratui.commands import mode_bar
 from loratui.runs.launch import resumable_run, start_detached_async
-from loratui.runs.registry import find_runs, register_run
+from loratui.runs.registry import find_runs, newest_lora, register_run
 from loratui.runs.state import RunState
 from loratui.screens.confirm import ConfirmScreen
-from loratui.summary import formula_words, summary_line
+from loratui.summary import estimates_text, formula_words
 from loratui.widgets.run_monitor import RunMonitor
 from loratui.workspace import Workspace
 from trainer.contract.control import pending, request
 from trainer.contract.events import LineTail
 from trainer.contract.rundir import RunPaths, create_run_dir, pid_alive, read_pid
 
+TALL_SCREEN = 34
+"""Screens shorter than this get the two-line summary, so the monitor keeps room for its plot."""
+COMPACT_PROBLEMS = 3
+"""Lines of problems an 80×24 screen shows (the last says how many more there are)."""
+
 
 class TrainScreen(Screen):
     """Start the workspace's config and follow the run."""
 
     BINDINGS = [
-        Binding("s", "start", "Start training", id="start-training"),
-        Binding("x", "stop", "Stop", id="stop-run"),
-        Binding("c", "save_now", "Save now", id="save-now"),
-        Binding("g", "sample_now", "Sample now", id="sample-now"),
-        Binding("r", "resume", "Resume run", id="resume-run"),
-        Binding("a", "runs", "Runs", id="show-runs"),
-        Binding("i", "inspect_output", "Inspect LoRA", id="inspect-output"),
-        Binding("p", "tab('tab-loss')", "Plot", id="tab-loss"),
-        Binding("l", "tab('tab-log')", "Log", id="tab-log"),
-        Binding("v", "tab('tab-samples')", "Samples", id="tab-samples"),
-        Binding("ctrl+r", "reload", "Re-read config", show=False, id="reload-config"),
-        Binding("escape", "leave_input", "Leave field", show=False, id="leave-input"),
+        # The footer of an 80-column terminal has room for about six keys: these, with short words.
+        # Every key keeps a clear description and tooltip, for ? help and the command palette.
+        Binding("s", "start", "Start", tooltip="Start training the loaded config", id="start-training"),
+        Binding("x", "stop", "Stop", tooltip="Stop the run after its current step, saving it to resume later",
+                id="stop-run"),
+        Binding("r", "resume", "Resume", tooltip="Continue the stopped run from its last saved state",
+                id="resume-run"),
+        Binding("i", "inspect_output", "Inspect", tooltip="Open the run's newest LoRA file in the inspector",
+                id="inspect-output"),
+        Binding("z", "zoom", "Zoom", tooltip="Give the plot, the log or the samples the whole screen (again: back)",
+                id="zoom-panel"),
+        Binding("a", "runs", "Runs", tooltip="Pick a run to follow from every known run", id="show-runs"),
+        Binding("c", "save_now", "Save now", show=False,
+                tooltip="Ask the trainer to save a checkpoint after its current step", id="save-now"),
+        Binding("g", "sample_now", "Sample now", show=False,
+                tooltip="Ask the trainer to draw sample pictures after its current step", id="sample-now"),
+        Binding("p", "tab('tab-loss')", "Loss plot", show=False, tooltip="Show the loss and learning-rate plot",
+                id="tab-loss"),
+        Binding("l", "tab('tab-log')", "Log", show=False, tooltip="Show the run's log", id="tab-log"),
+        Binding("v", "tab('tab-samples')", "Samples", show=False, tooltip="Show the newest sample pictures",
+                id="tab-samples"),
+        Binding("ctrl+r", "reload", "Re-read config", show=False, tooltip="Read the config file again from disk",
+                id="reload-config"),
+        Binding("escape", "leave_input", "Leave field", show=False,
+                tooltip="Leave the config path box, so letter keys work again", id="leave-input"),
     ]
     """Keys of this screen (shown in the footer and the command palette)."""
 
@@ -75,14 +94,16 @@ class TrainScreen(Screen):
         yield Header()
         with Horizontal(id="config-bar"):
             yield Label("Config ")
+            # Compact: one line instead of three, so the monitor below keeps the room.
             yield Input(str(self.workspace.path or ""), placeholder="path/to/config.toml, then Enter",
-                        id="config-path")
+                        id="config-path", compact=True)
         yield Static("", id="summary", markup=False)
         yield Static("", id="problems", markup=False)
         yield RunMonitor(id="monitor")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.sub_title = mode_bar("train")
         self.monitor.log.focus()
         self.app.workspace_changed.subscribe(self, self.show_workspace)
         self.show_workspace(self.workspace)
@@ -96,30 +117,34 @@ class TrainScreen(Screen):
         path_box = self.query_one("#config-path", Input)
         if workspace.path is not None and not path_box.has_focus:
             path_box.value = str(workspace.path)
+        problem_text = ""
+        compact = self.size.height < TALL_SCREEN
         if workspace.path is None:
             following = f"Following {self.run.root.name}. " if self.run is not None else ""
-            summary.update(f"{following}Type the path of a config and press Enter to start a run "
-                           "(`loratui demo` makes one to try).")
-            return
-        assessment = workspace.assessment
-        if assessment is None or workspace.assessed_version != workspace.version:
-            summary.update(f"Checking {workspace.path} …")
-            return
-        if not assessment.startable:
-            summary.update(f"{workspace.path}: fix these before training can start.")
-            problems.update("\n".join(f"• {p}" for p in assessment.problems))
-            return
-        problems.update("")
-        config, plan = workspace.config, assessment.plan
-        lines = [f"{config.kind} LoRA · {assessment.arch or config.model.arch} · {config.network.type} "
-                 f"{config.network.dim}/{config.network.alpha:g} · {config.optimizer.name} "
-                 f"{config.optimizer.unet_lr:g}/{config.optimizer.text_encoder_lr:g} · {config.scheduler.name}"]
-        if plan is not None:
-            lines.append(f"{plan.images} images · {plan.batches_per_epoch} steps × {plan.epochs} epochs = "
-                         f"{plan.total_steps} steps · batch {plan.batch_size}")
-            lines.append(f"({formula_words(plan)})")
-        lines.append(summary_line(assessment))
-        summary.update("\n".join(lines))
+            text = (f"{following}Type the path of a config and press Enter to start a run "
+                    "(`loratui demo` makes one to try).")
+        elif workspace.assessment is None or workspace.assessed_version != workspace.version:
+            text = f"Checking {workspace.path} …"
+        elif not workspace.assessment.startable:
+            text = f"{workspace.path}: fix these before training can start."
+            found = [f"• {p}" for p in workspace.assessment.problems]
+            # Each line over 24 rows can be a problem (8 at most, as the box allows); on a short screen
+            # the monitor keeps its room and the settings screen, with space for every one, is named.
+            room = max(COMPACT_PROBLEMS, min(8, self.size.height - 24))
+            if len(found) > room:
+                found = found[:room - 1] + [f"… and {len(found) - room + 1} more: F3 (the settings) lists them all."]
+            problem_text = "\n".join(found)
+        else:
+            text = "\n".join(summary_lines(workspace, compact=compact))
+        # Compact: each line stays one line (cut with "…"); the full figures show on a taller screen.
+        summary.set_class(workspace.path is not None and compact, "-compact")
+        summary.update(text)
+        problems.update(problem_text)
+        problems.set_class(not problem_text, "-empty")  # an empty line would only take the monitor's room
+
+    def on_resize(self) -> None:
+        # The summary is shorter on a short screen: redraw it for the new height.
+        self.show_workspace(self.workspace)
 
     @on(Input.Submitted, "#config-path")
     def _path_submitted(self, event: Input.Submitted) -> None:
@@ -192,9 +217,17 @@ class TrainScreen(Screen):
         self.refresh_bindings()
 
     def attach(self, root: Path) -> None:
-        """Follow an existing run (live or not), replaying its whole history."""
-        self.monitor.follow(RunPaths(Path(root).resolve()))
+        """Follow an existing run (live or not), replaying its whole history.
+
+        With no config in the workspace yet (``loratui attach RUN``), the run's own frozen copy is
+        loaded, so the screen shows what the run trains instead of an empty config.
+        """
+        run = RunPaths(Path(root).resolve())
+        self.monitor.follow(run)
         self.monitor.write(f"following {root}")
+        if self.workspace.path is None and run.config.is_file():
+            if self.app.load_config(run.config, announce=False):
+                self.monitor.write(f"config: the copy this run was started with, {run.config}")
         self.refresh_bindings()
         self.show_workspace(self.workspace)
 
@@ -209,7 +242,9 @@ class TrainScreen(Screen):
             return self.run is not None and self.run_state.phase in ("stopped", "failed") \
                 and self.run.resume_state.is_file() and not self._live()
         if action == "inspect_output":
-            return self.run_state.output is not None
+            return self.run is not None
+        if action == "start":
+            return self.run is None or self.run_state.finished or not self._live()
         if action in ("stop", "save_now", "sample_now"):
             return self.run is not None and not self.run_state.finished and self._live()
         return True
@@ -233,7 +268,7 @@ class TrainScreen(Screen):
             except PermissionError as exc:
                 self.notify(f"Cannot stop process {pid}: {exc}", severity="error")
                 return
-            self.monitor.write("stop requested: the trainer saves after this step, then stops")
+            self.monitor.write("stop requested: the trainer saves after this step (or sample picture), then stops")
 
         step = f"step {self.run_state.step}/{self.run_state.total_steps}" if self.run_state.total_steps else "startup"
         self.app.push_screen(ConfirmScreen(
@@ -264,12 +299,37 @@ class TrainScreen(Screen):
         self._request("sample", "Sampling")
 
     def action_tab(self, tab: str) -> None:
+        """Show one of the monitor's tabs (the plot, the log or the samples)."""
         self.monitor.show_tab(tab)
 
+    @property
+    def zoomed(self) -> bool:
+        """True while the monitor's tab on show fills the screen."""
+        return self.has_class("-zoomed")
+
+    def action_zoom(self) -> None:
+        """Give the tab on show (plot, log or samples) the whole screen, or give the rest back."""
+        zoom = not self.zoomed
+        self.set_class(zoom, "-zoomed")
+        if zoom and self.focused is not None and not self.monitor.log.has_focus:
+            # The tab strip and the config box are hidden now: nothing hidden may keep the focus.
+            self.set_focus(None)
+        elif not zoom:
+            self.monitor.show_tab(self.monitor.active_tab)
+
     def action_inspect_output(self) -> None:
-        """Open the finished LoRA in the inspector: its blocks, metadata and size against the guide."""
-        if self.run_state.output is not None:
-            self.app.action_inspect_lora(self.run_state.output)
+        """Open the followed run's newest LoRA (the finished one, else the newest checkpoint) in the inspector."""
+        if self.run is None:
+            self.notify("No run is followed: press a to pick one.", severity="warning")
+            return
+        lora = newest_lora(self.run, self.run_state)
+        if lora is None:
+            note = (f"{self.run.root.name} has no LoRA file yet: one is saved at each checkpoint, on a stop "
+                    "and at the end.")
+            self.monitor.write(note)
+            self.notify(note, severity="warning")
+            return
+        self.app.action_inspect_lora(str(lora))
 
     def action_runs(self) -> None:
         """Pick a run to follow from every known run."""
@@ -308,6 +368,40 @@ class TrainScreen(Screen):
             error = event.worker.error
             self.monitor.write(f"internal error in {event.worker.name}: {error!r}")
             self.notify(f"Something went wrong: {error}", severity="error")
+
+
+def summary_lines(workspace: Workspace, compact: bool = False) -> list[str]:
+    """What a startable config will do, each figure said once; ``compact`` gives two lines for a short screen."""
+    assessment = workspace.assessment
+    config, plan = workspace.config, assessment.plan
+    network = (f"{config.kind} LoRA · {assessment.arch or config.model.arch} · {config.network.type} "
+               f"{config.network.dim}/{config.network.alpha:g} · {config.optimizer.name} "
+               f"{config.optimizer.unet_lr:g}/{config.optimizer.text_encoder_lr:g} · {config.scheduler.name}")
+    notes = _notes(assessment)
+    if plan is None:
+        return [network, " · ".join(notes)] if notes else [network]
+    steps = (f"{plan.total_steps} steps = {plan.batches_per_epoch} × {plan.epochs} epochs · {plan.images} images · "
+             f"batch {plan.batch_size}")
+    if compact:
+        return [network, " · ".join([steps, *notes])]
+    return [network, steps, f"({formula_words(plan)})", " · ".join(notes)] if notes else \
+        [network, steps, f"({formula_words(plan)})"]
+
+
+def _notes(assessment) -> list[str]:
+    """The summary's words about the model's prediction, size and memory, problems and advice (not the plan)."""
+    notes = []
+    prediction = assessment.prediction
+    if prediction is not None and prediction.prediction == "v_prediction":
+        notes.append("v-prediction" + (" + zero terminal SNR" if prediction.zero_terminal_snr else ""))
+    estimates = estimates_text(assessment.estimates)
+    if estimates:
+        notes.append(estimates)
+    for severity, word in (("danger", "danger"), ("warn", "warning"), ("tip", "tip")):
+        count = sum(1 for f in assessment.findings if f.severity == severity)
+        if count:
+            notes.append(f"{count} {word}{'s' if count != 1 else ''}")
+    return notes
 
 
 def _runs_training_here(folders: list[Path]) -> list:

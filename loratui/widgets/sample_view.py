@@ -11,7 +11,9 @@ instead; everything else keeps the half-blocks.
 
 from __future__ import annotations
 
+import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,7 +21,7 @@ from PIL import Image
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Container, Horizontal
+from textual.containers import Container
 from textual.events import Resize
 from textual.widget import Widget
 from textual.widgets import Label, Static
@@ -27,6 +29,7 @@ from textual.worker import get_current_worker
 
 from loratui.terminal_image import (
     RGB,
+    fit_size,
     half_block_text,
     load_image,
     side_by_side,
@@ -36,9 +39,60 @@ from loratui.terminal_image import (
 EMPTY_TEXT = "No sample pictures yet. They show here as soon as the trainer draws some."
 """Shown before the first sampling round of a run."""
 GAP = 1
-"""Blank cells between two pictures."""
+"""Blank cells between two pictures (and a blank line between two rows of them)."""
 MIN_PICTURE_WIDTH = 12
-"""Narrower slots than this are not worth drawing: fewer (the newest) pictures are shown instead."""
+"""Pictures narrower than this are not worth drawing: fewer (the newest) pictures are shown instead."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """How a round of pictures is laid out in the room there is."""
+
+    shown: int
+    """How many pictures (the newest) are drawn."""
+    columns: int
+    rows: int
+    slot_width: int
+    """Cells across one picture's slot."""
+    slot_height: int
+    """Lines down one picture's slot."""
+    picture_width: int
+    """Cells across each picture once fitted into its slot (what the layout makes as large as it can)."""
+
+
+def picture_grid(count: int, width: int, height: int, aspect: float = 1.0) -> Grid | None:
+    """The layout that draws the most of ``count`` pictures as large as they can be in ``width`` × ``height`` cells.
+
+    Every arrangement of columns and rows is tried and the one giving the widest pictures wins, so a
+    round of four fills a wide, low panel in one row and a tall one in two rows of two. Pictures are
+    ``aspect`` (width ÷ height) in shape, drawn with two pixels per cell vertically. When even the best
+    layout of all of them is narrower than ``MIN_PICTURE_WIDTH``, fewer are shown. None when there is no room.
+    """
+    layouts = [grid for grid in (_best_layout(shown, width, height, aspect) for shown in range(count, 0, -1))
+               if grid is not None]
+    if not layouts:
+        return None
+    if layouts[0].shown == count and layouts[0].picture_width >= MIN_PICTURE_WIDTH:
+        return layouts[0]
+    # Too small together: the fewest that make them larger, but never fewer for nothing.
+    return max(layouts, key=lambda grid: (grid.picture_width, grid.shown))
+
+
+def _best_layout(shown: int, width: int, height: int, aspect: float) -> Grid | None:
+    """The arrangement of ``shown`` pictures in columns and rows that makes them widest."""
+    best: Grid | None = None
+    for columns in range(1, shown + 1):
+        rows = math.ceil(shown / columns)
+        slot_width = (width - GAP * (columns - 1)) // columns
+        slot_height = (height - GAP * (rows - 1)) // rows
+        if slot_width < 1 or slot_height < 1:
+            continue
+        picture = fit_size(max(1, round(100 * aspect)), 100, slot_width, slot_height)[0]
+        if best is None or picture > best.picture_width:
+            best = Grid(shown, columns, rows, slot_width, slot_height, picture)
+    return best
+
+
 _GRAPHICS_CELL = (16, 32)
 """Pixels per cell a picture is pre-scaled to for a pixel protocol (the widget scales it down the rest)."""
 
@@ -109,6 +163,8 @@ class SampleView(Widget):
     SampleView > #sample-graphics {
         height: 1fr;
         display: none;
+        layout: grid;
+        grid-gutter: 1 1;
     }
     SampleView.-graphics > #sample-graphics {
         display: block;
@@ -130,9 +186,12 @@ class SampleView(Widget):
     }
     SampleView > #sample-caption {
         width: 1fr;
-        max-height: 2;
+        height: 1;
         color: $text-muted;
         text-align: center;
+        /* One line, so the pictures keep the rest: what does not fit ends in "…". */
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     """
 
@@ -156,17 +215,18 @@ class SampleView(Widget):
 
     def compose(self) -> ComposeResult:
         yield _Picture(self.empty_text, id="sample-picture", markup=False)
-        yield Horizontal(id="sample-graphics")
+        yield Container(id="sample-graphics")
         yield Label("", id="sample-caption", markup=False)
 
-    def show_images(self, paths: list[Path], caption: str) -> None:
+    def show_images(self, paths: list[Path], caption: str, names: bool = True) -> None:
         """Show ``paths`` (one sampling round, oldest first) with ``caption`` under them; [] shows the empty state.
 
-        The caption line starts with the file names; ``caption`` (step, prompt...) follows.
+        The caption line starts with the file names (unless ``names`` is False: a caller whose caption
+        says what each picture is saves the room); ``caption`` (step, prompt...) follows.
         """
         self.paths = [Path(path) for path in paths]
-        names = ", ".join(path.name for path in self.paths)
-        self.caption = " · ".join(part for part in (names, caption) if part)
+        listed = ", ".join(path.name for path in self.paths) if names else ""
+        self.caption = " · ".join(part for part in (listed, caption) if part)
         self.query_one("#sample-caption", Label).update(self.caption)
         self.set_class(not self.paths, "-empty")
         # Before measuring: the graphics area takes up room only while it is displayed.
@@ -195,21 +255,27 @@ class SampleView(Widget):
     def _draw(self, paths: list[Path], width: int, height: int, background: RGB, number: int) -> None:
         """Load, scale and draw ``paths`` into ``width`` × ``height`` cells (runs in a thread)."""
         worker = get_current_worker()
-        count = max(1, min(len(paths), (width + GAP) // (MIN_PICTURE_WIDTH + GAP)))
-        shown = paths[-count:]
-        slot = max(1, (width - GAP * (count - 1)) // count)
+        # The newest picture sets the shape: every picture of a round has the same size.
+        newest = self._load(paths[-1])
+        aspect = newest.width / newest.height if newest is not None and newest.height else 1.0
+        grid = picture_grid(len(paths), width, height, aspect)
+        if grid is None:
+            return
+        shown = paths[-grid.shown:]
         images = [self._load(path) for path in shown]
         if worker.is_cancelled:
             return
         if self._graphics is not None:
-            scaled = [_scaled_copy(image, slot, height, background) if image is not None else None
-                      for image in images]
-            self.app.call_from_thread(self._show_graphics, shown, scaled, number)
+            scaled = [_scaled_copy(image, grid.slot_width, grid.slot_height, background) if image is not None
+                      else None for image in images]
+            self.app.call_from_thread(self._show_graphics, shown, scaled, grid, number)
             return
-        pictures = [half_block_text(image, slot, height, background) if image is not None
-                    else Text(f"cannot read {path.name}"[:slot], style="italic")
+        pictures = [half_block_text(image, grid.slot_width, grid.slot_height, background) if image is not None
+                    else Text(f"cannot read {path.name}"[:grid.slot_width], style="italic")
                     for path, image in zip(shown, images)]
-        text = side_by_side(pictures, GAP)
+        rows = [side_by_side(pictures[start:start + grid.columns], GAP)
+                for start in range(0, len(pictures), grid.columns)]
+        text = Text("\n" * (GAP + 1), no_wrap=True, end="").join(rows)
         if not worker.is_cancelled:
             self.app.call_from_thread(self._show_text, text, number)
 
@@ -238,10 +304,12 @@ class SampleView(Widget):
             return
         self.query_one("#sample-picture", Static).update(text)
 
-    def _show_graphics(self, paths: list[Path], images: list[Image.Image | None], number: int) -> None:
+    def _show_graphics(self, paths: list[Path], images: list[Image.Image | None], grid: Grid, number: int) -> None:
         if number != self._drawn or self._graphics is None:
             return
         box = self.query_one("#sample-graphics")
+        box.styles.grid_size_columns = grid.columns
+        box.styles.grid_size_rows = grid.rows
         box.remove_children()
         slots = []
         for path, image in zip(paths, images):

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import Footer
 
 from loratui.app import LoraTuiApp
 from loratui.demo import demo_config, write_dataset
@@ -136,3 +137,45 @@ async def test_from_the_checklist_to_a_started_run_with_the_keyboard_alone(works
             if pid and pid_alive(pid):
                 os.kill(pid, signal.SIGTERM)
         assert await until(pilot, lambda: screen.run_state.phase == "stopped", timeout=90)
+
+
+async def test_the_footer_fits_80_columns_and_every_key_says_what_it_does(light_workspace):
+    from loratui.screens.train import TrainScreen
+
+    bindings = TrainScreen.BINDINGS
+    # Every key has words for ? help and the command palette, the hidden ones too.
+    assert all(binding.description and binding.tooltip for binding in bindings)
+    shown = [binding for binding in bindings if binding.show]
+    assert len(shown) <= 6 and all(len(binding.description) <= 8 for binding in shown)
+    assert {binding.action for binding in shown} >= {"start", "stop", "zoom"}
+    app = LoraTuiApp(light_workspace, gpus=[], mode="train", offer_live_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot)
+        footer = app.screen.query_one(Footer)
+        keys = {key.action: key.region for key in footer.query("FooterKey")}
+        # No run yet: start, zoom and the runs list, each whole on the screen.
+        for action in ("start", "zoom", "runs"):
+            assert keys[action].width > 0 and keys[action].right <= 80, (action, keys)
+        assert "stop" not in keys and "resume" not in keys  # nothing to stop or resume
+
+
+async def test_at_80x24_the_summary_says_each_figure_once_and_the_monitor_keeps_its_room(light_workspace):
+    app = LoraTuiApp(light_workspace, gpus=[], mode="train", offer_live_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert await until(pilot, lambda: assessed(app), timeout=20)
+        await settled(pilot)
+        summary = str(screen.query_one("#summary").render())
+        lines = summary.split("\n")
+        assert len(lines) == 2 and screen.query_one("#summary").size.height == 2
+        assert summary.count("images") == 1 and summary.count("steps") == 1 and summary.count("sd15") == 1
+        assert screen.query_one("#config-bar").size.height == 1
+        assert not screen.query_one("#problems").display
+        await pilot.press("p")
+        await pilot.pause()
+        # Header, config line, two summary lines, the run panel (four), the tabs (two), the footer: 13 left.
+        assert screen.query_one("LossPlot").size.height == 13
+
+        await pilot.resize_terminal(120, 40)  # room for the whole summary, the guide's formula included
+        assert await until(pilot, lambda: "guide's formula" in str(screen.query_one("#summary").render()))
+        assert str(screen.query_one("#summary").render()).count("images") == 2  # the plan, and the formula
