@@ -1,7 +1,7 @@
 """The ``loratui dataset`` commands: look after a folder of training images before renting a GPU.
 
-    loratui dataset scan DIR [--resolution N] [--trigger WORD] [--kind KIND] [--no-similar]
-                             [--format text|json]
+    loratui dataset scan DIR [--config FILE] [--resolution N] [--trigger WORD] [--kind KIND]
+                             [--no-similar] [--format text|json]
     loratui dataset trigger DIR WORD
     loratui dataset tags DIR [--remove TAG]… [--replace OLD=NEW]… [--dedupe] [--sort] [--table]
     loratui dataset undo DIR
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from loratui.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from loratui.cli.common import DEFAULT_CONFIG, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from loratui.dataset.describe import SHOWN_PER_CODE, describe_tagging_event, format_report
 
 
@@ -42,17 +42,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "Read every image's header and every caption in DIR, the way the trainer will, and report: images and "
         "repeats per folder, sizes and training buckets, missing or empty captions, captions without the trigger "
         "word, duplicates and near-duplicates, images too small for the resolution, and every file the trainer "
-        "would skip or choke on, with the reason. Nothing in DIR is changed. Exit status 1 when some file cannot "
+        "would skip or choke on, with the reason. Nothing in DIR is changed. The resolution, trigger word, kind, "
+        f"repeats and bucket settings come from the training config (--config, or ./{DEFAULT_CONFIG} when it "
+        "exists) unless given here; the report says where each came from. Exit status 1 when some file cannot "
         "be trained, 2 when DIR is not a readable folder, else 0."))
     scan.add_argument("dir", type=Path, help="the dataset folder (images plus captions, or N_name sub-folders)")
-    scan.add_argument("--resolution", type=int, default=1024,
-                      help="training resolution in pixels (default 1024 for SDXL; SD1.5 usually 768 or 512)")
-    scan.add_argument("--trigger", default="", metavar="WORD", help="the trigger word every caption should hold")
-    scan.add_argument("--kind", choices=("character", "style", "concept"), default="character",
-                      help="what the LoRA teaches, for the guide's dataset size (default: character)")
-    scan.add_argument("--repeats", type=int, default=1,
-                      help="repeats for images not in an N_name folder (default 1)")
-    scan.add_argument("--caption-extension", default=".txt", help="caption file extension (default .txt)")
+    scan.add_argument("--config", type=Path, metavar="FILE",
+                      help=f"the training config to take the settings from (default: ./{DEFAULT_CONFIG} when it "
+                           "exists)")
+    scan.add_argument("--resolution", type=int,
+                      help="training resolution in pixels (default: the config's; without one 1024, SDXL's size; "
+                           "SD1.5 usually trains at 768 or 512)")
+    scan.add_argument("--trigger", metavar="WORD",
+                      help="the trigger word every caption should hold (default: the config's)")
+    scan.add_argument("--kind", choices=("character", "style", "concept"),
+                      help="what the LoRA teaches, for the guide's dataset size (default: the config's, else "
+                           "character)")
+    scan.add_argument("--repeats", type=int,
+                      help="repeats for images not in an N_name folder (default: the config's, else 1)")
+    scan.add_argument("--caption-extension",
+                      help="caption file extension (default: the config's, else .txt)")
     scan.add_argument("--no-similar", action="store_true",
                       help="skip the near-duplicate check (it decodes every image; the rest reads headers only)")
     scan.add_argument("--all", action="store_true",
@@ -69,14 +78,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     """Scan a folder and print the report."""
+    from loratui.cli.scan_settings import SettingsError, scan_settings
     from loratui.dataset import scan_folder
     from loratui.dataset.token_count import tokenizer_folder
 
+    try:
+        settings, notes = scan_settings(args)
+    except SettingsError as exc:
+        print(f"loratui: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    args.resolution = settings["resolution"]
     if args.resolution < 64:
         print(f"loratui: --resolution {args.resolution} is too small; SD models train at 512 to 1024.",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.repeats < 1:
+    if settings["default_repeats"] < 1:
         print("loratui: --repeats must be 1 or more.", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.model and tokenizer_folder(args.model) is None:
@@ -84,9 +100,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
               "(for a single-file model, the folder its configs come from).", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        report = scan_folder(args.dir, resolution=args.resolution, trigger_word=args.trigger,
-                             default_repeats=args.repeats, caption_extension=args.caption_extension,
-                             kind=args.kind, near_duplicates=not args.no_similar,
+        report = scan_folder(args.dir, **settings, near_duplicates=not args.no_similar,
                              tokenizer=tokenizer_folder(args.model) if args.model else None,
                              token_window=args.max_token_length)
     except OSError as exc:
@@ -95,9 +109,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(f"loratui: {args.dir} {why}. Give the folder that holds your training images.", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.format == "json":
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        data = report.to_json()
+        data["settings"]["from"] = notes  # where each setting came from, as the text report says it
+        print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        print("\n".join(format_report(report, limit=None if args.all else SHOWN_PER_CODE)))
+        print("\n".join(format_report(report, limit=None if args.all else SHOWN_PER_CODE, notes=notes)))
     return EXIT_FAILED if report.has_errors else EXIT_OK
 
 

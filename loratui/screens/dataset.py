@@ -9,9 +9,6 @@ screen follows through its events, like the monitor follows a run.
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from pathlib import Path
 
 from textual import on, work
@@ -25,22 +22,30 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from loratui import caption_tools
+from loratui.commands import mode_bar
+from loratui.assess import dataset_fingerprint
 from loratui.dataset import scan_folder
-from loratui.dataset.describe import describe_tagging_event, histogram, plural
+from loratui.dataset.describe import histogram, plural
 from loratui.dataset.token_count import tokenizer_folder
 from loratui.dataset.report import DatasetReport
 from loratui.screens.ask import AskScreen
+from loratui.screens.caption_job import CaptionJobMixin
+from loratui.screens.caption_editor import CaptionEditor, caption_target, plan_save
+from loratui.screens.confirm import ConfirmScreen
+from loratui.screens.folder_field import FolderField
 from loratui.screens.folder_picker import FolderPickerScreen
-from loratui.screens.tagger import TaggerScreen
 from loratui.widgets.sample_view import SampleView
 from loratui.workspace import Workspace
 from trainer.contract.caption_store import CaptionWriteError, apply_edits, undo_last
 from trainer.contract.config.schema import effective_resolution
-from trainer.contract.events import LineTail, parse_event
-from trainer.contract import tagging_jobs as jobs
 
-JOB_POLL_SECONDS = 0.3
 SEVERITY_MARK = {"error": "✗", "warning": "!", "info": "·"}
+CAPTION_CODES = ("missing_caption", "empty_caption", "no_trigger", "caption_too_long")
+"""Problems fixed by editing the caption: choosing one opens the caption editor, ready to type."""
+TAB_FOCUS = {"tab-problems": "#problem-list", "tab-images": "#image-list", "tab-tags": "#tag-table"}
+"""The list each tab's keys act on."""
+TYPING_SAFE = {"pick_folder", "type_folder", "rescan", "save_caption"}
+"""Actions whose keys work in a text field; every other key of the screen is typed there as text."""
 
 
 def summary_lines(report: DatasetReport) -> list[str]:
@@ -60,27 +65,44 @@ def summary_lines(report: DatasetReport) -> list[str]:
             report.size_verdict]
 
 
-class DatasetScreen(Screen):
+class DatasetScreen(CaptionJobMixin, Screen):
     """Scan a dataset folder, see its problems, edit captions and tags, run a tagger."""
 
+    # The footer shows the keys of the moment (check_action hides the rest), short enough for 80
+    # columns; the help screen and the command palette list them all with their tooltips.
     BINDINGS = [
-        Binding("ctrl+o", "pick_folder", "Folder", id="pick-folder", priority=True),
-        Binding("ctrl+r", "rescan", "Rescan", id="rescan", priority=True),
-        Binding("ctrl+s", "save_caption", "Save caption", id="save-caption", priority=True),
-        Binding("1", "tab('tab-problems')", "Problems", id="tab-problems"),
-        Binding("2", "tab('tab-images')", "Images", id="tab-images"),
-        Binding("3", "tab('tab-tags')", "Tags", id="tab-tags"),
-        Binding("t", "add_trigger", "Trigger word", id="add-trigger"),
-        Binding("d", "remove_tag", "Remove tag", id="remove-tag"),
-        Binding("e", "replace_tag", "Replace tag", id="replace-tag"),
-        Binding("m", "dedupe", "Dedupe", show=False, id="dedupe-tags"),
-        Binding("o", "sort_tags", "Sort", show=False, id="sort-tags"),
-        Binding("u", "undo", "Undo", id="undo-captions"),
-        Binding("w", "tagger", "Auto-caption", id="auto-caption"),
-        Binding("k", "stop_tagger", "Stop captioning", id="stop-tagger"),
-        Binding("escape", "leave_editor", "Leave field", show=False, id="leave-editor"),
+        Binding("ctrl+s", "save_caption", "Save", id="save-caption", priority=True,
+                tooltip="Save the caption in the editor (an empty editor deletes the caption file, after asking); "
+                        "backed up first, u undoes it"),
+        Binding("d", "remove_tag", "Remove tag", id="remove-tag",
+                tooltip="Remove the highlighted tag from every caption (Tags tab)"),
+        Binding("e", "replace_tag", "Replace tag", id="replace-tag",
+                tooltip="Replace the highlighted tag in every caption with what you type (Tags tab)"),
+        Binding("t", "add_trigger", "Trigger", id="add-trigger",
+                tooltip="Put the trigger word first in every caption"),
+        Binding("u", "undo", "Undo", id="undo-captions", tooltip="Undo the last caption change to this folder"),
+        Binding("w", "tagger", "Auto-caption", id="auto-caption",
+                tooltip="Caption the images with a tagger model (WD14 tags or BLIP sentences)"),
+        Binding("k", "stop_tagger", "Stop", id="stop-tagger", tooltip="Stop the running auto-caption job"),
+        # The folder keys are named on the folder box itself, which leaves the footer to the tabs' keys.
+        Binding("ctrl+o", "pick_folder", "Pick folder", show=False, id="pick-folder", priority=True,
+                tooltip="Pick the dataset folder from a tree"),
+        Binding("ctrl+l", "type_folder", "Type folder", show=False, id="type-folder", priority=True,
+                tooltip="Type the dataset folder's path (Enter scans it, Esc goes back)"),
+        Binding("ctrl+r", "rescan", "Rescan", show=False, id="rescan", priority=True,
+                tooltip="Scan the dataset folder again"),
+        Binding("1", "tab('tab-problems')", "Problems", show=False, id="tab-problems",
+                tooltip="Show the problems found"),
+        Binding("2", "tab('tab-images')", "Images", show=False, id="tab-images",
+                tooltip="Show the images, each with its caption"),
+        Binding("3", "tab('tab-tags')", "Tags", show=False, id="tab-tags",
+                tooltip="Show how often each tag is used"),
+        Binding("m", "dedupe", "Drop repeated tags", show=False, id="dedupe-tags",
+                tooltip="Drop tags repeated within a caption, in every caption"),
+        Binding("o", "sort_tags", "Sort tags", show=False, id="sort-tags",
+                tooltip="Sort the tags of every caption, the first one kept in place"),
     ]
-    """Keys of the screen (letters act when the focus is not in a text field)."""
+    """Keys of the screen (letters and digits act when the focus is not in a text field)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,8 +110,9 @@ class DatasetScreen(Screen):
         """The latest scan of the folder on screen."""
         self.texts: dict[Path, str] = {}
         """Caption file → its text, as last read."""
-        self.editing: Path | None = None
-        """The caption file open in the editor."""
+        self.fingerprint: int | None = None
+        """The watched folder's fingerprint (``loratui.assess``) when the scan on screen read it; None
+        for a folder the app does not watch."""
         self.job: Path | None = None
         """The tagging job folder being followed, while one runs."""
 
@@ -97,53 +120,68 @@ class DatasetScreen(Screen):
     def workspace(self) -> Workspace:
         return self.app.workspace
 
+    @property
+    def editing(self) -> Path | None:
+        """The caption file open in the editor (it may not exist yet)."""
+        return self.query_one(CaptionEditor).target
+
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="dataset-bar"):
             yield Label("Dataset ")
-            yield Input("", placeholder="a folder of images and captions, then Enter (ctrl+o picks one)",
-                        id="dataset-path")
+            path = FolderField("", placeholder="the folder of your images", id="dataset-path")
+            path.border_subtitle = "ctrl+l types a path · ctrl+o picks a folder"
+            yield path
         yield Static("", id="dataset-summary", markup=False)
         with Horizontal(id="tag-job"):
             yield Label("", id="tag-job-text", markup=False)
             yield ProgressBar(total=None, show_eta=False, id="tag-job-progress")
         with TabbedContent(initial="tab-problems", id="dataset-tabs"):
-            with TabPane("Problems", id="tab-problems"):
+            # The tab's key in its label: the footer has no room for 1, 2 and 3.
+            with TabPane("1 Problems", id="tab-problems"):
                 yield OptionList(id="problem-list")
-            with TabPane("Images", id="tab-images"):
+            with TabPane("2 Images", id="tab-images"):
                 with Horizontal():
                     yield OptionList(id="image-list")
                     with Vertical(id="image-side"):
                         yield SampleView(id="image-view", empty_text="Choose an image on the left to see it here.")
-                        yield TextArea("", id="caption-editor", soft_wrap=True)
-            with TabPane("Tags", id="tab-tags"):
+                        yield CaptionEditor(id="caption-editor")
+            with TabPane("3 Tags", id="tab-tags"):
                 yield DataTable(id="tag-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
+        self.sub_title = mode_bar("dataset")
         self.query_one("#tag-job").display = False
         table = self.query_one("#tag-table", DataTable)
         table.add_columns("tag", "images", "share", "note")
-        self.query_one("#problem-list").focus()
+        self.query_one(CaptionEditor).show(None, None)
         self.app.workspace_changed.subscribe(self, self._workspace_changed)
         folder = self._workspace_folder()
         if folder is not None:
+            self.query_one("#problem-list").focus()
             self.query_one("#dataset-path", Input).value = str(folder)
             self.scan(folder)
         else:
+            # Nothing to show yet: the folder box is the one thing to use, so it has the focus.
+            self.query_one("#dataset-path", Input).focus()
             self.query_one("#dataset-summary", Static).update(
-                "Type the folder of your images and press Enter, or ctrl+o to pick it.")
+                "Type the folder of your images and press Enter, or ctrl+o to pick it from a tree.")
 
     def _workspace_changed(self, workspace: Workspace) -> None:
         self._rescan_if_stale()
 
     def _rescan_if_stale(self) -> None:
         # A new resolution, trigger word or kind (the model's architecture just became known, say)
-        # changes what the scan reports: scan again.
+        # changes what the scan reports: scan again. So do files changed by another program: the app
+        # watches the workspace's dataset folder, and its assessment carries the folder's fingerprint.
         if self.report is None:
             return
         wanted = self._settings()
-        if any(self.report.settings.get(key) != value for key, value in wanted.items()):
+        facts = self.workspace.assessment.facts if self.workspace.assessment is not None else None
+        files_changed = self.fingerprint is not None and facts is not None and facts.key[-1] is not None \
+            and facts.key[-1] != self.fingerprint
+        if files_changed or any(self.report.settings.get(key) != value for key, value in wanted.items()):
             self.scan(self.report.root)
 
     def _workspace_folder(self) -> Path | None:
@@ -177,6 +215,11 @@ class DatasetScreen(Screen):
     def _path_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():
             self.scan(Path(event.value.strip()).expanduser())
+            self._focus_tab()
+
+    def action_type_folder(self) -> None:
+        """Put the focus in the folder box, to type a path (Enter scans it, Esc goes back)."""
+        self.query_one("#dataset-path", Input).focus()
 
     def action_pick_folder(self) -> None:
         start = Path(self.query_one("#dataset-path", Input).value or ".").expanduser()
@@ -197,6 +240,9 @@ class DatasetScreen(Screen):
         """Scan ``folder`` (and read its captions) in the background, then show the result."""
         self.app.call_from_thread(self.query_one("#dataset-summary", Static).update, f"Scanning {folder} …")
         settings = self._settings()
+        watched = self._workspace_folder()
+        # Taken before the files are read, so a change made during the scan reads as a change.
+        fingerprint = dataset_fingerprint(str(watched)) if watched is not None and _same(watched, folder) else None
         try:
             report = scan_folder(folder, **settings)
         except OSError as exc:
@@ -205,10 +251,10 @@ class DatasetScreen(Screen):
             return
         texts = caption_tools.read_texts(i.caption_path for i in report.images if i.caption_path is not None)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_report, report, texts)
+            self.app.call_from_thread(self._show_report, report, texts, fingerprint)
 
-    def _show_report(self, report: DatasetReport, texts: dict[Path, str]) -> None:
-        self.report, self.texts = report, texts
+    def _show_report(self, report: DatasetReport, texts: dict[Path, str], fingerprint: int | None = None) -> None:
+        self.report, self.texts, self.fingerprint = report, texts, fingerprint
         self.query_one("#dataset-summary", Static).update("\n".join(summary_lines(report)))
         self._fill_problems(report)
         self._fill_images(report)
@@ -220,6 +266,8 @@ class DatasetScreen(Screen):
 
     def _fill_problems(self, report: DatasetReport) -> None:
         problems = self.query_one("#problem-list", OptionList)
+        # A rescan (after a fix, say) keeps the place in the list; a new list starts at its top.
+        was = problems.highlighted or 0
         problems.clear_options()
         if not report.issues:
             problems.add_option(Option("No problems found: every image can be trained as it is.", disabled=True))
@@ -227,26 +275,35 @@ class DatasetScreen(Screen):
         problems.add_options(
             Option(f"{SEVERITY_MARK.get(i.severity, '·')} {report.relative(i.path)}: {i.message}", id=f"issue-{n}")
             for n, i in enumerate(report.issues))
+        problems.highlighted = min(was, problems.option_count - 1)
 
     def _fill_images(self, report: DatasetReport) -> None:
         images = self.query_one("#image-list", OptionList)
-        highlighted = self._image_at(images.highlighted)
+        # The option's id names the image: self.report is already the new scan, whose order may differ.
+        highlighted = images.get_option_at_index(images.highlighted).id if images.highlighted is not None else None
         images.clear_options()
         marks = {"ok": " ", "missing": "∅", "empty": "∅", "no_trigger": "!"}
         images.add_options(Option(f"{marks.get(i.caption, ' ')} {report.relative(i.path)}", id=str(i.path))
                            for i in report.images)
-        paths = [i.path for i in report.images]
+        paths = [str(i.path) for i in report.images]
         if paths:
             images.highlighted = paths.index(highlighted) if highlighted in paths else 0
+        else:  # nothing to caption in this folder: the editor must not keep another folder's file
+            self.query_one(CaptionEditor).show(None, None)
+            self.query_one("#image-view", SampleView).show_images([], "")
 
     def _fill_tags(self) -> None:
         table = self.query_one("#tag-table", DataTable)
+        was = self._highlighted_tag()
         table.clear()
         settings = self._settings()
         rows = caption_tools.tag_table(list(self.texts.values()), settings["kind"], settings["trigger_word"])
         for row in rows:
             table.add_row(row.tag, str(row.count), f"{row.share:.0%}", ("⚑ " + row.reason) if row.flagged else "",
                           key=row.tag)
+        # The highlighted tag stays highlighted; else the first row is, so d and e always have a target.
+        tags = [row.tag for row in rows]
+        table.move_cursor(row=tags.index(was) if was in tags else 0, animate=False)
 
     # Problems → files ----------------------------------------------------------------------
 
@@ -260,7 +317,7 @@ class DatasetScreen(Screen):
             self.notify(f"{self.report.relative(issue.path)} is not trained, so it has no caption to edit here: "
                         f"{issue.message}", timeout=8)
             return
-        self.show_image(target)
+        self.show_image(target, edit=issue.code in CAPTION_CODES)
 
     def _image_for(self, path: Path) -> Path | None:
         for image in self.report.images if self.report else []:
@@ -268,20 +325,16 @@ class DatasetScreen(Screen):
                 return image.path
         return None
 
-    def show_image(self, image: Path) -> None:
-        """Open the Images tab on ``image`` with its caption in the editor."""
+    def show_image(self, image: Path, edit: bool = False) -> None:
+        """Open the Images tab on ``image`` with its caption in the editor (focused, with ``edit``)."""
         self.action_tab("tab-images")
         images = self.query_one("#image-list", OptionList)
         paths = [i.path for i in self.report.images]
         images.highlighted = paths.index(image)
-        images.focus()
+        # The editor fills when the list reports the highlight; focusing it then is the same either way.
+        self.query_one(CaptionEditor if edit else "#image-list").focus()
 
     # Images and the caption editor --------------------------------------------------------
-
-    def _image_at(self, index: int | None):
-        if self.report is None or index is None or not 0 <= index < len(self.report.images):
-            return None
-        return self.report.images[index].path
 
     @on(OptionList.OptionHighlighted, "#image-list")
     def _image_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -290,25 +343,46 @@ class DatasetScreen(Screen):
             return
         caption = f"{image.width}×{image.height} → bucket {image.bucket[0]}×{image.bucket[1]} · ×{image.repeats}"
         self.query_one("#image-view", SampleView).show_images([image.path], caption)
-        self.editing = image.caption_path
-        editor = self.query_one("#caption-editor", TextArea)
-        editor.load_text(self.texts.get(image.caption_path, "") if image.caption_path else "")
-        editor.border_title = image.caption_path.name if image.caption_path else "no caption file"
+        target = caption_target(image.path, image.caption_path, self.report.settings["caption_extension"])
+        self.query_one(CaptionEditor).show(target, self.texts.get(target) if image.caption_path else None)
 
     @on(OptionList.OptionSelected, "#image-list")
     def _image_selected(self) -> None:
-        self.query_one("#caption-editor", TextArea).focus()
+        self.query_one(CaptionEditor).focus()
 
-    def action_leave_editor(self) -> None:
-        self.query_one("#image-list", OptionList).focus()
+    def leave_field(self) -> None:
+        """Leave the text field (the app's Esc): the caption editor for the image list, the folder box for
+        the tab's list, dropping a path typed and not scanned."""
+        field = self.focused
+        if isinstance(field, FolderField) and self.folder is not None:
+            field.value = str(self.folder)  # what was typed and not scanned is dropped
+        if isinstance(field, CaptionEditor):
+            if field.unsaved:
+                self.notify(f"{field.target.name} is not saved yet; its text is kept here (ctrl+s saves it).")
+            self.query_one("#image-list", OptionList).focus()
+        else:
+            self._focus_tab()
 
     def action_save_caption(self) -> None:
-        """Write the caption in the editor (backed up first; u undoes it)."""
-        if self.editing is None or self.folder is None:
+        """Save the caption in the editor: create, change or (asked first) delete its file, backed up; u undoes."""
+        editor = self.query_one(CaptionEditor)
+        if editor.target is None or self.folder is None:
             self.notify("Choose an image on the Images tab (2) first.", severity="warning")
             return
-        text = self.query_one("#caption-editor", TextArea).text.strip()
-        self._change({self.editing: text}, f"edit the caption {self.editing.name}")
+        target, plan = editor.target, plan_save(editor.target, editor.text, editor.on_disk)
+        if plan.kind == "nothing":
+            self.notify(plan.action)
+        elif plan.kind == "write":
+            self._change({target: plan.text}, plan.action)
+        else:
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._change({target: None}, plan.action)
+
+            self.app.push_screen(ConfirmScreen(
+                f"Delete the caption {target.name}?",
+                "The editor is empty. Without a caption the image trains on the trigger word alone. The file is "
+                "backed up first; u brings it back.", yes_label="Delete", no_label="Keep it"), answered)
 
     # Bulk caption changes ----------------------------------------------------------------
 
@@ -335,7 +409,7 @@ class DatasetScreen(Screen):
         self.app.push_screen(AskScreen("Trigger word to put first in every caption:", word), with_word)
 
     def action_remove_tag(self) -> None:
-        """Remove the highlighted tag from every caption."""
+        """Remove the highlighted tag from every caption (a key of the Tags tab, where it is seen)."""
         tag = self._highlighted_tag()
         if tag is None:
             self.notify("Highlight a tag on the Tags tab (3) first.", severity="warning")
@@ -383,8 +457,8 @@ class DatasetScreen(Screen):
             self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=12)
             return
         if change is not None:
-            self.app.call_from_thread(self.notify, f"{action}: {len(change.files)} caption(s) changed, backed up "
-                                      "first; u undoes it.")
+            self.app.call_from_thread(self.notify, f"Done: {action} ({plural(len(change.files), 'caption')}, "
+                                      "backed up first; u undoes it).")
         self.app.call_from_thread(self.scan, folder)
 
     def action_undo(self) -> None:
@@ -404,103 +478,36 @@ class DatasetScreen(Screen):
             return
         kept = f" {len(change.undo_conflicts)} edited since were kept, with the old text beside them." \
             if change.undo_conflicts else ""
-        self.app.call_from_thread(self.notify, f"Undone: {change.action} ({len(change.files)} file(s)).{kept}")
+        count = plural(len(change.files), "caption")
+        self.app.call_from_thread(self.notify, f"Undone: {change.action} ({count}).{kept}")
         self.app.call_from_thread(self.scan, folder)
-
-    # Auto-captioning -----------------------------------------------------------------------
-
-    def action_tagger(self) -> None:
-        """Ask how to caption, then start the tagging job and follow it."""
-        if self.folder is None:
-            self.notify("Scan a dataset folder first.", severity="warning")
-            return
-        if self.job is not None:
-            self.notify("A captioning job is already running (k stops it).", severity="warning")
-            return
-        folder, settings = self.folder, self._settings()
-
-        def start(options: dict | None) -> None:
-            if options is not None:
-                self._start_job(folder, options, settings)
-
-        self.app.push_screen(TaggerScreen(), start)
-
-    @work(thread=True, exclusive=True, group="tagging", exit_on_error=False)
-    def _start_job(self, folder: Path, options: dict, settings: dict) -> None:
-        try:
-            job = jobs.new_job(folder, options["tagger"], options["model"], options["mode"],
-                               general_threshold=options["general_threshold"],
-                               trigger_word=settings["trigger_word"], caption_extension=settings["caption_extension"])
-            jobs.start_job(job)
-        except (jobs.TaggingError, OSError, RuntimeError) as exc:
-            self.app.call_from_thread(self.notify, f"Could not start captioning: {exc}", severity="error", timeout=12)
-            return
-        self.job = job
-        self.app.call_from_thread(self._job_started)
-        self._follow_job(job)
-
-    def _job_started(self) -> None:
-        self.query_one("#tag-job").display = True
-        self.query_one("#tag-job-text", Label).update("Starting the captioning job…")
-        self.refresh_bindings()
-
-    def _follow_job(self, job: Path) -> None:
-        """Tail the job's events until it ends (runs in the tagging worker's thread)."""
-        paths = jobs.JobPaths(job)
-        tail = LineTail(paths.events)
-        worker = get_current_worker()
-        final = None
-        while not worker.is_cancelled and final is None:
-            alive = jobs.job_running(job)
-            for event in filter(None, map(parse_event, tail.read_lines())):
-                if event["type"] == "status" and event.get("phase") == "tagging":
-                    self.app.call_from_thread(self._job_progress, event.get("current", 0), event.get("total", 0),
-                                              event.get("file", ""))
-                text = describe_tagging_event(event)
-                if text and event["type"] in ("start", "warning", "status"):
-                    self.app.call_from_thread(self.query_one("#tag-job-text", Label).update, text)
-                if event["type"] in ("done", "stopped", "error"):
-                    final = text or event["type"]
-            if final is None and not alive:
-                final = f"The captioning job stopped without a word; its output is in {paths.log}."
-            time.sleep(JOB_POLL_SECONDS)
-        self.app.call_from_thread(self._job_finished, final or "Stopped following the captioning job.")
-
-    def _job_progress(self, current: int, total: int, file: str) -> None:
-        self.query_one("#tag-job-progress", ProgressBar).update(total=total or None, progress=current)
-        self.query_one("#tag-job-text", Label).update(f"Captioning {current}/{total} {Path(file).name}")
-
-    def _job_finished(self, message: str) -> None:
-        self.job = None
-        self.query_one("#tag-job").display = False
-        self.refresh_bindings()
-        self.notify(message, timeout=12, severity="error" if message.startswith("error") else "information")
-        self.action_rescan()
-
-    def action_stop_tagger(self) -> None:
-        """Stop the captioning job after its current image (what it captioned so far is written)."""
-        pid = jobs.read_pid(self.job) if self.job is not None else None
-        if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        self.notify("Stopping the captioning job after the current image…")
 
     # Keys and tabs ---------------------------------------------------------------------------
 
     def action_tab(self, tab: str) -> None:
+        """Show a tab and put the focus on its list."""
         self.query_one("#dataset-tabs", TabbedContent).active = tab
-        focus = {"tab-problems": "#problem-list", "tab-images": "#image-list", "tab-tags": "#tag-table"}[tab]
-        self.query_one(focus).focus()
+        self._focus_tab()
+
+    def _focus_tab(self) -> None:
+        self.query_one(TAB_FOCUS[self.query_one("#dataset-tabs", TabbedContent).active]).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # False hides a key from the footer and lets it through: each context shows only its own keys.
+        typing = isinstance(self.focused, (Input, TextArea))
+        if typing and action not in TYPING_SAFE:
+            return False  # typed as text there, so not offered
+        if action == "save_caption":
+            return isinstance(self.focused, CaptionEditor)
+        if action in ("remove_tag", "replace_tag"):
+            return self.query_one("#dataset-tabs", TabbedContent).active == "tab-tags"
         if action == "stop_tagger":
             return self.job is not None
-        if action == "save_caption":
-            return self.query_one("#caption-editor", TextArea).has_focus
         return True
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self) -> None:
+        self.refresh_bindings()  # the Tags tab's keys come and go with it
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # One place for failures of this screen's background work: say so instead of going quiet.
@@ -509,6 +516,14 @@ class DatasetScreen(Screen):
             if event.worker.group == "tagging":
                 self.job = None
                 self.query_one("#tag-job").display = False
+
+
+def _same(one: Path, other: Path) -> bool:
+    """Whether two paths name the same folder (an unresolvable one names none)."""
+    try:
+        return one.resolve() == other.resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def _as_text(path: Path | None) -> str | None:

@@ -3,6 +3,8 @@ however they change (from the app, or from another program while the app is open
 
 from __future__ import annotations
 
+from textual.widgets import OptionList
+
 from loratui.app import LoraTuiApp
 from loratui.checklist import checklist
 from tests.tui.conftest import assessed, until
@@ -44,3 +46,21 @@ async def test_a_renamed_kohya_folder_changes_the_step_count_everywhere(light_wo
                 path.rename(dataset / "20_zkmascot" / path.name)
         assert await until(pilot, lambda: app.workspace.assessment.plan.total_steps == 2 * before)
         assert await until(pilot, lambda: f"{2 * before}" in str(app.screen.query_one("#summary").render()))
+
+
+async def test_the_dataset_screen_follows_captions_changed_by_another_program(light_workspace):
+    dataset = light_workspace.parent / "dataset"
+    app = LoraTuiApp(light_workspace, gpus=[], mode="dataset", offer_live_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.screen.report is not None and assessed(app))
+        screen = app.screen
+        assert screen.report.captions() == {"missing": 0, "empty": 0, "no_trigger": 2}
+        # Another terminal fixes one caption and removes another; nobody presses a key here.
+        caption = dataset / "mascot_03.txt"
+        caption.write_text("zkmascot, " + caption.read_text())
+        (dataset / "mascot_05.txt").unlink()
+        assert await until(pilot, lambda: screen.report.captions() == {"missing": 1, "empty": 0, "no_trigger": 1})
+        problems = screen.query_one("#problem-list", OptionList)
+        texts = [str(problems.get_option_at_index(i).prompt) for i in range(problems.option_count)]
+        assert any("mascot_05.png: has no caption" in text for text in texts)
+        assert not any("mascot_03.png" in text and "trigger" in text for text in texts)

@@ -92,6 +92,62 @@ def test_a_created_caption_is_removed_by_undo(tmp_path):
     assert _snapshot(folder) == {"a.txt": b"solo"}
 
 
+
+def test_a_removed_caption_is_backed_up_and_undo_writes_it_back(tmp_path):
+    files = {"a.txt": b"zk, solo\r\n", "b.txt": b"zk, smile"}
+    folder = _dataset(tmp_path, files)
+    os.chmod(folder / "a.txt", 0o640)
+
+    change = apply_edits(folder, {folder / "a.txt": None}, "delete the caption a.txt")
+
+    assert _snapshot(folder) == {"b.txt": b"zk, smile"}
+    assert change.removed_files == [folder / "a.txt"] and change.created_files == []
+    # Read back from its manifest, the removal is still a removal.
+    assert history(folder)[0].removed_files == [folder / "a.txt"]
+    undone = undo_last(folder)
+    assert undone is not None and undone.undo_conflicts == []
+    assert _snapshot(folder) == files  # the exact bytes, CRLF included
+    assert stat.S_IMODE((folder / "a.txt").stat().st_mode) == 0o640
+
+
+def test_removing_a_caption_that_is_not_there_changes_nothing(tmp_path):
+    folder = _dataset(tmp_path, {"b.txt": b"zk"})
+    assert apply_edits(folder, {folder / "a.txt": None}, "delete") is None
+    assert history(folder) == []
+
+
+def test_a_caption_written_again_after_its_removal_is_kept_by_undo(tmp_path):
+    folder = _dataset(tmp_path, {"a.txt": b"old words"})
+    apply_edits(folder, {folder / "a.txt": None}, "delete the caption a.txt")
+    (folder / "a.txt").write_bytes(b"new words")  # written since, by hand or by another tool
+
+    undone = undo_last(folder)
+
+    side = folder / ("a.txt" + CONFLICT_SUFFIX)
+    assert undone.undo_conflicts == [(folder / "a.txt", side)]
+    assert _snapshot(folder) == {"a.txt": b"new words", "a.txt" + CONFLICT_SUFFIX: b"old words"}
+
+
+def test_a_removal_that_fails_half_way_puts_back_what_was_removed(tmp_path, monkeypatch):
+    folder = _dataset(tmp_path, {"a.txt": b"one", "b.txt": b"two"})
+
+    real_write = caption_store._write_file
+    calls = []
+
+    def failing_write(path, data, mode):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real_write(path, data, mode)
+
+    # One change that removes a.txt, then fails to write b.txt: the rollback writes a.txt back.
+    monkeypatch.setattr(caption_store, "_write_file", failing_write)
+    with pytest.raises(CaptionWriteError, match="nothing was changed"):
+        apply_edits(folder, {folder / "a.txt": None, folder / "b.txt": "TWO"}, "mixed")
+    assert calls == [folder / "b.txt", folder / "a.txt"]
+    assert _snapshot(folder) == {"a.txt": b"one", "b.txt": b"two"}
+
+
 def test_two_changes_are_undone_newest_first_then_nothing_is_left(tmp_path):
     folder = _dataset(tmp_path, {"a.txt": b"one"})
     first = apply_edits(folder, {folder / "a.txt": "two"}, "first")

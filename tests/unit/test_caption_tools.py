@@ -319,3 +319,22 @@ def test_a_read_only_dataset_refuses_the_command_and_changes_nothing(tmp_path, c
         assert _captions(folder) == {"a.txt": b"solo", "b.txt": b"smile"}
     finally:
         os.chmod(folder, 0o755)
+
+
+def test_what_saving_the_caption_editor_does():
+    from loratui.screens.caption_editor import caption_target, plan_save
+
+    image = Path("/data/5_x/pic.jpg.png")
+    # An image without a caption gets one where the trainer looks: its name with the caption extension.
+    assert caption_target(image, None, ".txt") == Path("/data/5_x/pic.jpg.txt")
+    assert caption_target(image, Path("/data/5_x/pic.jpg.caption"), ".txt") == Path("/data/5_x/pic.jpg.caption")
+    target = Path("/data/a.txt")
+    created = plan_save(target, "  zk, smile \n", None)
+    assert (created.kind, created.text, created.action) == ("write", "zk, smile", "create the caption a.txt")
+    edited = plan_save(target, "zk, smile, hat", "zk, smile\n")
+    assert (edited.kind, edited.text, edited.action) == ("write", "zk, smile, hat", "edit the caption a.txt")
+    assert plan_save(target, "zk, smile", "zk, smile\n").kind == "nothing"  # never rewrite an untouched caption
+    deleted = plan_save(target, " \n", "zk, smile\n")
+    assert (deleted.kind, deleted.text, deleted.action) == ("delete", None, "delete the caption a.txt")
+    nothing = plan_save(target, "", None)
+    assert nothing.kind == "nothing" and "ctrl+s creates it" in nothing.action

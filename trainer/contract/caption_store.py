@@ -25,6 +25,8 @@ path, holding one sub-folder per change, named by its sortable time-based id.
 that was edited after the change is kept as it is, and the text from before the change is put
 beside it as ``NAME.undo-conflict`` (a file the change created and that was edited since is
 simply kept). Nothing is lost either way, and the other files of the change are still restored.
+
+A change may also remove captions; undo writes them back (beside a file of that name made since).
 """
 
 from __future__ import annotations
@@ -80,8 +82,9 @@ class FileBackup:
     """The copy of its bytes from before the change; None when it did not exist."""
     before_sha256: str | None
     """The hash of those bytes, to check the copy is intact before restoring it."""
-    after_sha256: str
-    """The hash of what the change wrote, to tell whether the file was edited since."""
+    after_sha256: str | None
+    """The hash of what the change wrote, to tell whether the file was edited since; None when the
+    change removed the file."""
     mode: int | None
     """Its permission bits before the change (restored with it)."""
 
@@ -119,6 +122,11 @@ class ChangeSet:
         """The caption files this change created (they did not exist before)."""
         return [entry.path for entry in self.backups if not entry.existed]
 
+    @property
+    def removed_files(self) -> list[Path]:
+        """The caption files this change removed (undo writes them back)."""
+        return [entry.path for entry in self.backups if entry.after_sha256 is None]
+
 
 def backup_root() -> Path:
     """Where caption backups live: ``$XDG_STATE_HOME/loratui/caption-backups``."""
@@ -136,13 +144,15 @@ def dataset_backup_dir(dataset: Path) -> Path:
 
 # ── applying a change ────────────────────────────────────────────────────────────────────────
 
-def apply_edits(dataset: Path, edits: dict[Path, str], action: str) -> ChangeSet | None:
+def apply_edits(dataset: Path, edits: dict[Path, str | None], action: str) -> ChangeSet | None:
     """Write new caption texts, backing up every file first; None when nothing would change.
 
     ``edits`` maps caption paths inside ``dataset`` to their new text; a missing file counts as
-    empty, so an edit with text creates it. The ending of an existing file (no newline, ``\\n``
-    or ``\\r\\n`` after the last line) is kept whatever the new text ends with; a new file is
-    written as given. Files are written as UTF-8 without a byte-order mark.
+    empty, so an edit with text creates it. None as the text removes the file (backed up like the
+    others; undo writes it back); removing a file that is not there changes nothing. The ending
+    of an existing file (no newline, ``\\n`` or ``\\r\\n`` after the last line) is kept whatever
+    the new text ends with; a new file is written as given. Files are written as UTF-8 without a
+    byte-order mark.
 
     Raises CaptionWriteError, having changed nothing, when a target cannot be written or the
     backup cannot be made.
@@ -154,26 +164,31 @@ def apply_edits(dataset: Path, edits: dict[Path, str], action: str) -> ChangeSet
         planned = _plan(dataset, given, edits)
         if not planned:
             return None
-        _refuse_unwritable(dataset, [(path, "write") for path, _, _ in planned], "nothing was changed")
+        _refuse_unwritable(dataset, [(path, "write" if new is not None else "remove") for path, _, new in planned],
+                           "nothing was changed")
         change = _back_up(dataset, folder, planned, action)
         written = 0
         try:
             for (path, old, new), entry in zip(planned, change.backups):
-                _ensure_inside(dataset, path)
-                _write_file(path, new, entry.mode if entry.mode is not None else _new_file_mode(path))
+                if new is None:
+                    path.unlink()  # a link is removed itself, never the file it leads to
+                else:
+                    _ensure_inside(dataset, path)
+                    _write_file(path, new, entry.mode if entry.mode is not None else _new_file_mode(path))
                 written += 1
         except OSError as exc:
             raise _rolled_back(change, planned[written][0], exc) from exc
         return change
 
 
-def _plan(dataset: Path, given: Path, edits: dict[Path, str]) -> list[tuple[Path, bytes | None, bytes]]:
-    """(path, current bytes or None, new bytes) for every edit that changes a file.
+def _plan(dataset: Path, given: Path,
+          edits: dict[Path, str | None]) -> list[tuple[Path, bytes | None, bytes | None]]:
+    """(path, current bytes or None, new bytes or None to remove it) for each edit that changes a file.
 
     ``given`` is the dataset folder as the caller named it (absolute, links not resolved): a
     caption under it whose folder is a link out of the dataset is refused, not a programming error.
     """
-    texts: dict[Path, str] = {}
+    texts: dict[Path, str | None] = {}
     outside = []
     for key, text in edits.items():
         try:
@@ -198,6 +213,10 @@ def _plan(dataset: Path, given: Path, edits: dict[Path, str]) -> list[tuple[Path
         except OSError as exc:
             unreadable.append((path, f"cannot be read ({exc.strerror or exc})"))
             continue
+        if text is None:
+            if old is not None:
+                planned.append((path, old, None))
+            continue
         new = _encode(text, old)
         if new != (old if old is not None else b""):
             planned.append((path, old, new))
@@ -206,7 +225,7 @@ def _plan(dataset: Path, given: Path, edits: dict[Path, str]) -> list[tuple[Path
     return planned
 
 
-def _back_up(dataset: Path, folder: Path, planned: list[tuple[Path, bytes | None, bytes]],
+def _back_up(dataset: Path, folder: Path, planned: list[tuple[Path, bytes | None, bytes | None]],
              action: str) -> ChangeSet:
     """Copy the files about to change into a new backup folder; the manifest goes in last."""
     change_id = _new_id(folder)
@@ -222,7 +241,8 @@ def _back_up(dataset: Path, folder: Path, planned: list[tuple[Path, bytes | None
                 atomic_write_bytes(backup, old)
             change.backups.append(FileBackup(
                 path=path, existed=old is not None, backup=backup,
-                before_sha256=_sha256(old) if old is not None else None, after_sha256=_sha256(new),
+                before_sha256=_sha256(old) if old is not None else None,
+                after_sha256=_sha256(new) if new is not None else None,
                 mode=stat.S_IMODE(path.stat().st_mode) if old is not None else None))
         _write_manifest(change)
     except OSError as exc:
@@ -304,8 +324,8 @@ def _undo(change: ChangeSet) -> None:
             continue
         if current == before:
             continue  # already as it was (a change that failed half-way, or an earlier undo)
-        if current is not None and _sha256(current) == entry.after_sha256:
-            restore.append((entry, before))
+        if (_sha256(current) if current is not None else None) == entry.after_sha256:
+            restore.append((entry, before))  # as the change left it (removed, or with the text it wrote)
         else:
             conflicts.append((entry, before))
     targets = [(entry.path, "write" if before is not None else "remove") for entry, before in restore]
@@ -506,6 +526,9 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
         os.chmod(tmp, mode)
 
     atomic_write(target, write)
+    # atomic_write gives a new file the ordinary mode; a caption that undo brings back keeps its own.
+    if stat.S_IMODE(target.stat().st_mode) != mode:
+        os.chmod(target, mode)
 
 
 def _why_unwritable(dataset: Path, path: Path, operation: str) -> str | None:
