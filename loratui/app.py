@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from textual import work
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -49,15 +49,23 @@ class LoraTuiApp(App):
     CSS_PATH = STYLESHEET
     MODES = {"checklist": ChecklistScreen, "dataset": DatasetScreen, "setup": SetupScreen, "train": TrainScreen}
     BINDINGS = [
-        Binding("f1", "switch_mode('checklist')", "Checklist", id="mode-checklist", priority=True),
-        Binding("f2", "switch_mode('dataset')", "Dataset", id="mode-dataset", priority=True),
-        Binding("f3", "switch_mode('setup')", "Setup", id="mode-setup", priority=True),
-        Binding("f4", "switch_mode('train')", "Train", id="mode-train", priority=True),
-        Binding("f6", "inspect_lora", "Inspect LoRA", id="inspect-lora", priority=True, show=False),
-        Binding("question_mark", "help", "Help", id="help"),
-        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+        Binding("f1", "switch_mode('checklist')", "Checklist", id="mode-checklist", priority=True, show=False),
+        Binding("f2", "switch_mode('dataset')", "Dataset", id="mode-dataset", priority=True, show=False),
+        Binding("f3", "switch_mode('setup')", "Setup", id="mode-setup", priority=True, show=False),
+        Binding("f4", "switch_mode('train')", "Train", id="mode-train", priority=True, show=False),
+        Binding("f6", "inspect_lora", "Inspect LoRA", id="inspect-lora", priority=True, show=False,
+                tooltip="Open the LoRA inspector on any .safetensors file"),
+        # Help works from anywhere: F9 even inside a text field; ? wherever it is not text.
+        Binding("f9", "help", "Help", id="help-anywhere", priority=True, show=False,
+                tooltip="The keys of this screen and the guide's troubleshooting"),
+        Binding("question_mark", "help", "Help", id="help", show=False),
+        Binding("escape", "leave_field", "Leave field", id="leave-field", show=False,
+                tooltip="Move out of a text field, so that letters are shortcuts again"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, show=False),
     ]
-    """App-wide keys; each screen adds its own."""
+    """App-wide keys, listed in the header (``mode_bar``) and by help, so that the footer's room at 80
+    columns goes to the screen's own keys; each screen adds its own. Letters are never priority keys: in a text field
+    they are text, and they act as shortcuts only when no text field has the focus."""
 
     def __init__(self, config_path: Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                  gpus: list | None = None, mode: str | None = None, attach: Path | None = None,
@@ -238,8 +246,9 @@ class LoraTuiApp(App):
     async def action_quit(self) -> None:
         """Quit; with settings not yet saved, ask first: save, discard or stay."""
         workspace = self.workspace
+        farewell = self.training_goes_on()
         if workspace.path is None or not workspace.dirty:
-            self.exit()
+            self.exit(message=farewell)
             return
         from loratui.screens.unsaved import UnsavedChangesScreen
         from trainer.contract.config.schema import FIELDS, get_value
@@ -251,14 +260,58 @@ class LoraTuiApp(App):
             if choice == "save":
                 self.save_workspace()
                 if not workspace.dirty:  # saving failed: the notice says why, and the app stays
-                    self.exit()
+                    self.exit(message=farewell)
             elif choice == "discard":
-                self.exit()
+                self.exit(message=farewell)
 
         self.push_screen(UnsavedChangesScreen(str(workspace.path), changed), answered)
 
+    def training_goes_on(self) -> str | None:
+        """What to print on quitting while the followed run is still training: that it goes on, and
+        how to come back to it (None when nothing is training)."""
+        from textual.css.query import NoMatches
+
+        try:
+            screen = self.get_screen_stack("train")[0]
+            run, finished = screen.run, screen.run_state.finished
+        except (KeyError, IndexError, NoMatches):
+            return None
+        if run is None or finished:
+            return None
+        return (f"The run in {run.root} goes on training without the app. `loratui attach {run.root}` follows it "
+                "again (or open loratui in this folder).")
+
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.current_mode))
+        """The keys of the screen in front (a dialog's own, or the mode's) and the troubleshooting."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen, self.current_mode))
+
+    def action_leave_field(self) -> None:
+        """Leave a text field (Esc): the screen's own choice of where focus goes, else nowhere."""
+        from textual.widgets import Input, TextArea
+
+        if isinstance(self.focused, (Input, TextArea)):
+            leave = getattr(self.screen, "leave_field", None)
+            if leave is not None:
+                leave()
+            else:
+                self.screen.set_focus(None)
+
+    def run_in_mode(self, mode: str, action: str) -> None:
+        """Run one screen's action from anywhere (the command palette): show that screen, then act."""
+        def act():
+            return self.get_screen_stack(mode)[0].run_action(action)
+
+        if self.current_mode == mode:
+            self.call_later(act)
+        else:
+            self.switch_mode(mode)
+            self.call_after_refresh(act)
+
+    def set_unparsed(self, key: str, reason: str | None) -> None:
+        """The form's text for ``key`` does not parse (or parses again): a problem for every screen."""
+        if self.workspace.set_unparsed(key, reason):
+            self._changed(assess_now=True)
 
     def action_inspect_lora(self, path: str = "") -> None:
         """Open the LoRA inspector (on ``path`` when given)."""
@@ -268,7 +321,10 @@ class LoraTuiApp(App):
             self.push_screen(InspectScreen(path or None))
 
     def get_system_commands(self, screen):
-        """The command palette: Textual's own commands and the inspector."""
+        """The command palette: every action of the app from anywhere, the keys of the screen in
+        front, then Textual's own commands (theme, screenshot, quit)."""
+        from loratui.commands import app_commands, screen_commands
+
+        yield from app_commands(self)
+        yield from screen_commands(self, screen)
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Inspect a LoRA file", "Network type, dim and alpha per block, base model, training "
-                            "settings and tags of any kohya-style LoRA (F6)", self.action_inspect_lora)

@@ -171,7 +171,7 @@ def _steps(ws: Workspace, t: Targets) -> Tick:
 
 
 def _advanced(ws: Workspace, t: Targets) -> Tick:
-    return Tick(True, "The settings screen shows every setting.") if ws.advanced else \
+    return Tick(True, "The settings screen shows every setting; Enter turns it off again.") if ws.advanced else \
         Tick(False, "Basic mode shows the proven settings only; Enter turns advanced mode on.")
 
 

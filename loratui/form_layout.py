@@ -47,3 +47,18 @@ def group_of(key: str) -> str | None:
         if key in keys:
             return title
     return None
+
+
+LABELS: dict[str, str] = {
+    "optimizer.name": "optimizer",
+    "scheduler.name": "scheduler",
+    "output.name": "output name",
+    "model.base": "base model",
+    "dataset.path": "dataset folder",
+}
+"""Labels where the field's own name says too little beside its neighbours (three fields are "name")."""
+
+
+def field_label(key: str) -> str:
+    """The label the form shows for a field: its name in words, unless ``LABELS`` says better."""
+    return LABELS.get(key, key.split(".")[-1].replace("_", " "))

@@ -71,3 +71,19 @@ def summary_line(assessment: Assessment | None) -> str:
         if count:
             parts.append(f"{count} {word}{'s' if count != 1 else ''}")
     return " · ".join(parts)
+
+
+def display_path(path) -> str:
+    """A path as the user would type it here: relative to the working folder when inside it, else
+    with ``~`` for the home folder, else whole (never cut at the left, which hides the leading /)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        resolved = path.resolve()
+    except OSError:
+        return str(path)
+    for base, prefix in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
+        if resolved.is_relative_to(base) and resolved != base:
+            return prefix + str(resolved.relative_to(base))
+    return str(resolved)

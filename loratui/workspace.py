@@ -35,6 +35,9 @@ class Workspace:
     """Settings the file (or the user, since) set on purpose, rather than left to their defaults."""
     parse_problems: list[Problem] = field(default_factory=list)
     """Problems found while reading the file (unknown keys, wrong types)."""
+    unparsed: dict[str, str] = field(default_factory=dict)
+    """Settings whose text in the form does not parse (a batch of "abc"), with why: problems like any
+    other, so every screen counts them and nothing starts while one is left."""
     assessment: Assessment | None = None
     advanced: bool = False
     """Whether the form shows every setting or only the guide's proven-settings ones."""
@@ -68,6 +71,7 @@ class Workspace:
         self.loaded_mtime = _mtime(Path(path))
         self.path, self.config, self.saved = Path(path), config, config
         self.parse_problems = problems + parse_problems
+        self.unparsed = {}
         self.explicit = {key for key in FIELDS if _present(data, key)}
         self.preset = closest_preset(config)
         self.assessment, self.backed_up = None, False
@@ -82,6 +86,23 @@ class Workspace:
         self.parse_problems = [p for p in self.parse_problems if p.field != key]
         self.version += 1
 
+    def set_unparsed(self, key: str, reason: str | None) -> bool:
+        """Note that the form's text for ``key`` does not parse (``reason``), or parses again (None).
+        True when that changed anything."""
+        if self.unparsed.get(key) == reason:
+            return False
+        if reason is None:
+            del self.unparsed[key]
+        else:
+            self.unparsed[key] = reason
+        self.version += 1
+        return True
+
+    @property
+    def problems_before_assessing(self) -> list[Problem]:
+        """The problems known without reading anything: the file's, then the form's unparsed text."""
+        return self.parse_problems + [Problem(key, reason) for key, reason in self.unparsed.items()]
+
     def apply_fix(self, fix: Fix) -> None:
         for key, value in fix.changes.items():
             self.set(key, value)
@@ -93,7 +114,7 @@ class Workspace:
 
     def assess(self, facts: DatasetFacts | None = None, gpus: list = ()) -> Assessment:
         """Assess the current config (thread-safe: it reads a snapshot and changes nothing)."""
-        return assess(self.resolved(), facts, self.parse_problems, gpus)
+        return assess(self.resolved(), facts, self.problems_before_assessing, gpus)
 
     def plan_every_fix(self, gpus: list = ()) -> FixPlan:
         """Every danger's and warning's fix, planned together against the config as it is now
@@ -102,7 +123,7 @@ class Workspace:
         facts = [self.assessment.facts if self.assessment else None]
 
         def findings_for(config: Config) -> list:
-            assessment = assess(resolve_paths(config, self.base_dir), facts[0], self.parse_problems, gpus)
+            assessment = assess(resolve_paths(config, self.base_dir), facts[0], self.problems_before_assessing, gpus)
             facts[0] = assessment.facts
             return assessment.findings
 

@@ -90,6 +90,7 @@ def size_verdict(header: SafetensorsHeader, arch: str | None, kind: str | None, 
     proven = guide.PROVEN_DIM_ALPHA[0]
     shown = megabytes(size)
     dim_text = f"dim {dim}" if dim is not None else "its rank"
+    standard, same_layers = _standard(arch, kind, modules, header, dim, conv_dim)
     if size > high * MB:
         verdict, message = "above", (f"{shown}: above the guide's {low}–{high} MB. {dim_text.capitalize()} holds far "
                                      "more than one subject needs; big LoRAs overfit and crowd out others.")
@@ -98,10 +99,14 @@ def size_verdict(header: SafetensorsHeader, arch: str | None, kind: str | None, 
     elif dim is not None and dim < proven and kind not in SMALL_BY_DESIGN:
         verdict, message = "below", (f"{shown}: below the guide's {low}–{high} MB, and dim {dim} is below the proven "
                                      f"{proven}: it may not hold the subject's detail.")
+    elif standard is not None and size < 0.9 * standard:
+        # Say the real reason: the dim alone would make a bigger file (the inspector shows that size).
+        verdict, message = "below", (f"{shown}: below the guide's {low}–{high} MB, and smaller than a standard "
+                                     f"network at {dim_text} because it adapts fewer layers; fine when that was "
+                                     "the plan (a UNet-only LoRA, say).")
     else:
         why = f"{TYPE_LABELS.get(kind or '', 'this type')} files are small by design" if kind in SMALL_BY_DESIGN \
-            else f"an {ARCH_LABELS['sd15']} LoRA at {dim_text} is this small" if arch == "sd15" \
+            else f"a standard {ARCH_LABELS['sd15']} LoRA at {dim_text} is this small too" if arch == "sd15" \
             else f"{dim_text} with these layers is this small"
         verdict, message = "below", f"{shown}: below the guide's {low}–{high} MB; not a problem in itself ({why})."
-    standard, same_layers = _standard(arch, kind, modules, header, dim, conv_dim)
     return SizeVerdict(size, verdict, message, standard, same_layers)

@@ -1,33 +1,23 @@
-"""Context help on `?`: the keys of the current screen and the guide's troubleshooting."""
+"""Context help (F9 anywhere, ? outside text fields): the keys of the screen in front, read from its
+bindings, and the guide's troubleshooting."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Markdown
 
-KEYS = {
-    "checklist": "- **Enter** on an item: open the setting that fixes it\n",
-    "setup": ("- **ctrl+f**: apply the fix shown under the focused setting\n- **ctrl+s**: save the config "
-              "(the first save keeps the old file as `.bak`)\n- **ctrl+o**: open another config\n"
-              "- **ctrl+t**: start training\n"
-              "- **F5**: show every setting (advanced) or the proven ones only\n- **Tab / shift+Tab**: next "
-              "and previous setting\n"),
-    "dataset": ("- **ctrl+o**: pick the dataset folder · **ctrl+r**: scan it again\n"
-                "- **1 / 2 / 3**: problems · images with their captions · tag table\n"
-                "- **Enter** on a problem: open its image and caption · **Enter** on an image: edit its caption, "
-                "**ctrl+s** saves it, **Esc** leaves the editor\n"
-                "- **t**: trigger word first in every caption · **d** / **e**: remove / replace the highlighted tag "
-                "everywhere · **m**: remove repeated tags · **o**: sort tags\n"
-                "- **w**: auto-caption (WD14 or BLIP) · **k**: stop it\n"
-                "- **u**: undo the last caption change (every change is backed up first)\n"),
-    "train": ("- **s**: start training · **x**: stop (asks first; it saves) · **r**: resume a stopped run\n"
-              "- **c**: save a checkpoint now · **g**: draw sample images now\n"
-              "- **p / l / v**: loss plot · log · sample images · **a**: every run, to follow one\n"
-              "- **ctrl+r**: read the config file again · **Esc**: leave the config-path field\n"),
+NOTES = {
+    "checklist": "- **Enter** on an item: go where it is fixed (a setting, or the dataset)\n"
+                 "- **↑ / ↓**: move between items\n",
+    "setup": "- **Tab / shift+Tab**: next and previous setting · **Enter** opens a list · **Space** flips a switch\n"
+             "- The line at the bottom says what the focused setting does\n",
+    "dataset": "- **Enter** on a problem: open its image and caption · **Enter** on an image: edit its caption\n",
+    "train": "- **Enter** in the config field loads that config\n",
 }
+"""What the bindings cannot say: keys that widgets handle themselves, per screen."""
 
 TROUBLESHOOTING = """\
 ### Training is too slow
@@ -52,19 +42,38 @@ More epochs or repeats: aim for 500 steps or more. The setup screen shows the ex
 
 
 class HelpScreen(ModalScreen[None]):
-    """Keys for the current screen, then the guide's troubleshooting."""
+    """Every key of the screen it was opened from (read from its bindings, so the list is always the
+    app's), the app-wide keys, then the guide's troubleshooting."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="close-help")]
+    BINDINGS = [Binding("escape,q,question_mark,f9", "dismiss", "Close", id="close-help")]
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, screen: Screen, mode: str) -> None:
         super().__init__()
+        self.for_screen = screen
+        """The screen whose keys are shown."""
         self.mode = mode
-        """The screen the help was asked from."""
+        """The app's mode (checklist, dataset, setup or train)."""
 
     def compose(self) -> ComposeResult:
-        keys = KEYS.get(self.mode, "")
-        common = ("- **F1** checklist · **F2** dataset · **F3** settings · **F4** train · **F6** inspect a LoRA file · "
-                  "**ctrl+p** command palette · "
-                  "**ctrl+q** quit\n")
+        from loratui.commands import screen_title
+
+        app = self.app
+        title = screen_title(self.for_screen)
+        keys = key_lines(app, getattr(type(self.for_screen), "BINDINGS", []))
+        notes = NOTES.get(self.mode, "") if not isinstance(self.for_screen, ModalScreen) else ""
+        common = key_lines(app, [b for b in type(app).BINDINGS if b.action != "help"])
         with VerticalScroll(id="help"):
-            yield Markdown(f"## Keys\n{keys}{common}\n## Troubleshooting\n{TROUBLESHOOTING}")
+            yield Markdown(f"## Keys: {title}\n{keys}{notes}\n## Everywhere\n"
+                           f"- **F9** (or **?** outside a text field): this help · **ctrl+p**: every command, "
+                           f"searchable\n{common}\n## Troubleshooting\n{TROUBLESHOOTING}")
+
+
+def key_lines(app, bindings) -> str:
+    """One Markdown line per binding: its key, what it does, and its longer help when it has one."""
+    lines = []
+    for binding in bindings:
+        if not binding.description:
+            continue
+        more = f": {binding.tooltip}" if binding.tooltip else ""
+        lines.append(f"- **{app.get_key_display(binding)}** {binding.description}{more}\n")
+    return "".join(lines)

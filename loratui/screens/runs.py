@@ -12,15 +12,17 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
+from loratui.summary import display_path
 from loratui.runs.registry import RunSummary, find_runs
 
 
 def describe_run(summary: RunSummary) -> str:
-    """One line about a run: its status, progress, last loss and folder name."""
+    """A run's status, progress, last loss and name, then where it is: a run in another folder is
+    told apart from one of the same name here by its path."""
     state = summary.state
     steps = f"{state.step}/{state.total_steps}" if state.total_steps else "-"
     loss = f"{state.loss:.4f}" if state.loss is not None else "-"
-    return f"{summary.status:9} {steps:>11}  loss {loss:>7}  {summary.name}"
+    return f"{summary.status:9} {steps:>11}  loss {loss:>7}  {summary.name}\n  in {display_path(summary.paths.root)}"
 
 
 class RunsScreen(ModalScreen[Path | None]):

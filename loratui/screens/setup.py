@@ -17,6 +17,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Select, Static
 
+from loratui.commands import mode_bar
 from loratui.form_layout import BASIC, GROUPS
 from loratui.presets import BY_ID, PRESETS
 from loratui.screens.open_config import OpenConfigScreen
@@ -35,7 +36,10 @@ class SetupScreen(Screen):
         Binding("ctrl+s", "save", "Save", id="save-config", priority=True),
         Binding("ctrl+o", "open", "Open", id="open-config", priority=True),
         Binding("ctrl+t", "train", "Train", id="train-from-setup", priority=True),
-        Binding("f5", "toggle_advanced", "Advanced", id="toggle-advanced"),
+        Binding("f5", "toggle_advanced", "Advanced", id="toggle-advanced",
+                tooltip="Show every setting, or only the guide's proven ones"),
+        Binding("f7", "choose_preset", "Preset", id="choose-preset", show=False, priority=True,
+                tooltip="Open the list of the guide's proven presets"),
     ]
     """Keys of the form (shown in the footer and the command palette)."""
 
@@ -64,11 +68,21 @@ class SetupScreen(Screen):
                     field.set_class(key not in BASIC, "-advanced-only")
                     yield field
             yield Static("", id="hidden-advice", markup=False)
+        yield Static("", id="field-help", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
+        self.sub_title = mode_bar("setup")
         self.app.workspace_changed.subscribe(self, self.show_workspace)
         self.show_workspace(self.workspace)
+        self.fields()[0].focus_editor()
+
+    def on_descendant_focus(self, event) -> None:
+        """Say what the focused setting does, in full, on the line above the footer."""
+        field = self.focused_field()
+        text = f"{field.key}: {field.info.doc}" if field is not None else "Preset: start from one of the guide's " \
+            "proven settings (Enter opens the list)"
+        self.query_one("#field-help", Static).update(text)
 
     def fields(self) -> list[SettingField]:
         return list(self.query(SettingField))
@@ -89,7 +103,8 @@ class SetupScreen(Screen):
             field.show_preset(differences.get(field.key))
             field.show_note(_note(field.key, assessment))
             mine = [f for f in findings if f.field == field.key]
-            my_problems = [p for p in problems if p.field == field.key]
+            # Text that does not parse is shown by the field itself, where it is typed.
+            my_problems = [p for p in problems if p.field == field.key and field.key not in workspace.unparsed]
             field.show_advice(my_problems, mine)
             # A problem blocks the start, so an advanced field that has one shows in basic mode too.
             field.set_class(bool(my_problems), "-has-problem")
@@ -108,7 +123,8 @@ class SetupScreen(Screen):
         self.query_one("#preset-diff", Static).update(diff_text)
         name = workspace.path.name if workspace.path else "new config"
         state = " (unsaved)" if workspace.dirty else ""
-        self.query_one("#setup-summary", Static).update(f"{name}{state} · {summary_line(assessment)}")
+        mode = "every setting" if workspace.advanced else "proven settings (F5: all)"
+        self.query_one("#setup-summary", Static).update(f"{name}{state} · {mode} · {summary_line(assessment)}")
 
     @on(SettingField.Changed)
     def _changed(self, event: SettingField.Changed) -> None:
@@ -122,6 +138,7 @@ class SetupScreen(Screen):
             self.invalid.pop(event.key, None)
         else:
             self.invalid[event.key] = event.reason
+        self.app.set_unparsed(event.key, event.reason)
 
     @on(Select.Changed, "#preset")
     def _preset(self, event: Select.Changed) -> None:
@@ -151,6 +168,14 @@ class SetupScreen(Screen):
     def action_toggle_advanced(self) -> None:
         self.workspace.advanced = not self.workspace.advanced
         self.show_workspace(self.workspace)
+        self.notify("Every setting is shown (F5: proven ones only)." if self.workspace.advanced
+                    else "Only the guide's proven settings are shown (F5: every setting).")
+
+    def action_choose_preset(self) -> None:
+        """Open the preset list (F7, or the palette)."""
+        preset = self.query_one("#preset", Select)
+        preset.focus()
+        preset.expanded = True
 
     def _blocked(self) -> bool:
         if self.invalid:

@@ -26,7 +26,7 @@ from loratui.runs.launch import resumable_run, start_detached_async
 from loratui.runs.registry import find_runs, newest_lora, register_run
 from loratui.runs.state import RunState
 from loratui.screens.confirm import ConfirmScreen
-from loratui.summary import estimates_text, formula_words
+from loratui.summary import display_path, estimates_text, formula_words
 from loratui.widgets.run_monitor import RunMonitor
 from loratui.workspace import Workspace
 from trainer.contract.control import pending, request
@@ -95,7 +95,7 @@ class TrainScreen(Screen):
         with Horizontal(id="config-bar"):
             yield Label("Config ")
             # Compact: one line instead of three, so the monitor below keeps the room.
-            yield Input(str(self.workspace.path or ""), placeholder="path/to/config.toml, then Enter",
+            yield Input(display_path(self.workspace.path) if self.workspace.path else "", placeholder="path/to/config.toml, then Enter",
                         id="config-path", compact=True)
         yield Static("", id="summary", markup=False)
         yield Static("", id="problems", markup=False)
@@ -116,7 +116,7 @@ class TrainScreen(Screen):
         problems = self.query_one("#problems", Static)
         path_box = self.query_one("#config-path", Input)
         if workspace.path is not None and not path_box.has_focus:
-            path_box.value = str(workspace.path)
+            path_box.value = display_path(workspace.path)
         problem_text = ""
         compact = self.size.height < TALL_SCREEN
         if workspace.path is None:
@@ -124,9 +124,9 @@ class TrainScreen(Screen):
             text = (f"{following}Type the path of a config and press Enter to start a run "
                     "(`loratui demo` makes one to try).")
         elif workspace.assessment is None or workspace.assessed_version != workspace.version:
-            text = f"Checking {workspace.path} …"
+            text = f"Checking {display_path(workspace.path)} …"
         elif not workspace.assessment.startable:
-            text = f"{workspace.path}: fix these before training can start."
+            text = f"{display_path(workspace.path)}: fix these before training can start."
             found = [f"• {p}" for p in workspace.assessment.problems]
             # Each line over 24 rows can be a problem (8 at most, as the box allows); on a short screen
             # the monitor keeps its room and the settings screen, with space for every one, is named.

@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
+from loratui.form_layout import field_label
 from loratui.rules import Finding
 from trainer.contract.config.schema import FieldInfo, Problem
 
@@ -93,7 +94,7 @@ class SettingField(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="setting-row"):
-            yield Label(self.info.key.split(".")[-1].replace("_", " "), classes="setting-label")
+            yield Label(field_label(self.info.key), classes="setting-label")
             yield self._editor()
             yield Static("", classes="setting-preset", markup=False)
         yield Static("", classes="setting-note", markup=False)
@@ -108,7 +109,16 @@ class SettingField(Vertical):
             if self.value not in info.choices:  # a value only a later version offers, from a file
                 options.append((f"{self.value} (unknown)", self.value))
             return Select(options, value=self.value, allow_blank=False, id=editor_id)
-        return Input(format_value(info, self.value), id=editor_id, placeholder=info.doc[:60])
+        # No placeholder: a cut-off docstring read as a value; the screen shows the whole doc of the
+        # focused field instead.
+        return Input(format_value(info, self.value), id=editor_id)
+
+    def on_descendant_focus(self) -> None:
+        # A class, not :focus-within: the mark must follow the focus on every row, switches included.
+        self.add_class("-focused")
+
+    def on_descendant_blur(self) -> None:
+        self.remove_class("-focused")
 
     def editor_widget(self) -> Widget:
         """The input, list or switch that edits this field's value."""

@@ -1,4 +1,5 @@
-"""Snapshots of the checklist and setup screens at 80×24 and 120×40.
+"""Snapshots of every screen (checklist, setup, dataset, train with a run, help) at 80×24 and 120×40,
+with the focus on show.
 
 Regenerate after a deliberate change with ``python -m pytest -n 0 tests/tui/test_snapshots.py
 --snapshot-update`` and look at the report before committing the new SVGs.
@@ -68,9 +69,10 @@ def _finished_run(folder):
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
-def test_monitor_snapshot(snap_compare, tmp_path, size):
+def test_monitor_snapshot(snap_compare, tmp_path, size, monkeypatch):
     from loratui.widgets import LossPlot
 
+    monkeypatch.chdir(tmp_path)  # the run's config shows relative to here, the same in every test run
     run = _finished_run(tmp_path / "runs")
     app = LoraTuiApp(attach=run.root, gpus=[])
 
@@ -101,3 +103,16 @@ def test_dataset_snapshot(snap_compare, light_workspace, size):
         await steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=images_tab)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_help_snapshot(snap_compare, light_workspace, size):
+    """F9 from inside a setting: the help lists the settings screen's keys, over the form."""
+    app = LoraTuiApp(light_workspace, gpus=[], mode="setup", offer_live_runs=False)
+
+    async def helped(pilot):
+        assert await until(pilot, lambda: assessed(app))
+        await pilot.press("tab", "f9")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=helped)
