@@ -57,20 +57,28 @@ def summary_line(assessment: Assessment | None) -> str:
     if plan is not None:
         parts.append(f"{plan.images} images · {plan.total_steps} steps (guide's formula {plan.formula_steps:g})")
     parts.append(assessment.arch or "architecture unknown")
+    parts += summary_notes(assessment)
+    return " · ".join(parts)
+
+
+def summary_notes(assessment: Assessment, problems: bool = True) -> list[str]:
+    """The summary's words about the model's prediction, size and memory, problems (unless the
+    screen lists them itself) and the guide's findings, counted by severity."""
+    notes = []
     prediction = assessment.prediction
     if prediction is not None and prediction.prediction == "v_prediction":
-        parts.append("v-prediction" + (" + zero terminal SNR" if prediction.zero_terminal_snr else ""))
+        notes.append("v-prediction" + (" + zero terminal SNR" if prediction.zero_terminal_snr else ""))
     estimates = estimates_text(assessment.estimates)
     if estimates:
-        parts.append(estimates)
-    if assessment.problems:
+        notes.append(estimates)
+    if problems and assessment.problems:
         count = len(assessment.problems)
-        parts.append(f"{count} problem{'s' if count != 1 else ''} to fix")
+        notes.append(f"{count} problem{'s' if count != 1 else ''} to fix")
     for severity, word in (("danger", "danger"), ("warn", "warning"), ("tip", "tip")):
         count = sum(1 for f in assessment.findings if f.severity == severity)
         if count:
-            parts.append(f"{count} {word}{'s' if count != 1 else ''}")
-    return " · ".join(parts)
+            notes.append(f"{count} {word}{'s' if count != 1 else ''}")
+    return notes
 
 
 def display_path(path) -> str:

@@ -26,7 +26,7 @@ from loratui.runs.launch import resumable_run, start_detached_async
 from loratui.runs.registry import find_runs, newest_lora, register_run
 from loratui.runs.state import RunState
 from loratui.screens.confirm import ConfirmScreen
-from loratui.summary import display_path, estimates_text, formula_words
+from loratui.summary import display_path, formula_words, summary_notes
 from loratui.widgets.run_monitor import RunMonitor
 from loratui.workspace import Workspace
 from trainer.contract.control import pending, request
@@ -377,7 +377,7 @@ def summary_lines(workspace: Workspace, compact: bool = False) -> list[str]:
     network = (f"{config.kind} LoRA · {assessment.arch or config.model.arch} · {config.network.type} "
                f"{config.network.dim}/{config.network.alpha:g} · {config.optimizer.name} "
                f"{config.optimizer.unet_lr:g}/{config.optimizer.text_encoder_lr:g} · {config.scheduler.name}")
-    notes = _notes(assessment)
+    notes = summary_notes(assessment, problems=False)
     if plan is None:
         return [network, " · ".join(notes)] if notes else [network]
     steps = (f"{plan.total_steps} steps = {plan.batches_per_epoch} × {plan.epochs} epochs · {plan.images} images · "
@@ -386,22 +386,6 @@ def summary_lines(workspace: Workspace, compact: bool = False) -> list[str]:
         return [network, " · ".join([steps, *notes])]
     return [network, steps, f"({formula_words(plan)})", " · ".join(notes)] if notes else \
         [network, steps, f"({formula_words(plan)})"]
-
-
-def _notes(assessment) -> list[str]:
-    """The summary's words about the model's prediction, size and memory, problems and advice (not the plan)."""
-    notes = []
-    prediction = assessment.prediction
-    if prediction is not None and prediction.prediction == "v_prediction":
-        notes.append("v-prediction" + (" + zero terminal SNR" if prediction.zero_terminal_snr else ""))
-    estimates = estimates_text(assessment.estimates)
-    if estimates:
-        notes.append(estimates)
-    for severity, word in (("danger", "danger"), ("warn", "warning"), ("tip", "tip")):
-        count = sum(1 for f in assessment.findings if f.severity == severity)
-        if count:
-            notes.append(f"{count} {word}{'s' if count != 1 else ''}")
-    return notes
 
 
 def _runs_training_here(folders: list[Path]) -> list:
