@@ -87,6 +87,8 @@ class LoraTuiApp(App):
         self.offer_live_runs = offer_live_runs
         """Whether to offer, at start, to follow runs that are still training."""
         self._assessing = None
+        self.farewell: str | None = None
+        """What to print after the app closes (a training that goes on, and how to follow it)."""
 
     def on_mount(self) -> None:
         self.register_theme(LORATUI_THEME)
@@ -248,7 +250,7 @@ class LoraTuiApp(App):
         workspace = self.workspace
         farewell = self.training_goes_on()
         if workspace.path is None or not workspace.dirty:
-            self.exit(message=farewell)
+            self._leave(farewell)
             return
         from loratui.screens.unsaved import UnsavedChangesScreen
         from trainer.contract.config.schema import FIELDS, get_value
@@ -260,11 +262,17 @@ class LoraTuiApp(App):
             if choice == "save":
                 self.save_workspace()
                 if not workspace.dirty:  # saving failed: the notice says why, and the app stays
-                    self.exit(message=farewell)
+                    self._leave(farewell)
             elif choice == "discard":
-                self.exit(message=farewell)
+                self._leave(farewell)
 
         self.push_screen(UnsavedChangesScreen(str(workspace.path), changed), answered)
+
+    def _leave(self, farewell: str | None) -> None:
+        # Printed by the command line once the screen is restored (``farewell``): Textual's own exit
+        # message is wrapped to the screen's width, and a path broken in two cannot be copied.
+        self.farewell = farewell
+        self.exit()
 
     def training_goes_on(self) -> str | None:
         """What to print on quitting while the followed run is still training: that it goes on, and
@@ -278,8 +286,8 @@ class LoraTuiApp(App):
             return None
         if run is None or finished:
             return None
-        return (f"The run in {run.root} goes on training without the app. `loratui attach {run.root}` follows it "
-                "again (or open loratui in this folder).")
+        return (f"The run in {run.root} goes on training without the app. To follow it again:\n"
+                f"  loratui attach {run.root}")
 
     def action_help(self) -> None:
         """The keys of the screen in front (a dialog's own, or the mode's) and the troubleshooting."""

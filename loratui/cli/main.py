@@ -362,7 +362,10 @@ def run_app(config: Path | None, overrides: list[str], attach: Path | None = Non
 
     # Asks the terminal about Sixel/Kitty graphics, which only works before Textual owns the input.
     enable_terminal_graphics()
-    LoraTuiApp(config_path=config, overrides=overrides, attach=attach).run()
+    app = LoraTuiApp(config_path=config, overrides=overrides, attach=attach)
+    app.run()
+    if app.farewell:
+        print(app.farewell)
     return EXIT_OK
 
 

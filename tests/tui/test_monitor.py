@@ -177,6 +177,8 @@ async def test_the_app_offers_to_follow_a_run_that_is_still_training(fake_run, l
     async with app.run_test(size=(100, 32)) as pilot:
         assert await until(pilot, lambda: isinstance(app.screen, RunsScreen), timeout=15)
         assert await until(pilot, lambda: app.screen.summaries and app.screen.summaries[0].alive, timeout=15)
+        offered = str(app.screen.query_one("#runs-list").get_option_at_index(0).prompt)
+        assert f"in {run.root}" in offered  # which folder, not a bare name that another folder may share
         await pilot.press("enter")
         assert await following(pilot, app)
         assert app.screen.run.root == run.root
@@ -432,3 +434,15 @@ async def test_attaching_loads_the_config_the_run_was_started_with(fake_run, lig
         assert await following(pilot, app)
         await settled(pilot)
         assert app.workspace.path == light_workspace
+
+
+async def test_quitting_while_the_run_trains_says_it_goes_on_and_how_to_follow_it(fake_run):
+    run = fake_run("--steps", "50", "--rate", "0", "--scenario", "hold")
+    app = attached_app(run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await following(pilot, app)
+        assert await until(pilot, lambda: app.screen.monitor.state.step == 50, timeout=30)
+        await pilot.press("ctrl+q")
+    said = app.farewell  # the command line prints it once the screen is restored
+    assert f"\n  loratui attach {run.root}" in said and "goes on training" in said
+    assert pid_alive(read_pid(run))  # quitting stopped nothing
