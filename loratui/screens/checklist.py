@@ -70,8 +70,9 @@ class ChecklistScreen(Screen):
         self.query_one("#checklist-summary", Static).update(f"{name} · {summary_line(workspace.assessment)}")
 
     def _text_width(self) -> int:
-        width = self.query_one(OptionList).content_region.width
-        return width if width > 0 else self.app.size.width - 2
+        # From the terminal's width, not the list's: the list has no size until its first layout, and
+        # a width that changes between two renders of the same state made the wrapping flicker.
+        return self.app.size.width - 3
 
     def on_resize(self) -> None:
         self.show_workspace(self.app.workspace)
