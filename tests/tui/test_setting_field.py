@@ -123,7 +123,7 @@ async def test_typing_while_the_check_runs_slowly_keeps_exactly_what_was_typed(l
     from loratui.workspace import Workspace
     from textual import events
 
-    monkeypatch.setattr(Workspace, "assess", _busy_assess(Workspace.assess, 0.15))
+    monkeypatch.setattr(Workspace, "assess", _busy_assess(Workspace.assess, 0.05))
     monkeypatch.setattr("loratui.app.ASSESS_DELAY", 0.001)  # check after every key, the worst case
     app = LoraTuiApp(light_workspace, gpus=[], mode="setup")
     wanted = "stable-diffusion-v1-5/stable-diffusion-v1-5"
