@@ -1,5 +1,5 @@
-"""Snapshots of every screen (checklist, setup, dataset, train with a run, help) at 80×24 and 120×40,
-with the focus on show.
+"""Snapshots of every screen (checklist, setup, dataset, train with a run, help, inspector) at 80×24
+and 120×40, with the focus on show.
 
 Regenerate after a deliberate change with ``python -m pytest -n 0 tests/tui/test_snapshots.py
 --snapshot-update`` and look at the report before committing the new SVGs.
@@ -116,3 +116,17 @@ def test_help_snapshot(snap_compare, light_workspace, size):
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=helped)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_inspector_snapshot(snap_compare, light_workspace, size):
+    """F6 from the checklist: the inspector opens with its path box focused."""
+    app = LoraTuiApp(light_workspace, gpus=[], mode="checklist", offer_live_runs=False)
+
+    async def inspecting(pilot):
+        assert await until(pilot, lambda: assessed(app))
+        await pilot.press("f6")
+        assert await until(pilot, lambda: type(app.screen).__name__ == "InspectScreen")
+        await steady_cursors(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=inspecting)
