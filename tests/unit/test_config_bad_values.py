@@ -62,6 +62,21 @@ MAXIMUM_WHY = {
     "output.sample_every_n_epochs": "training.epochs' maximum",
     "output.sample_steps": "Euler has converged long before 150 steps",
     "output.sample_seed": "as training.seed",
+    "training.gradient_accumulation_steps": "256 batches per update: as training.batch_size",
+    "training.prior_loss_weight": "a weight of 10 makes the regularization images the whole loss",
+    "training.validation_split": "holding out more than half leaves fewer images to train on than to test",
+    "training.validation_seed": "as training.seed",
+    "training.validate_every_n_steps": "as scheduler.warmup_steps: longer than any LoRA run",
+    "training.validate_every_n_epochs": "training.epochs' maximum",
+    "training.multires_noise_iterations": "2^20 is past any latent's size: the coarsest layers are one pixel",
+    "training.multires_noise_discount": "a discount above 1 makes the coarse layers stronger than the noise",
+    "training.ip_noise_gamma": "a perturbation as large as the noise itself",
+    "training.min_timestep": "the schedule has timesteps 0 to 999",
+    "training.max_timestep": "the schedule has 1000 timesteps",
+    "training.huber_c": "past 10 the Huber loss is the squared loss for every value the model predicts",
+    "output.save_every_n_steps": "as scheduler.warmup_steps",
+    "output.sample_every_n_steps": "as scheduler.warmup_steps",
+    "output.sample_cfg": "guidance past 30 burns every picture",
 }
 # Beyond a field's own limits, these rules refuse values the limits let through:
 EXTRA_RULES = {
@@ -91,6 +106,17 @@ ZERO_MEANS = {
     "output.keep_last_n_checkpoints": "every checkpoint is kept",
     "output.sample_every_n_epochs": "samples only when asked",
     "output.sample_seed": "a seed like any other",
+    "training.prior_loss_weight": "the regularization images count for nothing",
+    "training.validation_split": "no image is held out",
+    "training.validation_seed": "a seed like any other",
+    "training.validate_every_n_steps": "validation only at epoch ends",
+    "training.multires_noise_iterations": "multires noise off",
+    "training.multires_noise_discount": "the coarse layers add nothing",
+    "training.ip_noise_gamma": "no input perturbation",
+    "training.min_timestep": "from the first timestep",
+    "output.save_every_n_steps": "no step-interval saves",
+    "output.sample_every_n_steps": "no step-interval samples",
+    "output.sample_cfg": "the pipeline's own guidance scale",
 }
 # Text fields (not required, no choices) where "" is still impossible.
 EMPTY_IMPOSSIBLE = {

@@ -18,7 +18,8 @@ from PIL import Image
 
 from loratui.interop import InteropError, export_sdscripts, import_file
 from loratui.interop.importers import LORA_EASY, SD_SCRIPTS, parse_prompt_line
-from loratui.interop.sdscripts import CAME_BETAS, GUIDANCE_SCALE, LYCORIS_ALGOS, CONV_TYPES, bucket_range
+from loratui.interop.sdscripts import (CAME_BETAS, CONV_TYPES, GUIDANCE_SCALE, LYCORIS_ALGOS, NOT_YET_EXPORTED,
+                                      bucket_range)
 from trainer.contract.config.schema import (DORA_NETWORKS, FIELDS, LR_FREE_OPTIMIZERS, SUPPORTED_NETWORKS,
                                             SUPPORTED_OPTIMIZERS, SUPPORTED_SCHEDULERS, Config, get_value,
                                             native_resolution, validate, with_value)
@@ -89,6 +90,7 @@ def expected_back(config: Config, arch: str) -> Config:
     """What an import of the export gives back: the config, less what the export cannot carry."""
     losses = {"kind": "character", "model.arch": arch, "model.single_file_config": "", "dataset.cache_dir": "",
               "training.fused_backward_pass": False, "dataset.trigger_word": config.dataset.trigger_word.strip()}
+    losses.update({key: FIELDS[key].default for key in NOT_YET_EXPORTED})
     if arch == "sdxl":
         losses["model.clip_skip"] = 1
     if config.model.prediction == "epsilon":  # sd-scripts' default, so not written; it comes back as auto

@@ -18,30 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from trainer.contract.config.messages import finite_float, limit_text, number_text, quoted, suggest
-
-CONFIG_VERSION = 1
-"""The schema version written into every saved config."""
-
-SUPPORTED_NETWORKS = ("lora", "locon", "loha", "lokr", "ia3", "boft", "glora")
-DORA_NETWORKS = ("lora", "locon", "loha", "lokr")
-"""Network types that ``network.dora`` can add weight decomposition to."""
-SUPPORTED_OPTIMIZERS = ("adamw", "adamw8bit", "came", "adafactor", "prodigy", "prodigy_plus")
-SUPPORTED_SCHEDULERS = ("constant", "linear", "cosine", "cosine_with_restarts", "rex")
-LR_FREE_OPTIMIZERS = ("prodigy", "prodigy_plus")
-"""Optimizers that find their own step size: the configured rate only scales it, so it is near 1.0."""
-SCHEDULE_FREE_OPTIMIZERS = ("prodigy_plus",)
-"""Optimizers that average their own weights instead of following a schedule."""
-FUSED_OPTIMIZERS = ("adamw", "adamw8bit", "came", "adafactor", "prodigy_plus")
-"""Optimizers that can update one weight at a time inside the backward pass."""
-LR_FREE_MIN = 0.1
-"""Below this, a rate given to a learning-rate-free optimizer is a leftover AdamW value, not a scale."""
-CONV_NETWORKS = ("locon", "loha", "lokr")
-"""Network types that adapt the 3×3 convolutions, and so use ``conv_dim`` and ``conv_alpha``."""
-MAX_NAME_BYTES = 200
-"""Longest ``output.name`` in UTF-8 bytes. File systems cap a file name at 255 bytes, and the longest
-name loratui derives from it (``<name>-step0001234.safetensors``, ``<name>-20250101-120000-2``) adds
-up to about 30; 200 leaves room to spare, so a run never dies at its first save."""
-
+from trainer.contract.config.cross_checks import cross_field_problems
+from trainer.contract.config.names import (CONFIG_VERSION, SUPPORTED_NETWORKS, DORA_NETWORKS, SUPPORTED_OPTIMIZERS, SUPPORTED_SCHEDULERS, LR_FREE_OPTIMIZERS, SCHEDULE_FREE_OPTIMIZERS, FUSED_OPTIMIZERS, LR_FREE_MIN, CONV_NETWORKS, MAX_NAME_BYTES, Problem)  # noqa: F401 (re-exported)
 
 def setting(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
             maximum: float | None = None, required: bool = False) -> Any:
@@ -118,6 +96,17 @@ class DatasetConfig:
     cache_latents_to_disk: bool = setting(True, "Keep each encoded image in a cache folder, so the next run on "
                                           "the same images, sizes and VAE skips encoding them.")
     cache_dir: str = setting("", "Folder for that cache; empty uses ~/.cache/loratui (or $XDG_CACHE_HOME).")
+    reg_path: str = setting("", "Folder of regularization (class) images, laid out as kohya's reg_data_dir: "
+                            "sub-folders named `N_class` repeat N times. They are trained beside your images with "
+                            "their own captions (or the folder's class word when an image has none), weighted by "
+                            "`training.prior_loss_weight`, to keep the base model's idea of the class intact. "
+                            "Empty: no regularization.")
+    masked_loss: bool = setting(False, "Train only where a mask is white: the loss of masked-out pixels (black) "
+                                "counts for nothing, so a background the LoRA should not learn is left alone. The "
+                                "mask is the image's alpha channel, or a same-name image in `mask_path`.")
+    mask_path: str = setting("", "For `masked_loss`: a folder of mask images named as the training images (any "
+                             "image format, white = train, black = ignore), in the same sub-folders. Empty: each "
+                             "image's own alpha channel is its mask.")
 
 
 @dataclass
@@ -149,6 +138,13 @@ class NetworkConfig:
                          "with the magnitudes along each layer's input axis, the form A1111, ComfyUI and "
                          "Forge apply exactly as trained (diffusers drops them; LyCORIS' own file loader "
                          "expects the output axis and refuses the file).")
+    weights: str = setting("", "Continue training from this LoRA file instead of a random start (kohya's "
+                           "network_weights): it must be a file loratui can train further, of the same network type "
+                           "and base architecture; its dim and alpha must match these settings unless "
+                           "`dim_from_weights` is on. Not the same as resuming a stopped run (that is `loratui "
+                           "resume`, which also restores the optimizer and position). Empty: a fresh LoRA.")
+    dim_from_weights: bool = setting(False, "Take dim and alpha (and conv_dim and conv_alpha) from the `weights` "
+                                     "file instead of these settings (kohya's dim_from_weights).")
 
 
 @dataclass
@@ -226,6 +222,45 @@ class TrainingConfig:
     noise_offset: float = setting(0.0, "Adds a per-channel shift to the noise so the LoRA can learn very dark "
                                   "and very bright images (0.0357 is a common value; 0 turns it off).",
                                   minimum=0.0, maximum=1.0)
+    gradient_accumulation_steps: int = setting(1, "Add up the gradients of N batches before each update, so a "
+                                               "batch that fits in memory acts like one N times larger: batch 2 "
+                                               "with 2 steps trains like batch 4. Every step count (the plan, "
+                                               "the monitor, the schedule) counts updates.", minimum=1, maximum=256)
+    prior_loss_weight: float = setting(1.0, "Weight of the regularization images' loss against your images' "
+                                       "(with `dataset.reg_path`); 1.0 weighs them the same.",
+                                       minimum=0.0, maximum=10.0)
+    validation_split: float = setting(0.0, "Share of the images held out of training to measure a validation "
+                                      "loss on, which shows overtraining as it starts (that loss rises while "
+                                      "the training loss still falls). 0 holds out nothing.",
+                                      minimum=0.0, maximum=0.5)
+    validation_seed: int = setting(42, "Seed that picks the held-out images and their noise, so every "
+                                   "validation measures the same thing.", minimum=0, maximum=2**32 - 1)
+    validate_every_n_steps: int = setting(0, "With a validation split: also measure every N steps (0: only at "
+                                          "the end of each validated epoch).", minimum=0, maximum=100000)
+    validate_every_n_epochs: int = setting(1, "With a validation split: measure at the end of every N epochs "
+                                           "and at the end of training.", minimum=1, maximum=10000)
+    multires_noise_iterations: int = setting(0, "Multi-resolution (pyramid) noise: add this many layers of "
+                                             "coarser noise, which helps the LoRA learn overall brightness and "
+                                             "colour (6 to 10 is usual; 0 turns it off).", minimum=0, maximum=20)
+    multires_noise_discount: float = setting(0.3, "How much each coarser layer of multires noise is weakened "
+                                             "(0.3 is kohya-colab's SDXL choice; 0.8 is strong).",
+                                             minimum=0.0, maximum=1.0)
+    ip_noise_gamma: float = setting(0.0, "Input perturbation: noise the image with slightly different noise than "
+                                    "the model is asked to predict, which reduces exposure bias (0.1 is the usual "
+                                    "value; 0 turns it off).", minimum=0.0, maximum=1.0)
+    min_timestep: int = setting(0, "Lowest noise timestep trained (0 to 999).", minimum=0, maximum=999)
+    max_timestep: int = setting(1000, "Train timesteps below this one (1 to 1000); with `min_timestep` it "
+                                "narrows training to part of the noise range.", minimum=1, maximum=1000)
+    debiased_estimation: bool = setting(False, "Debiased estimation loss: weight each step by 1/√SNR, which "
+                                        "tames the noisy high-timestep steps (kohya's debiased_estimation_loss).")
+    loss_type: str = setting("l2", "`l2` (mean squared error, the usual); `huber` or `smooth_l1`, which limit "
+                             "the pull of outliers (bad images, odd captions) by `huber_c`.",
+                             choices=("l2", "huber", "smooth_l1"))
+    huber_c: float = setting(0.1, "For `huber` and `smooth_l1`: where the loss turns from squared to linear.",
+                             minimum=0.0001, maximum=10.0)
+    huber_schedule: str = setting("snr", "For `huber` and `smooth_l1`: how `huber_c` changes with the timestep: "
+                                  "`constant`, `exponential` or `snr` (kohya's default).",
+                                  choices=("constant", "exponential", "snr"))
 
 
 @dataclass
@@ -238,6 +273,8 @@ class OutputConfig:
                        "config file's folder.")
     save_every_n_epochs: int = setting(1, "Save a checkpoint LoRA every N epochs; 0 saves only the "
                                        "final one.", minimum=0, maximum=10000)
+    save_every_n_steps: int = setting(0, "Also save a checkpoint LoRA every N steps (0: off).",
+                                      minimum=0, maximum=100000)
     keep_last_n_checkpoints: int = setting(3, "Keep only the newest N checkpoints; 0 keeps them all.",
                                            minimum=0, maximum=10000)
     save_precision: str = setting("fp16", "Precision of the saved weights: `fp16` (the usual, half "
@@ -246,13 +283,25 @@ class OutputConfig:
                                          "ends, each prompt at LoRA strength 0.7 and 1.0 (the guide's test that "
                                          "the LoRA works across that range). 0: only when asked while the run goes on.",
                                          minimum=0, maximum=10000)
-    sample_prompts: list = setting([], "Prompts for sample images. Empty: the trigger word followed by the "
-                                   "tags most captions share, and the trigger word on its own.")
-    sample_steps: int = setting(20, "Denoising steps per sample image (Euler sampler); fewer is faster and "
-                                "rougher.", minimum=1, maximum=150)
+    sample_prompts: list = setting([], "Prompts for sample images, each with sd-scripts' prompt-file options "
+                                   "if wanted: `--n` negative prompt, `--l` CFG scale, `--s` steps, `--w`/`--h` size, "
+                                   "`--d` seed. Empty: the trigger word followed by the tags most captions share, "
+                                   "and the trigger word on its own.")
+    sample_steps: int = setting(20, "Denoising steps per sample image (a prompt's own `--s` replaces it); "
+                                "fewer is faster and rougher.", minimum=1, maximum=150)
     sample_seed: int = setting(42, "Seed of the first prompt's image (the next prompt uses the next number), "
                                "kept for every sample of the run so they can be compared.",
                                minimum=0, maximum=2**32 - 1)
+    sample_negative_prompt: str = setting("", "Negative prompt for every sample (a prompt's own `--n` replaces "
+                                          "it). Pony and Illustrious samples need their usual negatives and "
+                                          "quality tags to show the LoRA fairly.")
+    sample_sampler: str = setting("euler", "Sampler for the sample images, in sd-scripts' names: `euler`, "
+                                  "`euler_a`, `ddim`, `dpmsolver++` (DPM++ 2M), `heun`, `lms` or `pndm`.",
+                                  choices=("euler", "euler_a", "ddim", "dpmsolver++", "heun", "lms", "pndm"))
+    sample_cfg: float = setting(0.0, "Classifier-free guidance scale of the samples (a prompt's own `--l` "
+                                "replaces it). 0: the pipeline's own, 7.5 for SD1.5 and 5 for SDXL.",
+                                minimum=0.0, maximum=30.0)
+    sample_every_n_steps: int = setting(0, "Also draw samples every N steps (0: off).", minimum=0, maximum=100000)
     tensorboard: bool = setting(False, "Also log the loss, learning rate, speed and sample images for "
                                 "TensorBoard, in the run folder's `tensorboard/` (`tensorboard --logdir runs`). "
                                 "Needs the tensorboard package (`pip install tensorboard`).")
@@ -276,17 +325,6 @@ class Config:
 
 SECTIONS: tuple[str, ...] = ("model", "dataset", "network", "optimizer", "scheduler", "training", "output")
 """The config's sections, in the order files and documents show them."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a config: the dotted field name and what to do about it."""
-
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -511,103 +549,7 @@ def validate(config: Config) -> list[Problem]:
     # A config read from a file always has the right types (from_dict keeps the default instead);
     # one built in code may not, and the checks below compare and divide, so they wait until it does.
     if not any(_type_message(info, get_value(config, key)) for key, info in FIELDS.items()):
-        problems.extend(_cross_field_problems(config))
-    return problems
-
-
-def _cross_field_problems(config: Config) -> list[Problem]:
-    problems = []
-    if config.config_version > CONFIG_VERSION:
-        problems.append(Problem("config_version", f"this file is version {number_text(config.config_version)}, "
-                                f"newer than this loratui understands ({CONFIG_VERSION}); upgrade loratui."))
-    resolution = config.dataset.resolution
-    if resolution % 64:
-        problems.append(Problem("dataset.resolution", f"{number_text(resolution)} is not a multiple of 64; "
-                                "use 512, 768, 1024 or 0 for the architecture's own size."))
-    if config.dataset.max_token_length % 75:
-        problems.append(Problem("dataset.max_token_length", f"{number_text(config.dataset.max_token_length)} is not "
-                                "a whole number of 75-token chunks; use 75, 150 or 225."))
-    extension = config.dataset.caption_extension
-    if not (extension.startswith(".") and len(extension) > 1 and not any(c in extension for c in "/\\\0")):
-        # Caption paths are built as image.with_suffix(extension), which refuses anything else.
-        dotted = extension and not any(c in extension for c in "./\\\0")
-        hint = f" Did you mean '.{extension}'?" if dotted else " Write it with its dot, such as '.txt'."
-        problems.append(Problem("dataset.caption_extension", f"{quoted(extension)} is not a file extension.{hint}"))
-    if config.network.alpha <= 0:
-        problems.append(Problem("network.alpha", "must be above 0 (alpha/dim scales the LoRA)."))
-    if config.network.type in CONV_NETWORKS and config.network.conv_alpha <= 0:
-        # As with alpha, a scale of 0 makes the convolution adapters output nothing and learn nothing.
-        problems.append(Problem("network.conv_alpha", f"must be above 0 with network.type = {config.network.type!r} "
-                                "(conv_alpha/conv_dim scales the convolution layers)."))
-    if config.network.dora and config.network.type in SUPPORTED_NETWORKS \
-            and config.network.type not in DORA_NETWORKS:
-        problems.append(Problem("network.dora", f"cannot be combined with network.type = "
-                                f"{config.network.type!r}; DoRA works with {', '.join(DORA_NETWORKS)}."))
-    if config.optimizer.unet_lr <= 0:
-        problems.append(Problem("optimizer.unet_lr", "must be above 0, or nothing is trained."))
-    problems.extend(_optimizer_problems(config))
-    problems.extend(_output_problems(config.output))
-    problems.extend(_output_name_control_problems(config.output.name))
-    return problems
-
-
-def _output_problems(output: OutputConfig) -> list[Problem]:
-    """Output names and folders that no file system can hold."""
-    problems = []
-    name = output.name
-    if not name or any(c in name for c in "/\\\0") or name in (".", ".."):
-        problems.append(Problem("output.name", f"{quoted(name)} is not a usable file name "
-                                "(no slashes, not empty)."))
-    elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        problems.append(Problem("output.name", f"is {len(name.encode('utf-8', 'surrogatepass'))} bytes long; "
-                                f"use at most {MAX_NAME_BYTES}, so the file names made from it fit the file "
-                                "system's limit of 255."))
-    if not output.dir:
-        problems.append(Problem("output.dir", "is empty; name the folder that holds the run folders, such as runs."))
-    return problems
-
-
-def _output_name_control_problems(name: str) -> list[Problem]:
-    """``output.name`` with a control character: a newline, tab, escape or DEL.
-
-    The name becomes file and folder names that logs, scripts and terminals show: a newline splits
-    a path across lines and an escape sequence can rewrite the screen it is printed on. NUL is
-    reported for every text field already (``_text_problem``), so it is left out here.
-    """
-    bad = sorted({c for c in name if c != "\0" and (ord(c) < 32 or 127 <= ord(c) < 160)})
-    if not bad:
-        return []
-    shown = ", ".join(repr(c) for c in bad)
-    return [Problem("output.name", f"contains a control character ({shown}), which has no place in a file name; "
-                    "use letters, digits, - and _.")]
-
-
-def _optimizer_problems(config: Config) -> list[Problem]:
-    """Optimizer, schedule and fused-pass combinations that cannot train as configured."""
-    problems = []
-    opt = config.optimizer
-    if opt.name in LR_FREE_OPTIMIZERS:
-        # Their rate multiplies the step size they find; an AdamW-sized rate would all but stop training.
-        for key, value in (("unet_lr", opt.unet_lr), ("text_encoder_lr", opt.text_encoder_lr)):
-            if 0 < value < LR_FREE_MIN:
-                problems.append(Problem(f"optimizer.{key}", f"{opt.name} finds its own step size and expects "
-                                        f"{key} = 1.0 (at least {LR_FREE_MIN:g}); {value:g} would barely train."))
-    if opt.name in SCHEDULE_FREE_OPTIMIZERS and config.scheduler.name != "constant":
-        problems.append(Problem("scheduler.name", f"{opt.name} averages its weights in place of a schedule; "
-                                f"use constant (warmup is allowed), not {config.scheduler.name}."))
-    if config.training.fused_backward_pass:
-        if config.training.num_processes > 1:
-            # Each weight is updated inside the backward pass, before the processes could average its gradient.
-            problems.append(Problem("training.fused_backward_pass", "cannot be used with training.num_processes "
-                                    f"> 1 (it is {config.training.num_processes})."))
-        if config.training.batch_size != 1:
-            problems.append(Problem("training.fused_backward_pass", "updates weights during the backward pass, "
-                                    f"which needs training.batch_size = 1 (it is {config.training.batch_size})."))
-        if opt.name not in FUSED_OPTIMIZERS:
-            # Prodigy estimates one step size from all gradients together; one weight at a time it would not.
-            problems.append(Problem("training.fused_backward_pass", f"cannot be used with {opt.name}, which needs "
-                                    f"every gradient at once to find its step size; use one of "
-                                    f"{', '.join(FUSED_OPTIMIZERS)}."))
+        problems.extend(cross_field_problems(config))
     return problems
 
 
