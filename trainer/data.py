@@ -50,12 +50,19 @@ class CachedImage:
     """(height, width) of the upright source image, for SDXL's conditioning."""
     crop_top_left: tuple[int, int]
     """(top, left) of the crop inside the scaled image, for SDXL's conditioning."""
+    mask: torch.Tensor | None = None
+    """With masked loss: the loss weight of each latent pixel, (1, h, w) in [0, 1] (``trainer.masks``)."""
+    flipped_mask: torch.Tensor | None = None
+
+    def pick(self, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The latents to train on this time (mirrored half the time when flip is on) and their mask."""
+        if self.flipped_latents is not None and rng.random() < 0.5:
+            return self.flipped_latents, self.flipped_mask
+        return self.latents, self.mask
 
     def pick_latents(self, rng: random.Random) -> torch.Tensor:
-        """The latents to train on this time (mirrored half the time when flip is on)."""
-        if self.flipped_latents is not None and rng.random() < 0.5:
-            return self.flipped_latents
-        return self.latents
+        """The latents to train on this time, without their mask."""
+        return self.pick(rng)[0]
 
 
 @dataclass
@@ -92,11 +99,12 @@ def load_rgb(path) -> Image.Image:
     return image.convert("RGB")
 
 
-def fit_to_bucket(image: Image.Image, bucket: tuple[int, int]) -> Image.Image:
+def fit_to_bucket(image: Image.Image, bucket: tuple[int, int],
+                  resample: Image.Resampling = Image.Resampling.LANCZOS) -> Image.Image:
     """Scale the image to cover the bucket and centre-crop it (see ``plan.crop_geometry``)."""
     scaled, (top, left) = crop_geometry(image.width, image.height, bucket)
     if scaled != image.size:
-        image = image.resize(scaled, Image.Resampling.LANCZOS)
+        image = image.resize(scaled, resample)
     return image.crop((left, top, left + bucket[0], top + bucket[1]))
 
 

@@ -32,6 +32,7 @@ from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.distributed import Ranks
 from trainer.fused import make_update
 from trainer.long_prompts import WINDOWS
+from trainer.masks import attach_masks, batch_mask
 from trainer.models import (apply_prediction, caption_tokens, detect_arch, load_base_model, on_device,
                             place_for_training, sdxl_time_ids)
 from trainer.networks import build_network, uses_lycoris
@@ -145,6 +146,13 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     if not images:
         raise TrainerError("dataset", f"none of the images in {config.dataset.path} could be decoded.",
                            "Check the warnings above for each file's reason.")
+    # Masked loss: each image's mask, cropped like the image and shrunk to its latents (never cached).
+    if config.dataset.masked_loss:
+        unmasked = attach_masks(images, scan.root, config.dataset.mask_path)
+        if unmasked:
+            events.emit("warning", code="images_without_mask", files=[str(p) for p in unmasked],
+                        message=f"{len(unmasked)} of {len(images)} images have no mask and train as a whole "
+                                f"(such as {unmasked[0].name}).")
     events.emit("status", phase="caching", message=f"Images ready: {report.encoded} encoded, "
                 f"{report.reused} from the cache", current=len(scan.images), total=len(scan.images))
 
@@ -252,12 +260,14 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             tick = time.perf_counter()
             chosen = [images[i] for i in batch]
             texts = [_caption_for_step(captions[i], config, rng) for i in batch]
-            latents = torch.stack([image.pick_latents(rng) for image in chosen]).to(precision.device)
+            picked = [image.pick(rng) for image in chosen]  # latents (mirrored or not) and their masks
+            latents = torch.stack([p[0] for p in picked]).to(precision.device)
+            mask = batch_mask([p[1] for p in picked], tuple(latents.shape[-2:]), precision.device)
             conditioning = text_cache.lookup(texts, precision.device) if text_cache is not None \
                 else encode_captions(model, texts, precision, train_te)
             faults.at_step()  # nothing unless LORATUI_FAULT arms it (the fault suite's injected OOM)
             loss = diffusion_loss(model, latents, conditioning, _time_ids(chosen, arch, precision.device), precision,
-                                  config.training.noise_offset, config.training.min_snr_gamma)
+                                  config.training.noise_offset, config.training.min_snr_gamma, mask=mask)
             loss_value = loss.item()
             if ranks.distributed:
                 # All processes must agree whether to update (the update averages gradients with the others).

@@ -96,8 +96,11 @@ def min_snr_weights(model: BaseModel, timesteps: torch.Tensor, gamma: float) -> 
 
 def diffusion_loss(model: BaseModel, latents: torch.Tensor, conditioning: tuple[torch.Tensor, torch.Tensor | None],
                    time_ids: torch.Tensor | None, precision: Precision, noise_offset: float,
-                   min_snr_gamma: float) -> torch.Tensor:
-    """The denoising loss of one batch (the caller decides whether gradients reach the text encoders)."""
+                   min_snr_gamma: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The denoising loss of one batch (the caller decides whether gradients reach the text encoders).
+
+    ``mask`` (B, 1, h, w) in [0, 1] weighs each latent pixel's loss (masked loss: ``trainer.masks``).
+    """
     hidden, pooled = conditioning
     noisy, noise, timesteps = add_noise(model, latents, noise_offset)
     extra = {}
@@ -109,7 +112,12 @@ def diffusion_loss(model: BaseModel, latents: torch.Tensor, conditioning: tuple[
         target = model.noise_scheduler.get_velocity(latents, noise, timesteps)
     else:
         target = noise
-    per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    per_pixel = F.mse_loss(prediction.float(), target.float(), reduction="none")
+    if mask is not None:
+        # Masked loss, as sd-scripts: multiplied before the mean (not renormalised by the mask's area),
+        # so a black pixel contributes no loss and no gradient, and an all-white mask changes nothing.
+        per_pixel = per_pixel * mask
+    per_sample = per_pixel.mean(dim=(1, 2, 3))
     if min_snr_gamma:
         per_sample = per_sample * min_snr_weights(model, timesteps, min_snr_gamma)
     return per_sample.mean()

@@ -14,7 +14,8 @@ from pathlib import Path
 from loratui.cli.common import DEFAULT_CONFIG
 
 DEFAULTS = {"trigger_word": "", "kind": "character", "default_repeats": 1, "caption_extension": ".txt",
-            "use_buckets": True, "bucket_upscale": False, "folder_name_repeats": True}
+            "use_buckets": True, "bucket_upscale": False, "folder_name_repeats": True, "masked_loss": False,
+            "mask_path": ""}
 """What a scan assumes when neither the command line nor a config says otherwise (resolution aside)."""
 ASSUMED_RESOLUTION = 1024
 """Without a config or --resolution: SDXL's size, the commoner base today."""
@@ -52,7 +53,8 @@ def scan_settings(args: argparse.Namespace) -> tuple[dict, list[str]]:
         dataset = config.dataset
         settings.update(trigger_word=dataset.trigger_word, default_repeats=dataset.repeats,
                         caption_extension=dataset.caption_extension, use_buckets=dataset.buckets,
-                        bucket_upscale=dataset.bucket_upscale, folder_name_repeats=dataset.folder_name_repeats)
+                        bucket_upscale=dataset.bucket_upscale, folder_name_repeats=dataset.folder_name_repeats,
+                        masked_loss=dataset.masked_loss, mask_path=dataset.mask_path)
         if config.kind in ("character", "style", "concept"):
             settings["kind"] = config.kind
     settings.update({key: value for key, value in given.items() if value is not None})

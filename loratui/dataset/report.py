@@ -32,6 +32,9 @@ CODES: dict[str, str] = {
     "orphan_caption": "info",
     "no_trigger": "info",
     "unusual_mode": "info",
+    "unreadable_mask": "error",
+    "mask_wrong_size": "error",
+    "missing_mask": "warning",
 }
 """Every issue code and its usual severity. "error": a file meant for training cannot be trained
 (or the run cannot start); "warning": it trains, but probably not the way you want; "info": worth

@@ -34,6 +34,7 @@ from pathlib import Path, PurePath
 
 from PIL import Image
 
+from loratui.dataset.masks import check_masks
 from loratui.dataset.report import CODES, SEVERITIES, DatasetReport, FolderSummary, Issue, ScannedImage, milder
 from loratui.dataset.similar import default_cache_dir, find_duplicates, find_near_duplicates, hash_images
 from loratui.dataset.token_count import count_tokens, load_tokenizer
@@ -88,7 +89,7 @@ def scan_folder(root: Path, *, resolution: int = 1024, trigger_word: str = "", d
                 caption_extension: str = ".txt", kind: str = "character", use_buckets: bool = True,
                 near_duplicates: bool = True, bucket_upscale: bool = False,
                 cache_dir: Path | None = None, tokenizer: Path | None = None, token_window: int = 75,
-                folder_name_repeats: bool = True) -> DatasetReport:
+                folder_name_repeats: bool = True, masked_loss: bool = False, mask_path: str = "") -> DatasetReport:
     """Scan a dataset folder without changing anything in it.
 
     ``resolution``, ``use_buckets`` and ``bucket_upscale`` decide each image's training bucket;
@@ -96,6 +97,7 @@ def scan_folder(root: Path, *, resolution: int = 1024, trigger_word: str = "", d
     for the perceptual-hash cache. With ``tokenizer`` (the model's tokenizer folder) every caption is
     counted in CLIP tokens, and one longer than ``token_window`` is a ``caption_too_long`` warning.
     ``folder_name_repeats`` off gives every image ``default_repeats`` (``dataset.folder_name_repeats``).
+    With ``masked_loss`` each image's mask (in ``mask_path``, or its alpha channel) is checked too.
     Raises ``OSError`` (``NotADirectoryError``,
     ``FileNotFoundError``, ``PermissionError``) when ``root`` is not a folder that can be listed;
     every problem inside it is an ``Issue`` in the report instead.
@@ -111,7 +113,7 @@ def scan_folder(root: Path, *, resolution: int = 1024, trigger_word: str = "", d
                 "caption_extension": caption_extension, "kind": kind, "use_buckets": use_buckets,
                 "bucket_upscale": bucket_upscale, "near_duplicates": near_duplicates,
                 "tokenizer": str(tokenizer) if tokenizer else None, "token_window": token_window,
-                "folder_name_repeats": folder_name_repeats}
+                "folder_name_repeats": folder_name_repeats, "masked_loss": masked_loss, "mask_path": mask_path}
     report = DatasetReport(root, settings)
     walk = _Walk(root, default_repeats, caption_extension, report, folder_name_repeats)
     walk.run()
@@ -132,6 +134,8 @@ def scan_folder(root: Path, *, resolution: int = 1024, trigger_word: str = "", d
         if counter is not None and image.caption_path is not None and image.caption != "missing":
             _check_length(image, counter, trigger_word.strip(), token_window, report)
         _check_size(image, resolution, use_buckets, bucket_upscale, report)
+    if masked_loss:
+        check_masks(report, mask_path)
     _summarise(report, walk.folders, kind)
     order = {severity: index for index, severity in enumerate(SEVERITIES)}
     # Stable for scripts and readable for people: worst first, then by code, then in walk order.

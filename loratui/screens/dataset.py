@@ -202,7 +202,8 @@ class DatasetScreen(CaptionJobMixin, Screen):
                 "tokenizer": _as_text(tokenizer_folder(config.model.base, config.model.single_file_config)),
                 "token_window": config.dataset.max_token_length, "use_buckets": config.dataset.buckets,
                 "bucket_upscale": config.dataset.bucket_upscale,
-                "folder_name_repeats": config.dataset.folder_name_repeats}
+                "folder_name_repeats": config.dataset.folder_name_repeats,
+                "masked_loss": config.dataset.masked_loss, "mask_path": config.dataset.mask_path}
 
     @property
     def folder(self) -> Path | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from trainer.contract.boft_rank import STANDARD_WIDTHS, boft_rank_message, model_widths
 from trainer.contract.config.schema import Config, Problem
 from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
+from trainer.contract.masks import mask_problems
 from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.prediction import detect_prediction
 from trainer.contract.vae_ref import check_vae
@@ -140,5 +141,8 @@ def preflight(config: Config) -> Preflight:
         result.problems += check_network(config) + check_prediction(config) + check_model_vae(config)
     dataset_problems, result.scan = check_dataset(config)
     result.problems += dataset_problems
+    usable = result.scan if result.scan is not None and not dataset_problems else None
+    result.problems += mask_problems(config.dataset.masked_loss, config.dataset.mask_path,
+                                     usable.images if usable else None, usable.root if usable else None)
     result.problems += check_output(config)
     return result
