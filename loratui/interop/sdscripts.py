@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from loratui.interop.report import MappingReport
+from loratui.interop.sdscripts_masks import mask_subset_pairs, mask_training_pairs
 from loratui.interop.tomlout import dataset_toml, flat_toml
 from trainer.contract.config.schema import FIELDS, Config, effective_resolution, get_value
 from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
@@ -489,7 +490,7 @@ def _command(script: str, out_dir: Path, processes: int, source: Path | None) ->
 
 
 NOT_YET_EXPORTED: tuple[str, ...] = (
-    "network.weights", "network.dim_from_weights", "dataset.reg_path", "dataset.masked_loss", "dataset.mask_path",
+    "network.weights", "network.dim_from_weights", "dataset.reg_path",
     "training.gradient_accumulation_steps", "training.prior_loss_weight", "training.validation_split",
     "training.validation_seed", "training.validate_every_n_steps", "training.validate_every_n_epochs",
     "training.multires_noise_iterations", "training.multires_noise_discount", "training.ip_noise_gamma",
@@ -521,10 +522,10 @@ def export_sdscripts(config: Config, out_dir: Path, source: Path | None = None) 
     groups = [("model and network", _model_and_network(config, arch, report)),
               ("optimizer", _optimizer(config, report)),
               ("learning-rate schedule", _scheduler(config, scan, arch, report)),
-              ("training", _training(config, report) + caching),
+              ("training", _training(config, report) + caching + mask_training_pairs(config, report)),
               ("output and samples", _output(config, out_dir, report)),
               ("dataset", [("dataset_config", str(out_dir / "dataset.toml"))])]
-    subsets = _subsets(config, scan, report)
+    subsets = [subset + mask_subset_pairs(config, subset[0][1]) for subset in _subsets(config, scan, report)]
     _not_yet_exported(config, report)
 
     header = [f"sd-scripts config ({script} --config_file) written by `loratui export`"

@@ -14,6 +14,7 @@ from typing import Any
 
 from loratui.interop.report import show
 from loratui.interop.sdscripts import bucket_range
+from loratui.interop.sdscripts_masks import import_masks
 from loratui.interop.sdscripts_source import DATASET_DEFAULTS, as_float, as_int
 from trainer.contract.config.schema import native_resolution
 from trainer.contract.dataset_scan import parse_repeat_folder
@@ -56,6 +57,7 @@ class DatasetMapping:
             return
         self._subset_fields(train, levels)
         self._folders(train, levels)
+        import_masks(self, train, levels)
 
     def _dataset_level(self, levels: list[dict]) -> None:
         resolution, found = self.src.lookup("resolution", levels)
@@ -215,6 +217,7 @@ class DatasetMapping:
                 self.report.drop(key, self.src.get(key), "loratui has no regularisation or metadata-file datasets")
         self._dataset_level([])
         self._subset_fields([{}], [])
+        import_masks(self, [{}], [])
 
 
 SUBSET_FIELDS = [("caption_extension", "dataset.caption_extension"), ("shuffle_caption", "dataset.shuffle_captions"),

@@ -41,7 +41,7 @@ SD_SCRIPTS_ARGUMENTS = {
     "lr_scheduler_args", "max_train_epochs", "train_batch_size", "mixed_precision", "seed", "gradient_checkpointing",
     "min_snr_gamma", "noise_offset", "sdpa", "cache_latents", "cache_latents_to_disk", "output_dir", "output_name",
     "save_model_as", "save_precision", "save_every_n_epochs", "save_last_n_epochs", "sample_every_n_epochs",
-    "sample_sampler", "sample_prompts", "dataset_config"}
+    "sample_sampler", "sample_prompts", "dataset_config", "masked_loss"}
 _SUBSET_ASCENDABLE = {"color_aug", "face_crop_aug_range", "flip_aug", "num_repeats", "random_crop", "shuffle_caption",
                       "keep_tokens", "keep_tokens_separator", "secondary_separator", "caption_separator",
                       "enable_wildcard", "token_warmup_min", "token_warmup_step", "caption_prefix", "caption_suffix",
@@ -50,7 +50,7 @@ _SUBSET_ASCENDABLE = {"color_aug", "face_crop_aug_range", "flip_aug", "num_repea
 DATASET_GENERAL_KEYS = _SUBSET_ASCENDABLE | {"batch_size", "bucket_no_upscale", "bucket_reso_steps", "enable_bucket",
                                              "max_bucket_reso", "min_bucket_reso", "validation_seed",
                                              "validation_split", "resolution", "network_multiplier"}
-DATASET_SUBSET_KEYS = _SUBSET_ASCENDABLE | {"image_dir", "is_reg", "alpha_mask"}
+DATASET_SUBSET_KEYS = _SUBSET_ASCENDABLE | {"image_dir", "is_reg", "alpha_mask", "conditioning_data_dir"}
 
 
 def make_dataset(root: Path) -> Path:
@@ -107,6 +107,8 @@ def expected_back(config: Config, arch: str) -> Config:
         losses["dataset.bucket_upscale"] = False
     if config.output.save_every_n_epochs == 0:
         losses["output.keep_last_n_checkpoints"] = 0
+    if not config.dataset.masked_loss:
+        losses["dataset.mask_path"] = ""  # sd-scripts reads no masks then, so none are written
     if not any(p.strip() for p in config.output.sample_prompts):
         losses.update({"output.sample_steps": 20, "output.sample_seed": 42, "output.sample_prompts": []})
     for key, value in losses.items():
@@ -154,6 +156,7 @@ SAMPLE_VALUES = {
     "output.keep_last_n_checkpoints": [0, 3], "output.save_precision": ["fp16", "bf16", "fp32"],
     "output.sample_every_n_epochs": [0, 2], "output.sample_prompts": [[], ["zkchar, smile"], ["zkchar", "a b, c"]],
     "output.sample_steps": [20, 28], "output.sample_seed": [42, 7],
+    "dataset.masked_loss": [False, True], "dataset.mask_path": ["", "/tmp/loratui-masks"],
 }
 
 
@@ -661,3 +664,41 @@ def test_folder_name_repeats_off_exports_as_equal_subsets_and_imports_back(tmp_p
     subsets = {Path(s["image_dir"]).name: s["num_repeats"] for s in data["datasets"][0]["subsets"]}
     assert subsets == {"dataset": 20, "3_extra": 20, "misc": 20}  # sd-scripts repeats 3_extra 20 times too
     assert back.config.dataset.folder_name_repeats is False and back.config.dataset.repeats == 20
+
+
+def test_masked_loss_exports_a_mask_folder_per_subset_and_imports_back_as_one(tmp_path):
+    masks = tmp_path / "masks"
+    config = with_value(with_value(base_config(tmp_path), "dataset.masked_loss", True), "dataset.mask_path", str(masks))
+    export, back = round_trip(config, tmp_path / "out")
+    assert tomllib.loads(export.files["config.toml"])["masked_loss"] is True
+    subsets = tomllib.loads(export.files["dataset.toml"])["datasets"][0]["subsets"]
+    # Each subset's masks sit in the mask folder's sub-folder of the same name, as the trainer reads them.
+    assert {Path(s["image_dir"]).name: s["conditioning_data_dir"] for s in subsets} == {
+        "dataset": str(masks), "3_extra": str(masks / "3_extra"), "misc": str(masks / "misc")}
+    assert back.config.dataset.masked_loss and back.config.dataset.mask_path == str(masks)
+    assert [e.text() for e in back.report.not_mapped + back.report.approximate if "mask" in e.text()] == []
+
+    alpha = with_value(config, "dataset.mask_path", "")
+    export, back = round_trip(alpha, tmp_path / "alpha")
+    subsets = tomllib.loads(export.files["dataset.toml"])["datasets"][0]["subsets"]
+    assert all(s["alpha_mask"] is True and "conditioning_data_dir" not in s for s in subsets)
+    assert back.config.dataset.masked_loss and back.config.dataset.mask_path == ""
+
+
+def test_an_sd_scripts_masked_loss_config_imports_without_unknown_options(tmp_path):
+    (tmp_path / "config.toml").write_text(
+        'pretrained_model_name_or_path = "model.safetensors"\nnetwork_module = "networks.lora"\n'
+        f'masked_loss = true\ndataset_config = "{tmp_path / "dataset.toml"}"\n')
+    (tmp_path / "dataset.toml").write_text(
+        '[[datasets]]\n[[datasets.subsets]]\nimage_dir = "/data/zundamon"\n'
+        'conditioning_data_dir = "/data/zundamon_mask"\nnum_repeats = 8\n')
+    result = import_file(tmp_path / "config.toml")
+    assert result.config.dataset.masked_loss and result.config.dataset.mask_path == "/data/zundamon_mask"
+    assert [e.text() for e in result.report.not_mapped if "mask" in e.text() or "conditioning" in e.text()] == []
+    # Masks in folders that do not mirror the dataset's: the first is used, and the report says so.
+    (tmp_path / "dataset.toml").write_text(
+        '[[datasets]]\n[[datasets.subsets]]\nimage_dir = "/data/a"\nconditioning_data_dir = "/m/one"\n'
+        '[[datasets.subsets]]\nimage_dir = "/data/b"\nconditioning_data_dir = "/elsewhere/two"\n')
+    result = import_file(tmp_path / "config.toml")
+    assert result.config.dataset.mask_path == "/m/one"
+    assert any("conditioning_data_dir" in e.text() for e in result.report.approximate)
