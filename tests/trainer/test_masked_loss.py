@@ -167,3 +167,23 @@ def test_a_run_with_white_masks_trains_the_very_same_lora_as_one_without(tmp_pat
     masked = load_file(str(masked_run.final_lora("test")))
     assert plain.keys() == masked.keys()
     assert all(torch.equal(plain[k], masked[k]) for k in plain)
+
+
+def test_a_changed_mask_is_used_even_when_the_latents_come_from_the_disk_cache(tmp_path, tiny_sd15):
+    root, masks, cache = tmp_path / "data", tmp_path / "masks", tmp_path / "cache"
+    root.mkdir()
+    masks.mkdir()
+    Image.new("RGB", (128, 128), (200, 30, 30)).save(root / "a.png")
+    Image.new("L", (128, 128), 255).save(masks / "a.png")
+    vae = load_base_model(str(tiny_sd15), "sd15", torch.float32, torch.device("cpu")).vae
+    scan = scan_dataset(root, 1)
+    first, report = cache_latents(scan.images, vae, 128, False, False, False, cache)
+    assert report.encoded == 1
+    attach_masks(first, root, str(masks))
+    assert torch.equal(first[0].mask, torch.ones(1, 16, 16))
+
+    Image.new("L", (128, 128), 0).save(masks / "a.png")  # the mask is redrawn; the image is not
+    again, report = cache_latents(scan.images, vae, 128, False, False, False, cache)
+    assert report.reused == 1 and torch.equal(again[0].latents, first[0].latents)
+    attach_masks(again, root, str(masks))
+    assert torch.equal(again[0].mask, torch.zeros(1, 16, 16))
