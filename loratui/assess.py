@@ -26,7 +26,7 @@ from trainer.contract.prediction import Resolved, detect_prediction, resolve_pre
 from trainer.contract.preflight import check_dataset, check_model_vae, check_output, check_prediction
 
 DATASET_KEYS = ("dataset.path", "dataset.repeats", "dataset.caption_extension", "dataset.trigger_word",
-                "model.base", "model.single_file_config")
+                "model.base", "model.single_file_config", "dataset.masked_loss", "dataset.mask_path")
 """Settings whose change means the dataset must be read again (the model's tokenizer counts the captions)."""
 
 
@@ -46,7 +46,9 @@ def dataset_key(config: Config) -> tuple:
     """The values of DATASET_KEYS and the dataset folder's fingerprint: when either changes, the dataset
     facts are stale (a caption written by the dataset screen or by another program on the box, a folder
     renamed, an image added)."""
-    return tuple(get_value(config, key) for key in DATASET_KEYS) + (dataset_fingerprint(config.dataset.path),)
+    # The mask folder's files too (masked loss checks them); the dataset folder's fingerprint stays last.
+    masks = dataset_fingerprint(config.dataset.mask_path) if config.dataset.masked_loss else None
+    return tuple(get_value(config, key) for key in DATASET_KEYS) + (masks, dataset_fingerprint(config.dataset.path))
 
 
 def dataset_fingerprint(folder: str) -> int | None:

@@ -94,7 +94,7 @@ def test_a_mask_of_another_size_is_named_with_both_sizes(tmp_path, model_folder)
     [(field, message)] = _problems(_config(model_folder, root, tmp_path / "runs", masked_loss=True,
                                            mask_path=str(masks)))
     assert field == "dataset.mask_path"
-    assert "1 mask is not the size of its image" in message and "c.png is 48x64, c.png is 64x48" in message
+    assert "1 mask is not the size of its image" in message and f"{masks / '5_zk' / 'c.png'} is 48x64, its image c.png 64x48" in message
 
 
 def test_an_unreadable_mask_is_named(tmp_path, model_folder):
@@ -142,3 +142,24 @@ def test_the_scan_takes_alpha_channels_as_masks(tmp_path):
     report = scan_folder(root, resolution=512, near_duplicates=False, masked_loss=True)
     assert [(i.code, i.path.name) for i in report.issues if "mask" in i.code] == [("missing_mask", "plain.png")]
     assert "alpha channel" in next(i.message for i in report.issues if i.code == "missing_mask")
+
+
+def test_the_app_and_check_see_the_mask_problems_with_the_dataset(tmp_path):
+    from trainer.contract.preflight import check_dataset
+
+    config = _config("", _dataset(tmp_path), tmp_path / "runs", masked_loss=True)
+    problems, scan = check_dataset(config)
+    assert [p.field for p in problems] == ["dataset.masked_loss"] and len(scan.images) == 3
+
+
+def test_the_app_reassesses_when_the_mask_settings_or_files_change(tmp_path):
+    from loratui.assess import dataset_key
+
+    root = _dataset(tmp_path)
+    masks = tmp_path / "masks"
+    _image(masks / "a.png", mode="L")
+    config = _config("", root, tmp_path / "runs", masked_loss=True, mask_path=str(masks))
+    before = dataset_key(config)
+    assert dataset_key(with_value(config, "dataset.mask_path", "")) != before
+    _image(masks / "b.png", mode="L")
+    assert dataset_key(config) != before

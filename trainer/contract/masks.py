@@ -144,7 +144,7 @@ def mask_problems(masked_loss: bool, mask_path: str, images: list[DatasetImage] 
                                 + "). Replace or remove them."))
     if report.wrong_size:
         problems.append(Problem("dataset.mask_path", f"{_masks(len(report.wrong_size))} "
-                                f"{'is' if len(report.wrong_size) == 1 else 'are'} not the size of its image (" + _listing([f"{m.name} is {ms[0]}x{ms[1]}, {i.name} is {s[0]}x{s[1]}"
+                                f"{'is' if len(report.wrong_size) == 1 else 'are'} not the size of its image (" + _listing([f"{m} is {ms[0]}x{ms[1]}, its image {i.name} {s[0]}x{s[1]}"
                                                           for i, m, s, ms in report.wrong_size])
                                 + "). Save each mask at its image's size."))
     return problems

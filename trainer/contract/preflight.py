@@ -34,10 +34,10 @@ class Preflight:
 
 
 def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:
-    """Problems with the dataset folder, and its scan when it could be read."""
+    """Problems with the dataset folder (and with masked loss, its masks), and its scan when it could be read."""
     folder = config.dataset.path
     if not folder:
-        return [], None
+        return mask_problems(config.dataset.masked_loss, config.dataset.mask_path, None, None), None
     path = Path(folder)
     if not path.exists():
         return [Problem("dataset.path", f"{folder} does not exist. Point it at the folder that "
@@ -65,7 +65,7 @@ def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:
                  f"{scan.skipped[0][1]})" if scan.skipped else ""
         return [Problem("dataset.path", f"{folder} has no usable images{detail}. loratui reads "
                         f"{kinds} files in the folder and in its N_name sub-folders.")], scan
-    return [], scan
+    return mask_problems(config.dataset.masked_loss, config.dataset.mask_path, scan.images, scan.root), scan
 
 
 def check_output(config: Config) -> list[Problem]:
@@ -141,8 +141,5 @@ def preflight(config: Config) -> Preflight:
         result.problems += check_network(config) + check_prediction(config) + check_model_vae(config)
     dataset_problems, result.scan = check_dataset(config)
     result.problems += dataset_problems
-    usable = result.scan if result.scan is not None and not dataset_problems else None
-    result.problems += mask_problems(config.dataset.masked_loss, config.dataset.mask_path,
-                                     usable.images if usable else None, usable.root if usable else None)
     result.problems += check_output(config)
     return result
