@@ -522,7 +522,7 @@ def export_sdscripts(config: Config, out_dir: Path, source: Path | None = None) 
     groups = [("model and network", _model_and_network(config, arch, report)),
               ("optimizer", _optimizer(config, report)),
               ("learning-rate schedule", _scheduler(config, scan, arch, report)),
-              ("training", _training(config, report) + caching + mask_training_pairs(config, report)),
+              ("training", _training(config, report) + caching + mask_training_pairs(config, report, scan)),
               ("output and samples", _output(config, out_dir, report)),
               ("dataset", [("dataset_config", str(out_dir / "dataset.toml"))])]
     subsets = [subset + mask_subset_pairs(config, subset[0][1]) for subset in _subsets(config, scan, report)]

@@ -14,10 +14,11 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from loratui.interop.report import MappingReport
+from trainer.contract.masks import mask_sources
 
 
-def mask_training_pairs(config, report: MappingReport) -> list[tuple[str, Any]]:
-    """The training-config pairs for masked loss (none when it is off)."""
+def mask_training_pairs(config, report: MappingReport, scan=None) -> list[tuple[str, Any]]:
+    """The training-config pairs for masked loss (none when it is off); ``scan`` is the dataset's, when read."""
     report.map("dataset.masked_loss", "masked_loss")
     data = config.dataset
     if not data.masked_loss:
@@ -27,6 +28,11 @@ def mask_training_pairs(config, report: MappingReport) -> list[tuple[str, Any]]:
     if data.mask_path:
         report.map("dataset.mask_path", "datasets.subsets conditioning_data_dir", data.mask_path,
                    "one per subset: the mask folder's sub-folder of the same name")
+        unmasked = [s for s in mask_sources(scan.images, scan.root, data.mask_path) if s is None] if scan else []
+        if unmasked:
+            report.approx("dataset.mask_path", "datasets.subsets conditioning_data_dir", data.mask_path,
+                          f"{len(unmasked)} images have no mask there: loratui trains them whole, sd-scripts "
+                          "refuses to start; give each an all-white mask")
     else:
         report.map("dataset.mask_path", "datasets.subsets alpha_mask", "", "empty: the images' alpha channels")
     return [("masked_loss", True)]

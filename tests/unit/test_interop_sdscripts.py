@@ -676,7 +676,15 @@ def test_masked_loss_exports_a_mask_folder_per_subset_and_imports_back_as_one(tm
     assert {Path(s["image_dir"]).name: s["conditioning_data_dir"] for s in subsets} == {
         "dataset": str(masks), "3_extra": str(masks / "3_extra"), "misc": str(masks / "misc")}
     assert back.config.dataset.masked_loss and back.config.dataset.mask_path == str(masks)
-    assert [e.text() for e in back.report.not_mapped + back.report.approximate if "mask" in e.text()] == []
+    assert [e.text() for e in back.report.not_mapped + back.report.approximate
+            if e.source in ("masked_loss", "datasets.subsets conditioning_data_dir")] == []
+    # No image has a mask there yet: loratui would train them whole, sd-scripts would not start, and the export says so.
+    assert any(e.source == "dataset.mask_path" and "4 images have no mask" in e.note for e in export.report.approximate)
+    for name in ("a.png", "b.png", "3_extra/c.png", "misc/d.png"):
+        (masks / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8), 255).save(masks / name)
+    assert not [e for e in export_sdscripts(config, tmp_path / "again").report.approximate
+                if e.source == "dataset.mask_path"]
 
     alpha = with_value(config, "dataset.mask_path", "")
     export, back = round_trip(alpha, tmp_path / "alpha")
@@ -694,7 +702,7 @@ def test_an_sd_scripts_masked_loss_config_imports_without_unknown_options(tmp_pa
         'conditioning_data_dir = "/data/zundamon_mask"\nnum_repeats = 8\n')
     result = import_file(tmp_path / "config.toml")
     assert result.config.dataset.masked_loss and result.config.dataset.mask_path == "/data/zundamon_mask"
-    assert [e.text() for e in result.report.not_mapped if "mask" in e.text() or "conditioning" in e.text()] == []
+    assert [e.text() for e in result.report.not_mapped if "mask" in e.source or "conditioning" in e.source] == []
     # Masks in folders that do not mirror the dataset's: the first is used, and the report says so.
     (tmp_path / "dataset.toml").write_text(
         '[[datasets]]\n[[datasets.subsets]]\nimage_dir = "/data/a"\nconditioning_data_dir = "/m/one"\n'
