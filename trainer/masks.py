@@ -58,7 +58,7 @@ def attach_masks(images: list[CachedImage], dataset_root: Path, mask_path: str) 
             continue
         try:
             mask = load_mask(image.source, source)
-        except Exception as exc:  # Pillow raises many types for damaged files
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for damaged files
             field = "dataset.mask_path" if mask_path else "dataset.masked_loss"
             raise TrainerError("dataset", f"the mask of {image.source.path} ({source}) cannot be decoded ({exc}).",
                                f"Replace that file, or check {field}.") from None
