@@ -18,11 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from trainer.contract.config.names import Problem
-from trainer.contract.dataset_scan import (
-    IMAGE_EXTENSIONS,
-    DatasetImage,
-    read_image_size,
-)
+from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetImage, read_image_size
 
 SHOWN = 3
 """How many files a problem names before it says "and N more"."""
