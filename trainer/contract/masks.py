@@ -89,7 +89,11 @@ class MaskReport:
 
 
 def mask_report(images: list[DatasetImage], dataset_root: Path, mask_path: str) -> MaskReport:
-    """Which images lack a mask and which masks cannot be used (headers only)."""
+    """Which images lack a mask and which masks cannot be used (headers only).
+
+    ``images`` may be anything with ``path``, ``width`` and ``height`` (upright), such as the app's
+    scanned images.
+    """
     report = MaskReport()
     for image, source in zip(images, mask_sources(images, dataset_root, mask_path)):
         if source is None:
