@@ -9,7 +9,8 @@ each use picks one of the two at random.
 The disk cache keys each entry by the image file's bytes, its bucket, the flip setting and the
 VAE's weights, so a later run on the same data reuses the work and a changed image, size or
 VAE never reads a stale entry. The latent is sampled from the VAE's distribution with a
-generator seeded by that key, so a cached and a freshly encoded latent are the same.
+generator seeded by that key, so a cached and a freshly encoded latent are the same. Loss masks
+(``trainer.masks``) are never cached: they are made fresh each run, so none can be stale.
 """
 
 from __future__ import annotations

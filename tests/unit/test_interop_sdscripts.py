@@ -710,3 +710,12 @@ def test_an_sd_scripts_masked_loss_config_imports_without_unknown_options(tmp_pa
     result = import_file(tmp_path / "config.toml")
     assert result.config.dataset.mask_path == "/m/one"
     assert any("conditioning_data_dir" in e.text() for e in result.report.approximate)
+
+
+def test_a_train_data_dir_config_with_alpha_masks_imports_them(tmp_path):
+    (tmp_path / "config.toml").write_text('pretrained_model_name_or_path = "model.safetensors"\n'
+                                          'train_data_dir = "/data/train"\nmasked_loss = true\nalpha_mask = true\n')
+    result = import_file(tmp_path / "config.toml")
+    assert result.config.dataset.masked_loss and result.config.dataset.mask_path == ""
+    assert [e.text() for e in result.report.not_mapped if "mask" in e.source] == []
+    assert any(e.source == "alpha_mask" for e in result.report.mapped)
