@@ -23,6 +23,7 @@ from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.plan import StepPlan, plan_steps
 from trainer.contract.prediction import Resolved, detect_prediction, resolve_prediction
+from trainer.contract.lora_weights import check_network_weights
 from trainer.contract.preflight import check_dataset, check_model_vae, check_output, check_prediction
 
 DATASET_KEYS = ("dataset.path", "dataset.repeats", "dataset.caption_extension", "dataset.trigger_word",
@@ -234,6 +235,7 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
         facts = read_dataset(config, key)
     model_problems = check_model(config.model.base)
     problems = list(parse_problems) + validate(config) + model_problems + facts.problems + check_output(config)
+    problems += check_network_weights(config)
     prediction = None
     if config.model.base and not model_problems:
         problems += check_prediction(config) + check_model_vae(config)
