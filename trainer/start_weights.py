@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from trainer.contract.config.schema import Config
@@ -49,7 +49,7 @@ def load_start_weights(network: torch.nn.Module, path: str, events: EventWriter)
     shown = Path(path).name
     try:
         tensors = load_file(path)
-    except (OSError, SafetensorsError) as exc:
+    except (OSError, SafetensorError) as exc:
         raise _refuse(f"{path} cannot be read ({exc}).", "Give a LoRA .safetensors file.") from None
     expected = network.kohya_state_dict(torch.float32)
     own_te = [k for k in expected if k.startswith(TEXT_ENCODER_PREFIX)]
