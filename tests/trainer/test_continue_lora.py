@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from tests.trainer.helpers import finish_trainer, of_type, start_trainer, train
 from trainer.checkpoint import save_lora
-from trainer.contract.config.schema import Config, ModelConfig, NetworkConfig, OptimizerConfig
+from trainer.contract.config.schema import Config, ModelConfig, NetworkConfig
 from trainer.contract.config.toml_io import dumps, load_config
 from trainer.contract.errors import TrainerError
 from trainer.contract.events import EventWriter, read_events
