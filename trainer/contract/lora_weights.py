@@ -222,7 +222,11 @@ def check_network_weights(config) -> list[Problem]:
         return []
     shown = network.weights
     path = Path(network.weights)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a NUL byte or an over-long name: no file can be named so
+        exists = False
+    if not exists:
         return [Problem(FIELD, f"{shown} does not exist. Point it at the LoRA file (.safetensors) to continue "
                         "training from, or leave it empty for a fresh LoRA.")]
     if path.is_dir():
