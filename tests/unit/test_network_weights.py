@@ -132,6 +132,16 @@ def test_another_dim_or_alpha_is_refused_unless_taken_from_the_file(setup):
     assert (shaped.network.dim, shaped.network.alpha) == (8, 4.0)
 
 
+def test_the_apps_estimates_use_the_files_dims(setup):
+    from loratui.assess import assess
+    file = {**_lora(SD15_UNET, 32, 16.0), **_lora(SD15_TE, 32, 16.0, 768)}
+    config, _ = setup(file, network={"dim": 4, "alpha": 2.0, "dim_from_weights": True})
+    as_file, _ = setup(file, network={"dim": 32, "alpha": 16.0})
+    estimated, expected = assess(config).estimates, assess(as_file).estimates
+    fresh = assess(setup(file, network={"dim": 4, "alpha": 2.0})[0]).estimates
+    assert estimated.file_size == expected.file_size > fresh.file_size
+
+
 def test_a_resized_file_needs_dim_from_weights(setup):
     file = {**_lora(SD15_UNET, 8, 4.0), **_lora(SD15_TE, 2, 1.0, 768, dtype="BF16")}
     config, _ = setup(file)

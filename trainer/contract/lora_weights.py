@@ -175,6 +175,18 @@ def with_file_dims(config, start: StartFile):
     return dataclasses.replace(config, network=dataclasses.replace(network, **changes))
 
 
+def as_trained(config):
+    """The config as a run will train it: with ``network.dim_from_weights``, the file's dims (so the app's
+    size and memory estimates describe the real network); otherwise, or when the file cannot be read
+    (``check_network_weights`` says why), the config itself."""
+    if not (config.network.weights and config.network.dim_from_weights):
+        return config
+    try:
+        return with_file_dims(config, read_start_file(config.network.weights))
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error):
+        return config
+
+
 def module_ranks(start: StartFile) -> dict[str, tuple[int, float]]:
     """Each module's own (rank, alpha), for networks built with ``network.dim_from_weights``."""
     return {name: (m.rank, m.alpha) for name, m in start.modules.items()
