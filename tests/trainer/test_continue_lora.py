@@ -179,3 +179,17 @@ def test_resume_takes_the_saved_state_not_the_file(trained_sd15, tmp_path):
     final = load_file(str(copy.final_lora("test")))
     assert final.keys() == reference.keys() and all(torch.equal(final[k], reference[k]) for k in final)
     assert of_type(read_events(copy.events), "start")[-1]["resumed_from_step"] > 0
+
+
+def test_loading_refuses_another_shape_or_alpha_even_without_the_preflight(tiny_sd15, tmp_path):
+    # The preflight names these first; the loader must not load them partly if it is ever skipped.
+    path = tmp_path / "dim4.safetensors"
+    _saved_network(tiny_sd15, "sd15", NetworkConfig(type="lora", dim=4, alpha=2.0), path, seed=1)
+    events = EventWriter(tmp_path / "events.jsonl")
+    wider = Config(model=ModelConfig(base=str(tiny_sd15)),
+                   network=NetworkConfig(type="lora", dim=8, alpha=2.0, weights=str(path)))
+    with pytest.raises(TrainerError, match=r"network.weights: dim4.safetensors holds .* as \(4, "):
+        _started(tiny_sd15, "sd15", wider, events)
+    louder = dataclasses.replace(wider, network=dataclasses.replace(wider.network, dim=4, alpha=4.0))
+    with pytest.raises(TrainerError, match="network.weights: dim4.safetensors has alpha 2 .* built with 4"):
+        _started(tiny_sd15, "sd15", louder, events)
