@@ -88,6 +88,16 @@ def test_an_sdxl_file_is_read_as_sdxl_and_refused_for_another_dim(tiny_sdxl, tmp
     _, started = _started(tiny_sdxl, "sdxl", config, EventWriter(tmp_path / "events.jsonl"))
     now = started.kohya_state_dict(torch.float32)
     assert all(torch.equal(now[k], saved[k]) for k in saved)
+    # LoHa and LoKr flatten the kernel into their shapes: their 3×3 convolutions are told by name.
+    for kind in ("loha", "lokr"):
+        path = tmp_path / f"{kind}.safetensors"
+        _saved_network(tiny_sdxl, "sdxl", dataclasses.replace(network, type=kind), path, seed=4)
+        config = Config(model=ModelConfig(base=str(tiny_sdxl)),
+                        network=dataclasses.replace(network, type=kind, weights=str(path)))
+        assert check_network_weights(config) == [], kind
+        by_name = {n for n, m in read_start_file(path).modules.items() if m.spatial}
+        assert by_name and by_name == {n for n, m in read_start_file(tmp_path / "xl.safetensors").modules.items()
+                                       if m.spatial}  # the LoCon's, told by its kernels' shapes
 
 
 def test_dim_from_weights_builds_every_layer_at_the_files_rank(tiny_sd15, tmp_path):
