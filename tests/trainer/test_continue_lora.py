@@ -143,6 +143,7 @@ def test_a_unet_only_file_starts_the_text_encoder_fresh_with_a_warning(tiny_sd15
         _started(tiny_sd15, "sd15", config, EventWriter(tmp_path / "events2.jsonl"))
 
 
+@pytest.mark.slow
 def test_a_run_continues_an_earlier_runs_lora(trained_sd15, tiny_sd15, dataset, make_config):
     start_path = trained_sd15.run.final_lora("test")
     start = {k: v.float() for k, v in load_file(str(start_path)).items()}
@@ -171,6 +172,7 @@ def test_a_run_continues_an_earlier_runs_lora(trained_sd15, tiny_sd15, dataset, 
     assert meta["loratui_network_weights"] == start_path.name
 
 
+@pytest.mark.slow
 def test_resume_takes_the_saved_state_not_the_file(trained_sd15, tmp_path):
     copy = RunPaths(tmp_path / trained_sd15.run.root.name)
     shutil.copytree(trained_sd15.run.root, copy.root)
