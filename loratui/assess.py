@@ -23,6 +23,7 @@ from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.plan import StepPlan, plan_steps
 from trainer.contract.prediction import Resolved, detect_prediction, resolve_prediction
+from trainer.contract.lora_weights import as_trained, check_network_weights
 from trainer.contract.preflight import check_dataset, check_model_vae, check_output, check_prediction
 
 DATASET_KEYS = ("dataset.path", "dataset.repeats", "dataset.caption_extension", "dataset.trigger_word",
@@ -236,6 +237,7 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
         facts = read_dataset(config, key)
     model_problems = check_model(config.model.base)
     problems = list(parse_problems) + validate(config) + model_problems + facts.problems + check_output(config)
+    problems += check_network_weights(config)
     prediction = None
     if config.model.base and not model_problems:
         problems += check_prediction(config) + check_model_vae(config)
@@ -254,7 +256,7 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
     # The tables describe the real SD1.5 and SDXL; the demo's tiny models are a thousand times smaller.
     tiny_model = (Path(config.model.base) / "loratui-tiny.json").is_file()
     if arch is not None and not validate(config) and not tiny_model:
-        estimates = estimate(config, arch, plan, list(gpus))
+        estimates = estimate(as_trained(config), arch, plan, list(gpus))  # dim_from_weights: the file's dims
     context = Context(config, arch, facts.scan, plan, facts.captions, estimates, prediction, facts.caption_tokens,
                       tiny_model)
     return Assessment(config, problems, evaluate(context), arch, plan, facts, estimates, prediction)

@@ -110,6 +110,10 @@ def _run(paths: RunPaths, events: EventWriter, resume: bool, ranks: Ranks = Rank
                     advice="Fix these settings, then start a new run.", problems=[vars(p) for p in problems])
         return 2
     checked = preflight(config)
+    if resume and not config.network.dim_from_weights:
+        # A resumed run takes its weights from its saved state, never from the file it started from
+        # (which may have moved since); with dim_from_weights the file still gives the layers' ranks.
+        checked.problems = [p for p in checked.problems if p.field != "network.weights"]
     if not checked.ok:
         events.emit("error", code="input", message="; ".join(str(p) for p in checked.problems),
                     problems=[vars(p) for p in checked.problems])

@@ -150,6 +150,9 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
     }
     if config.model.vae:
         meta["ss_vae_name"] = Path(config.model.vae).name  # as sd-scripts, only when a VAE is given
+    if config.network.weights:
+        # sd-scripts records nothing of its network_weights; the file's name says what this LoRA continued.
+        meta["loratui_network_weights"] = Path(config.network.weights).name
     if arch == "sd15" and config.model.clip_skip > 1:
         meta["modelspec.encoder_layer"] = str(config.model.clip_skip)  # as sd-scripts, only when clip skip is set
     return meta

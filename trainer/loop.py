@@ -40,6 +40,7 @@ from trainer.optim import averaged_weights, build_scheduler, start_training
 from trainer.packed_optimizer import build_packed_optimizer
 from trainer.sampling import Sampler, SampleSettings, choose_prompts
 from trainer.speed import use_tf32
+from trainer.start_weights import load_start_weights, network_shape
 from trainer.state import Fingerprint, Progress, load_state, restore, save_state
 from trainer.step import TextEmbeddingCache, choose_precision, diffusion_loss, encode_captions
 
@@ -93,7 +94,13 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
 
     # Network.
     train_te = config.optimizer.text_encoder_lr > 0
-    network = build_network(config.network, model.unet, model.text_encoders, arch, train_te).to(precision.device)
+    # network.weights: the network continues a LoRA file (with dim_from_weights, shaped as the file says).
+    # A resumed run skips the file: the state loaded below holds the weights it had reached.
+    config, file_ranks = network_shape(config)
+    network = build_network(config.network, model.unet, model.text_encoders, arch, train_te, file_ranks)
+    if config.network.weights and not resume:
+        load_start_weights(network, config.network.weights, events)
+    network = network.to(precision.device)
     network.attach()
     if config.training.compile:
         # Regional compilation: each transformer block is compiled on its own, in place (Module.compile),

@@ -241,6 +241,12 @@ def _model_and_network(config: Config, arch: str, report: MappingReport) -> list
                         f"not used by network.type = {config.network.type!r}, so not exported")
     if config.network.dora:
         report.map("network.dora", "network_args dora_wd=True wd_on_output=False")
+    if config.network.weights:  # continue a LoRA file: sd-scripts' own two options
+        pairs.append(("network_weights", config.network.weights))
+        report.map("network.weights", "network_weights")
+        if config.network.dim_from_weights:
+            pairs.append(("dim_from_weights", True))
+            report.map("network.dim_from_weights", "dim_from_weights")
     if module == "lycoris.kohya":
         report.note("sd-scripts needs `pip install lycoris-lora` for network_module = lycoris.kohya")
         if config.network.type in CONV_TYPES:
@@ -490,7 +496,7 @@ def _command(script: str, out_dir: Path, processes: int, source: Path | None) ->
 
 
 NOT_YET_EXPORTED: tuple[str, ...] = (
-    "network.weights", "network.dim_from_weights", "dataset.reg_path",
+    "dataset.reg_path",
     "training.gradient_accumulation_steps", "training.prior_loss_weight", "training.validation_split",
     "training.validation_seed", "training.validate_every_n_steps", "training.validate_every_n_epochs",
     "training.multires_noise_iterations", "training.multires_noise_discount", "training.ip_noise_gamma",

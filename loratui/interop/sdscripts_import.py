@@ -127,6 +127,8 @@ class Importer(DatasetMapping):
                     value = dim if key == "conv_dim" else alpha
                     self.set(f"network.{key}", value)
                     self.report.default(f"network.{key}", value, f"not given; the linear layers' {key[5:]} used")
+        self.take("network_weights", "network.weights")
+        self.take("dim_from_weights", "network.dim_from_weights", bool)
         if module == "lycoris.kohya":
             self._lycoris_preset(kind, args, used_args)
         for key, value in args.items():

@@ -23,7 +23,7 @@ NO_EFFECT_REASONS = {
     ("scale_v_pred_loss_like_noise_pred", "v_pred_like_loss"):
         "loratui weights a v-prediction loss by Min-SNR (training.min_snr_gamma) only",
     ("gradient_accumulation_steps",): "loratui has no gradient accumulation; raise training.batch_size instead",
-    ("network_dropout", "scale_weight_norms", "network_weights", "dim_from_weights", "base_weights",
+    ("network_dropout", "scale_weight_norms", "base_weights",
      "base_weights_multiplier", "network_train_text_encoder_only"): "loratui's networks have no such option",
     ("save_state", "save_state_on_train_end", "resume", "save_last_n_epochs_state", "save_last_n_steps_state"):
         "loratui saves resume state with every checkpoint; continue a run with `loratui resume RUN`",

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Names read in kohya-ss/sd-scripts (library/train_util.py, train_network.py, library/config_util.py).
 SD_SCRIPTS_ARGUMENTS = {
     "pretrained_model_name_or_path", "clip_skip", "v_parameterization", "zero_terminal_snr", "max_token_length", "vae",
-    "network_module", "network_dim", "network_alpha", "network_args",
+    "network_module", "network_dim", "network_alpha", "network_args", "network_weights", "dim_from_weights",
     "optimizer_type", "optimizer_args", "learning_rate", "unet_lr", "text_encoder_lr", "network_train_unet_only",
     "max_grad_norm", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles", "lr_scheduler_type",
     "lr_scheduler_args", "max_train_epochs", "train_batch_size", "mixed_precision", "seed", "gradient_checkpointing",
@@ -145,7 +145,9 @@ SAMPLE_VALUES = {
     "dataset.bucket_upscale": [True, False], "dataset.caption_dropout": [0.0, 0.05],
     "dataset.cache_latents_to_disk": [True, False], "dataset.cache_dir": ["", "/tmp/loratui-cache"],
     "network.dim": [4, 8, 32], "network.alpha": [1.0, 4.0, 16.0], "network.conv_dim": [4, 8],
-    "network.conv_alpha": [1.0, 2.5], "network.dora": [False, True], "optimizer.unet_lr": [1e-4, 5e-4, 1.0],
+    "network.conv_alpha": [1.0, 2.5], "network.dora": [False, True],
+    "network.weights": ["", "/loras/start.safetensors"], "network.dim_from_weights": [False, True],
+    "optimizer.unet_lr": [1e-4, 5e-4, 1.0],
     "optimizer.text_encoder_lr": [0.0, 5e-5, 1e-4], "optimizer.weight_decay": [0.0, 0.01, 0.1],
     "optimizer.max_grad_norm": [0.0, 1.0], "scheduler.restarts": [1, 3, 4], "scheduler.warmup_steps": [0, 10],
     "training.epochs": [1, 10, 16], "training.batch_size": [1, 2, 4],
@@ -184,6 +186,9 @@ def grid_configs(tmp_path: Path) -> list[tuple[str, Config]]:
             config = with_value(with_value(config, "network.type", network), "network.dora", dora)
             config = with_value(with_value(config, "network.conv_dim", 16), "network.conv_alpha", 2.0)
             cases.append((f"network-{network}{'-dora' if dora else ''}", config))
+    for dim_from_weights in (False, True):  # continuing a LoRA file
+        config = with_value(base_config(tmp_path), "network.weights", str(tmp_path / "start.safetensors"))
+        cases.append((f"continue-{dim_from_weights}", with_value(config, "network.dim_from_weights", dim_from_weights)))
     for name in SUPPORTED_OPTIMIZERS:
         config = with_value(base_config(tmp_path), "optimizer.name", name)
         if name in LR_FREE_OPTIMIZERS:
@@ -719,3 +724,17 @@ def test_a_train_data_dir_config_with_alpha_masks_imports_them(tmp_path):
     assert result.config.dataset.masked_loss and result.config.dataset.mask_path == ""
     assert [e.text() for e in result.report.not_mapped if "mask" in e.source] == []
     assert any(e.source == "alpha_mask" for e in result.report.mapped)
+
+
+def test_continuing_a_lora_file_crosses_both_ways(tmp_path):
+    root = make_dataset(tmp_path / "dataset")
+    path = tmp_path / "continue.toml"
+    path.write_text(f'pretrained_model_name_or_path = "m"\ntrain_data_dir = "{root}"\n'
+                    'network_weights = "/loras/mychar.safetensors"\ndim_from_weights = true\n')
+    result = import_file(path)
+    assert (result.config.network.weights, result.config.network.dim_from_weights) == \
+        ("/loras/mychar.safetensors", True)
+    assert {"network_weights", "dim_from_weights"} <= {e.source for e in result.report.mapped}
+    assert [e.text() for e in result.report.not_mapped] == []
+    exported = tomllib.loads(export_sdscripts(result.config, tmp_path / "out").files["config.toml"])
+    assert (exported["network_weights"], exported["dim_from_weights"]) == ("/loras/mychar.safetensors", True)

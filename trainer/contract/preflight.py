@@ -15,6 +15,7 @@ from trainer.contract.boft_rank import STANDARD_WIDTHS, boft_rank_message, model
 from trainer.contract.config.schema import Config, Problem
 from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
 from trainer.contract.masks import mask_problems
+from trainer.contract.lora_weights import check_network_weights
 from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.prediction import detect_prediction
 from trainer.contract.vae_ref import check_vae
@@ -139,6 +140,7 @@ def preflight(config: Config) -> Preflight:
     result.problems += model_problems
     if not model_problems:
         result.problems += check_network(config) + check_prediction(config) + check_model_vae(config)
+    result.problems += check_network_weights(config)  # a LoRA file to continue (its architecture read from the model)
     dataset_problems, result.scan = check_dataset(config)
     result.problems += dataset_problems
     result.problems += check_output(config)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -200,18 +201,24 @@ def text_encoder_layers(encoder: nn.Module, index: int, count: int) -> list[Adap
     return found
 
 
-def _unet_adapters(unet: nn.Module, arch: str, spec: NetworkSpec) -> list[LoRAModule]:
+Ranks = Mapping[str, tuple[int, float]]
+"""Layers (by kohya name) with their own (rank, alpha) instead of the spec's."""
+
+
+def _unet_adapters(unet: nn.Module, arch: str, spec: NetworkSpec, ranks: Ranks) -> list[LoRAModule]:
     adapters = []
     for layer in unet_layers(unet, arch, with_conv_blocks=bool(spec.conv_dim)):
         if not layer.is_spatial_conv:
-            adapters.append(LoRAModule(layer.name, layer.module, spec.dim, spec.alpha))
+            adapters.append(LoRAModule(layer.name, layer.module, *ranks.get(layer.name, (spec.dim, spec.alpha))))
         elif spec.conv_dim:
-            adapters.append(LoRAModule(layer.name, layer.module, spec.conv_dim, spec.conv_alpha))
+            adapters.append(LoRAModule(layer.name, layer.module,
+                                       *ranks.get(layer.name, (spec.conv_dim, spec.conv_alpha))))
     return adapters
 
 
-def _text_encoder_adapters(encoder: nn.Module, index: int, count: int, spec: NetworkSpec) -> list[LoRAModule]:
-    return [LoRAModule(layer.name, layer.module, spec.dim, spec.alpha)
+def _text_encoder_adapters(encoder: nn.Module, index: int, count: int, spec: NetworkSpec,
+                           ranks: Ranks) -> list[LoRAModule]:
+    return [LoRAModule(layer.name, layer.module, *ranks.get(layer.name, (spec.dim, spec.alpha)))
             for layer in text_encoder_layers(encoder, index, count)]
 
 
@@ -227,14 +234,15 @@ class LoRANetwork(nn.Module):
     """The adapters of one training run: on the UNet and, optionally, on the text encoders."""
 
     def __init__(self, unet: nn.Module, text_encoders: list[nn.Module], arch: str, spec: NetworkSpec,
-                 train_text_encoders: bool) -> None:
+                 train_text_encoders: bool, ranks: Ranks | None = None) -> None:
         super().__init__()
         self.spec = spec
-        self.unet_loras = nn.ModuleList(_unet_adapters(unet, arch, spec))
+        ranks = ranks or {}
+        self.unet_loras = nn.ModuleList(_unet_adapters(unet, arch, spec, ranks))
         te_loras: list[LoRAModule] = []
         if train_text_encoders:
             for index, encoder in enumerate(text_encoders):
-                te_loras += _text_encoder_adapters(encoder, index, len(text_encoders), spec)
+                te_loras += _text_encoder_adapters(encoder, index, len(text_encoders), spec, ranks)
         self.text_encoder_loras = nn.ModuleList(te_loras)
         names = [m.lora_name for m in self.all_loras()]
         duplicates = {n for n in names if names.count(n) > 1}

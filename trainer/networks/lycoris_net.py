@@ -19,6 +19,7 @@ exactly what ``LycorisNetworkKohya.save_weights`` writes.
 from __future__ import annotations
 
 import logging
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ class LycorisAdapterNetwork(nn.Module):
 
     def __init__(self, unet: nn.Module, text_encoders: list[nn.Module], arch: str, network_type: str, *,
                  dim: int, alpha: float, conv_dim: int, conv_alpha: float, dora: bool,
-                 train_text_encoders: bool) -> None:
+                 train_text_encoders: bool, ranks: Mapping[str, tuple[int, float]] | None = None) -> None:
         super().__init__()
         if network_type not in ALGORITHMS:
             raise ValueError(f"unknown LyCORIS network type {network_type!r}")
@@ -65,6 +66,7 @@ class LycorisAdapterNetwork(nn.Module):
 
         def build(layer: AdaptedLayer) -> nn.Module | None:
             rank, scale = (conv_dim, conv_alpha) if layer.is_spatial_conv else (dim, alpha)
+            rank, scale = (ranks or {}).get(layer.name, (rank, scale))  # a continued file's own rank
             kwargs = {"weight_decompose": True, "wd_on_out": False} if dora else {}
             try:
                 return module_class(layer.name, layer.module, 1.0, rank, scale, **kwargs)

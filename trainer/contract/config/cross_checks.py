@@ -48,6 +48,9 @@ def cross_field_problems(config: Config) -> list[Problem]:
             and config.network.type not in DORA_NETWORKS:
         problems.append(Problem("network.dora", f"cannot be combined with network.type = "
                                 f"{config.network.type!r}; DoRA works with {', '.join(DORA_NETWORKS)}."))
+    if config.network.dim_from_weights and not config.network.weights:
+        problems.append(Problem("network.dim_from_weights", "reads dim and alpha from network.weights, which is "
+                                "empty: name the LoRA file to continue, or turn dim_from_weights off."))
     if config.optimizer.unet_lr <= 0:
         problems.append(Problem("optimizer.unet_lr", "must be above 0, or nothing is trained."))
     problems.extend(_optimizer_problems(config))
