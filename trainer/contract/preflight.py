@@ -16,6 +16,7 @@ from trainer.contract.config.schema import Config, Problem
 from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
 from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.prediction import detect_prediction
+from trainer.contract.validation_split import split_problems
 from trainer.contract.vae_ref import check_vae
 
 
@@ -64,7 +65,8 @@ def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:
                  f"{scan.skipped[0][1]})" if scan.skipped else ""
         return [Problem("dataset.path", f"{folder} has no usable images{detail}. loratui reads "
                         f"{kinds} files in the folder and in its N_name sub-folders.")], scan
-    return [], scan
+    # A validation split must leave images on both sides (see trainer.contract.validation_split).
+    return split_problems(len(scan.images), config.training.validation_split), scan
 
 
 def check_output(config: Config) -> list[Problem]:
