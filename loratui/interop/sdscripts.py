@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from loratui.interop.report import MappingReport
+from loratui.interop.sdscripts_validation import export_validation
 from loratui.interop.tomlout import dataset_toml, flat_toml
 from trainer.contract.config.schema import FIELDS, Config, effective_resolution, get_value
 from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
@@ -490,8 +491,7 @@ def _command(script: str, out_dir: Path, processes: int, source: Path | None) ->
 
 NOT_YET_EXPORTED: tuple[str, ...] = (
     "network.weights", "network.dim_from_weights", "dataset.reg_path", "dataset.masked_loss", "dataset.mask_path",
-    "training.gradient_accumulation_steps", "training.prior_loss_weight", "training.validation_split",
-    "training.validation_seed", "training.validate_every_n_steps", "training.validate_every_n_epochs",
+    "training.gradient_accumulation_steps", "training.prior_loss_weight",
     "training.multires_noise_iterations", "training.multires_noise_discount", "training.ip_noise_gamma",
     "training.min_timestep", "training.max_timestep", "training.debiased_estimation", "training.loss_type",
     "training.huber_c", "training.huber_schedule", "output.sample_negative_prompt", "output.sample_sampler",
@@ -518,10 +518,12 @@ def export_sdscripts(config: Config, out_dir: Path, source: Path | None = None) 
     export = Export(arch, script, report=report)
 
     general, caching = _dataset(config, scan, arch, report)
+    validation_general, validation = export_validation(config, report)
+    general += validation_general
     groups = [("model and network", _model_and_network(config, arch, report)),
               ("optimizer", _optimizer(config, report)),
               ("learning-rate schedule", _scheduler(config, scan, arch, report)),
-              ("training", _training(config, report) + caching),
+              ("training", _training(config, report) + caching + validation),
               ("output and samples", _output(config, out_dir, report)),
               ("dataset", [("dataset_config", str(out_dir / "dataset.toml"))])]
     subsets = _subsets(config, scan, report)
