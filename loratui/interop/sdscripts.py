@@ -34,6 +34,7 @@ from trainer.contract.config.schema import FIELDS, Config, effective_resolution,
 from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
 from trainer.contract.plan import BUCKET_STEP, assign_bucket, count_batches
 from trainer.contract.prediction import Detected, detect_prediction, resolve_prediction
+from trainer.contract.validation_split import split_images
 
 SD15_SCRIPT = "train_network.py"
 SDXL_SCRIPT = "sdxl_train_network.py"
@@ -315,11 +316,13 @@ def _scheduler(config: Config, scan: DatasetScan | None, arch: str, report: Mapp
 
 
 def batches_per_epoch(config: Config, scan: DatasetScan, arch: str) -> int:
-    """Batches in one epoch of this dataset, bucketed exactly as the trainer buckets (upscaling included)."""
+    """Batches in one epoch of this dataset, bucketed exactly as the trainer buckets (upscaling included),
+    of the images left to train on after the validation split."""
     resolution = effective_resolution(config, arch)
+    images, _ = split_images(scan.images, config.training.validation_split, config.training.validation_seed)
     buckets = [assign_bucket(i.width, i.height, resolution, config.dataset.buckets, config.dataset.bucket_upscale)
-               for i in scan.images]
-    return count_batches(buckets, [i.repeats for i in scan.images], max(1, config.training.batch_size))
+               for i in images]
+    return count_batches(buckets, [i.repeats for i in images], max(1, config.training.batch_size))
 
 
 def _planned_steps(config: Config, scan: DatasetScan | None, arch: str) -> int | None:
