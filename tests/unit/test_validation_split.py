@@ -79,8 +79,10 @@ def test_the_app_plans_only_the_training_images(tmp_path):
     config.dataset.path = str(_dataset(tmp_path / "data", 10))
     config.dataset.repeats, config.training.batch_size, config.training.epochs = 1, 1, 1
     config.training.validation_split = 0.3
-    plan = assess(config, gpus=()).plan
-    assert plan.images == 7 and plan.total_steps == 7
+    assessment = assess(config, gpus=())
+    assert (assessment.plan.images, assessment.plan.total_steps) == (7, 7)
+    from loratui.summary import summary_line
+    assert summary_line(assessment).startswith("7 images + 3 held out for validation · 7 steps")
 
 
 def test_the_trainer_refuses_a_bad_split_before_loading_anything(tmp_path):
