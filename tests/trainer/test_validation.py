@@ -130,3 +130,26 @@ def test_unchanged_weights_measure_the_same_loss(arch, tiny_sd15, tiny_sdxl, dat
     validator.after_epoch(1, 10)
     validator.after_epoch(1, 10)  # the same weights at the same step are measured once
     assert [kind for kind, _ in events.emitted] == ["validation"]
+
+
+def test_a_stopped_and_resumed_split_run_validates_as_an_uninterrupted_one(tiny_sd15, dataset, make_config):
+    """Fixed noise across processes: the resumed run's validation losses are the uninterrupted run's."""
+    from tests.trainer.helpers import new_run
+    from tests.trainer.test_resume_and_cache import _run_trainer
+    from trainer.contract.events import read_events
+
+    config = make_config(tiny_sd15, dataset, training={"epochs": 2, "batch_size": 2, **SPLIT,
+                                                        "validate_every_n_steps": 3})
+    whole, whole_events, status = train(config)
+    assert status == 0, whole.log.read_text()[-3000:]
+    run = new_run(config)
+    assert _run_trainer(run, stop_after_step=4) == 0
+    assert _run_trainer(run, "--resume") == 0
+    events = read_events(run.events)
+    assert events[-1]["type"] == "done" and of_type(events, "stopped")
+    # Readers keep the last event of a step (as for steps repeated after a kill).
+    resumed = {e["step"]: e["loss"] for e in of_type(events, "validation")}
+    uninterrupted = {e["step"]: e["loss"] for e in of_type(whole_events, "validation")}
+    assert resumed.keys() == uninterrupted.keys()
+    assert [resumed[s] for s in sorted(resumed)] == pytest.approx([uninterrupted[s] for s in sorted(resumed)],
+                                                                   rel=1e-5)
