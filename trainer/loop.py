@@ -135,8 +135,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     training_sources, held_out_sources = split_images(scan.images, config.training.validation_split,
                                                       config.training.validation_seed)
     try:
-        images, report = cache_latents(training_sources + held_out_sources, model.vae, resolution, config.dataset.buckets,
-                                       config.dataset.bucket_upscale, config.dataset.flip, cache_dir, progress)
+        images, report = cache_latents(training_sources + held_out_sources, model.vae, resolution,
+                                       config.dataset.buckets, config.dataset.bucket_upscale, config.dataset.flip,
+                                       cache_dir, progress)
     except _StoppedBeforeTraining:
         events.emit("stopped", step=0, epoch=0, reason=stop.reason, checkpoint=None)
         return None
