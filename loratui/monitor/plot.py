@@ -224,8 +224,9 @@ def render_loss_plot(steps: list[float], loss: list[float], smoothed: list[float
     learning rate (dropped when fewer than 12 lines are available). ``loss``, ``smoothed`` and ``lr`` run parallel
     to ``steps``; an empty ``smoothed`` or ``lr`` is simply not drawn, and non-finite values (a diverged
     run logs NaN) are skipped. ``validation_steps``/``validation_loss`` (with a validation split) are
-    drawn over the loss on the same axes, in the theme's colour for them and in the legend. The caller should have thinned the series to about ``width`` points:
-    longer input is thinned here so a slip never stalls a worker. Empty input gives
+    drawn over the loss on the same axes, in the theme's colour for them and in the legend. The caller
+    should have thinned the series to about ``width`` points: longer input is thinned here so a slip
+    never stalls a worker. Empty input gives
     :data:`WAITING_TEXT`, and a size under 20×6 a short message, instead of a plot.
     """
     width, height = int(width), int(height)
