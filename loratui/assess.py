@@ -22,6 +22,7 @@ from trainer.contract.config.schema import Config, Problem, effective_resolution
 from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.plan import StepPlan, plan_steps
+from trainer.contract.validation_split import split_images
 from trainer.contract.prediction import Resolved, detect_prediction, resolve_prediction
 from trainer.contract.lora_weights import as_trained, check_network_weights
 from trainer.contract.preflight import check_dataset, check_model_vae, check_output, check_prediction
@@ -250,7 +251,10 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
                     and config.dataset.resolution >= 0 and config.dataset.resolution % 64 == 0)
     if facts.scan is not None and facts.scan.images and counts_valid:
         resolution = effective_resolution(config, arch or "sd15")
-        plan = plan_steps(facts.scan.images, resolution, config.training.batch_size, config.training.epochs,
+        # Only the images left after the validation split are trained on (and counted).
+        training, _ = split_images(facts.scan.images, config.training.validation_split,
+                                   config.training.validation_seed)
+        plan = plan_steps(training, resolution, config.training.batch_size, config.training.epochs,
                           config.dataset.buckets, config.dataset.bucket_upscale)
     estimates = None
     # The tables describe the real SD1.5 and SDXL; the demo's tiny models are a thousand times smaller.

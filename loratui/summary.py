@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loratui.assess import Assessment, Estimates
 from loratui.runs.state import format_duration
+from trainer.contract.validation_split import held_out_count
 
 GIB = 2**30
 
@@ -48,6 +49,13 @@ def formula_words(plan) -> str:
     return words
 
 
+def held_out_words(assessment: Assessment) -> str:
+    """`` + 2 held out for validation`` when ``training.validation_split`` holds images out, else ""."""
+    scan = assessment.facts.scan if assessment.facts is not None else None
+    held = held_out_count(len(scan.images), assessment.config.training.validation_split) if scan else 0
+    return f" + {held} held out for validation" if held else ""
+
+
 def summary_line(assessment: Assessment | None) -> str:
     """``630 steps (formula 625) · sdxl · 1 problem · 2 warnings`` and, when known, size and memory."""
     if assessment is None:
@@ -55,7 +63,8 @@ def summary_line(assessment: Assessment | None) -> str:
     parts = []
     plan = assessment.plan
     if plan is not None:
-        parts.append(f"{plan.images} images · {plan.total_steps} steps (guide's formula {plan.formula_steps:g})")
+        parts.append(f"{plan.images} images{held_out_words(assessment)} · {plan.total_steps} steps "
+                     f"(guide's formula {plan.formula_steps:g})")
     parts.append(assessment.arch or "architecture unknown")
     parts += summary_notes(assessment)
     return " · ".join(parts)

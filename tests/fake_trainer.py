@@ -2,7 +2,7 @@
 
     python tests/fake_trainer.py RUN_DIR [--steps N] [--rate EVENTS_PER_S] [--scenario NAME]
                                          [--seconds-per-step S] [--device NAME] [--sample-image PNG]
-                                         [--sample-count N] [--sample-seconds S]
+                                         [--sample-count N] [--sample-seconds S] [--validate-every N]
 
 It behaves like ``python -m trainer`` where the monitor can see it: it records its pid in the
 run folder (and removes it when it ends), appends events to ``events.jsonl`` through the real
@@ -17,6 +17,11 @@ the loss series and the ending:
 - ``oom`` / ``nan``: an ``error`` event with that code after the steps.
 - ``die``: prints a traceback and exits without a final event (as a kill -9 or a hard crash would).
 - ``hold``: after the steps, waits (still alive) until SIGTERM.
+- ``overfitting``: the healthy training loss, with a validation loss that falls for the first half
+  of the run and then climbs (as held-out images do once a LoRA memorises its training images).
+
+``--validate-every N`` writes a ``validation`` event every N steps (the healthy shape: falling
+with the training loss, unless the scenario is ``overfitting``).
 
 It imports nothing heavy, so a test can run it many times a second; its file name contains
 "trainer" so the app's liveness check (which looks at the command line) accepts it.
@@ -42,7 +47,7 @@ from trainer.contract.rundir import RunPaths, write_pid  # noqa: E402
 
 STOP = {"requested": False}
 """Set by SIGTERM; checked after every step, as the real trainer does."""
-SCENARIOS = ("healthy", "flat", "oscillating", "oom", "nan", "die", "hold")
+SCENARIOS = ("healthy", "flat", "oscillating", "oom", "nan", "die", "hold", "overfitting")
 
 
 def loss_at(scenario: str, step: int, rng: random.Random) -> float:
@@ -53,6 +58,14 @@ def loss_at(scenario: str, step: int, rng: random.Random) -> float:
         return 0.1 * noise * (12 if step > 100 and (step // 50) % 2 else 1)
     base = 0.14 if scenario == "flat" else 0.06 + 0.1 * math.exp(-step / 400)
     return base * noise
+
+
+def validation_loss_at(scenario: str, step: int, steps: int) -> float:
+    """The canned validation loss after ``step``: fixed noise makes it smooth, unlike the training loss."""
+    level = 0.08 + 0.05 * math.exp(-step / 400)
+    if scenario == "overfitting":
+        level += 0.2 * max(0.0, step - steps / 2) / steps
+    return level
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resumed-from", type=int, default=0, help="start after this step (a resumed run)")
     parser.add_argument("--sample-count", type=int, default=2, help="pictures in a sampling round")
     parser.add_argument("--sample-seconds", type=float, default=0.0, help="how long each picture takes")
+    parser.add_argument("--validate-every", type=int, default=0, help="a validation event every N steps (0: none)")
     args = parser.parse_args(argv)
 
     run = RunPaths(args.run_dir.resolve())
@@ -96,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             extra = {"vram_peak_gib": 6.5, "vram_total_gib": 24.0} if args.device != "cpu" else {}
             events.emit("step", step=step, total_steps=args.steps, epoch=(step - 1) // per_epoch + 1, loss=loss,
                         lr=1e-4 * (1 - step / (args.steps + 1)), seconds_per_step=pace, **extra)
+            if args.validate_every and step % args.validate_every == 0:
+                events.emit("validation", step=step, epoch=(step - 1) // per_epoch + 1, images=5, timesteps=5,
+                            loss=validation_loss_at(args.scenario, step, args.steps))
             if step % 50 == 0:
                 print(f"\rsteps: {step}/{args.steps} loss={loss:.4f}", end="", flush=True)
             for action in take_requests(run.root):

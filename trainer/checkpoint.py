@@ -69,7 +69,7 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
                       batches_per_epoch: int, tag_frequency: dict[str, int], started_at: float,
                       session_id: str, folders: dict[str, DatasetFolder] | None = None,
                       prediction: str = "epsilon", zero_terminal_snr: bool = False,
-                      precision: str | None = None) -> dict[str, str]:
+                      precision: str | None = None, validation_images: int = 0) -> dict[str, str]:
     """The metadata that stays the same through a run (per-save keys are added by ``save_lora``).
 
     Besides sd-scripts' ``ss_*`` keys it carries the SAI model-spec keys sd-scripts writes
@@ -82,7 +82,7 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
 
     ``folders`` (from ``dataset_folders``) lists the images per folder as sd-scripts does; without
     it the whole dataset is one entry with ``images`` images, ``dataset.repeats`` each, and the
-    tags of ``tag_frequency``.
+    tags of ``tag_frequency``. ``validation_images`` is how many images the validation split held out.
     """
     network_module, network_args = _network_module_and_args(config)
     if folders is None:
@@ -136,6 +136,13 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_caption_dropout_rate": str(config.dataset.caption_dropout),
         "ss_prior_loss_weight": "1.0",
         "ss_min_snr_gamma": str(config.training.min_snr_gamma) if config.training.min_snr_gamma else "None",
+        # Validation, as sd-scripts writes it; every held-out image is measured, which its None (no limit) means.
+        "ss_validation_split": str(config.training.validation_split),
+        "ss_validation_seed": str(config.training.validation_seed),
+        "ss_validate_every_n_steps": str(config.training.validate_every_n_steps or None),
+        "ss_validate_every_n_epochs": str(config.training.validate_every_n_epochs),
+        "ss_num_validation_images": str(validation_images),
+        "ss_max_validation_steps": "None",
         "ss_training_comment": f"trained with loratui, trigger word: {config.dataset.trigger_word or 'none'}",
         "ss_dataset_dirs": json.dumps({name: {"n_repeats": f.repeats, "img_count": f.images}
                                        for name, f in folders.items()}),

@@ -28,6 +28,7 @@ from trainer.contract.events import EventWriter
 from trainer.contract.plan import count_batches, epoch_batches
 from trainer.contract.rundir import RunPaths
 from trainer.contract.stop import StopRequest
+from trainer.contract.validation_split import split_images
 from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.distributed import Ranks
 from trainer.fused import make_update
@@ -43,6 +44,7 @@ from trainer.speed import use_tf32
 from trainer.start_weights import load_start_weights, network_shape
 from trainer.state import Fingerprint, Progress, load_state, restore, save_state
 from trainer.step import TextEmbeddingCache, choose_precision, diffusion_loss, encode_captions
+from trainer.validation import Validator, split_cached
 
 NAN_PATIENCE = 3
 """Consecutive non-finite losses tolerated (their updates are skipped) before the run stops."""
@@ -137,9 +139,13 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         if config.dataset.cache_latents_to_disk else None
     if ranks.distributed and not ranks.main:
         distributed.barrier()  # rank 0 encodes first, so the others read its disk cache instead of re-encoding
+    # Validation split: the held-out images are encoded with the rest, then kept out of every batch.
+    training_sources, held_out_sources = split_images(scan.images, config.training.validation_split,
+                                                      config.training.validation_seed)
     try:
-        images, report = cache_latents(scan.images, model.vae, resolution, config.dataset.buckets,
-                                       config.dataset.bucket_upscale, config.dataset.flip, cache_dir, progress)
+        images, report = cache_latents(training_sources + held_out_sources, model.vae, resolution,
+                                       config.dataset.buckets, config.dataset.bucket_upscale, config.dataset.flip,
+                                       cache_dir, progress)
     except _StoppedBeforeTraining:
         events.emit("stopped", step=0, epoch=0, reason=stop.reason, checkpoint=None)
         return None
@@ -150,6 +156,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     if report.cache_error:
         events.emit("warning", code="cache_unwritable", message=f"The latent cache cannot be written "
                     f"({report.cache_error}); training goes on without it.")
+    images, held_out = split_cached(images, held_out_sources)
     if not images:
         raise TrainerError("dataset", f"none of the images in {config.dataset.path} could be decoded.",
                            "Check the warnings above for each file's reason.")
@@ -194,7 +201,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                                  batches_per_epoch=per_epoch, tag_frequency=tags, folders=folders,
                                  started_at=started_at, session_id=new_session_id(),
                                  prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr,
-                                 precision=precision.name)
+                                 precision=precision.name, validation_images=len(held_out))
 
     # Optimizer and schedule.
     fused = config.training.fused_backward_pass
@@ -228,7 +235,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 formula_steps=sum(repeats) * config.training.epochs / (batch_size * ranks.world),
                 trainable_parameters=sum(p.numel() for p in network.parameters()),
                 text_encoder_outputs_cached=text_cache is not None, resumed_from_step=done.step if resume else None,
-                prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr)
+                prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr,
+                validation_images=len(held_out))
 
     def checkpoint(path: Path, epoch: int, reason: str) -> Path | None:
         # The LoRA and the state that resumes after it are saved together (schedule-free: averaged weights).
@@ -256,6 +264,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         prompts=choose_prompts(config.output.sample_prompts, config.dataset.trigger_word, tags),
         resolution=resolution, steps=config.output.sample_steps, seed=config.output.sample_seed,
         lora_name=config.output.name))
+
+    # Validation loss on the held-out images (trainer.validation): every N steps and epochs, and at the end.
+    validator = Validator(config, model, network, optimizer, precision, held_out, train_te, events)
 
     # Train.
     gpu_total = _gpu_total(precision.device)
@@ -296,6 +307,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             events.emit("step", step=done.step, total_steps=total_steps, epoch=done.epoch, loss=loss_value,
                         lr=scheduler.get_last_lr()[0], seconds_per_step=round(time.perf_counter() - tick, 5),
                         **_gpu_memory(precision.device, gpu_total))
+            validator.after_step(done.step, done.epoch)
             # Requests from the app ("save now", "sample now") are files in the run folder. A save is
             # left to the stop below when both come at once: it saves the same file.
             actions = take_requests(paths.root) if ranks.main else []
@@ -324,6 +336,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         finite = [v for v in done.epoch_losses if math.isfinite(v)]
         events.emit("epoch", epoch=done.epoch, epochs=config.training.epochs, step=done.step,
                     mean_loss=sum(finite) / len(finite) if finite else None)
+        validator.after_epoch(done.epoch, done.step)
         finished_epoch = done.epoch
         done.epoch, done.batch_in_epoch, done.epoch_losses = done.epoch + 1, 0, []
         every = config.output.save_every_n_epochs

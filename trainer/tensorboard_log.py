@@ -1,9 +1,9 @@
 """TensorBoard logging (``output.tensorboard``): the run's events mirrored into TensorBoard's format.
 
 The events file stays the one record of a run; this writer only repeats what is emitted there in
-the form TensorBoard reads, into ``RUN_DIR/tensorboard``: the loss (raw and the mean of each
-epoch), the learning rate, seconds per step, GPU memory, the sample images and the run's settings
-as text. Because it wraps the event writer rather than the loop, TensorBoard can never show
+the form TensorBoard reads, into ``RUN_DIR/tensorboard``: the loss (raw, the mean of each epoch
+and the validation loss), the learning rate, seconds per step, GPU memory, the sample images and
+the run's settings as text. Because it wraps the event writer rather than the loop, TensorBoard can never show
 something the app does not, and the loop has no second logging path to keep in step.
 
 A resumed run writes into the same folder with the same step numbers, so its curves continue
@@ -58,6 +58,8 @@ class TensorBoardEvents:
                 value = record.get(field)
                 if isinstance(value, (int, float)):
                     self._writer.add_scalar(tag, value, record["step"], walltime=record["time"])
+        elif kind == "validation" and isinstance(record.get("loss"), (int, float)):
+            self._writer.add_scalar("loss/validation", record["loss"], record["step"], walltime=record["time"])
         elif kind == "epoch" and isinstance(record.get("mean_loss"), (int, float)):
             self._writer.add_scalar("loss/epoch_mean", record["mean_loss"], record["step"], walltime=record["time"])
         elif kind == "sample":

@@ -29,11 +29,13 @@ from typing import Any
 
 from loratui.interop.report import MappingReport
 from loratui.interop.sdscripts_masks import mask_subset_pairs, mask_training_pairs
+from loratui.interop.sdscripts_validation import export_validation
 from loratui.interop.tomlout import dataset_toml, flat_toml
 from trainer.contract.config.schema import FIELDS, Config, effective_resolution, get_value
 from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
 from trainer.contract.plan import BUCKET_STEP, assign_bucket, count_batches
 from trainer.contract.prediction import Detected, detect_prediction, resolve_prediction
+from trainer.contract.validation_split import split_images
 
 SD15_SCRIPT = "train_network.py"
 SDXL_SCRIPT = "sdxl_train_network.py"
@@ -321,11 +323,13 @@ def _scheduler(config: Config, scan: DatasetScan | None, arch: str, report: Mapp
 
 
 def batches_per_epoch(config: Config, scan: DatasetScan, arch: str) -> int:
-    """Batches in one epoch of this dataset, bucketed exactly as the trainer buckets (upscaling included)."""
+    """Batches in one epoch of this dataset, bucketed exactly as the trainer buckets (upscaling included),
+    of the images left to train on after the validation split."""
     resolution = effective_resolution(config, arch)
+    images, _ = split_images(scan.images, config.training.validation_split, config.training.validation_seed)
     buckets = [assign_bucket(i.width, i.height, resolution, config.dataset.buckets, config.dataset.bucket_upscale)
-               for i in scan.images]
-    return count_batches(buckets, [i.repeats for i in scan.images], max(1, config.training.batch_size))
+               for i in images]
+    return count_batches(buckets, [i.repeats for i in images], max(1, config.training.batch_size))
 
 
 def _planned_steps(config: Config, scan: DatasetScan | None, arch: str) -> int | None:
@@ -496,9 +500,7 @@ def _command(script: str, out_dir: Path, processes: int, source: Path | None) ->
 
 
 NOT_YET_EXPORTED: tuple[str, ...] = (
-    "dataset.reg_path",
-    "training.gradient_accumulation_steps", "training.prior_loss_weight", "training.validation_split",
-    "training.validation_seed", "training.validate_every_n_steps", "training.validate_every_n_epochs",
+    "dataset.reg_path", "training.gradient_accumulation_steps", "training.prior_loss_weight",
     "training.multires_noise_iterations", "training.multires_noise_discount", "training.ip_noise_gamma",
     "training.min_timestep", "training.max_timestep", "training.debiased_estimation", "training.loss_type",
     "training.huber_c", "training.huber_schedule", "output.sample_negative_prompt", "output.sample_sampler",
@@ -525,10 +527,13 @@ def export_sdscripts(config: Config, out_dir: Path, source: Path | None = None) 
     export = Export(arch, script, report=report)
 
     general, caching = _dataset(config, scan, arch, report)
+    validation_general, validation = export_validation(config, report)
+    general += validation_general
     groups = [("model and network", _model_and_network(config, arch, report)),
               ("optimizer", _optimizer(config, report)),
               ("learning-rate schedule", _scheduler(config, scan, arch, report)),
-              ("training", _training(config, report) + caching + mask_training_pairs(config, report, scan)),
+              ("training", _training(config, report) + caching + mask_training_pairs(config, report, scan)
+               + validation),
               ("output and samples", _output(config, out_dir, report)),
               ("dataset", [("dataset_config", str(out_dir / "dataset.toml"))])]
     subsets = [subset + mask_subset_pairs(config, subset[0][1]) for subset in _subsets(config, scan, report)]

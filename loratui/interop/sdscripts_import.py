@@ -18,6 +18,7 @@ from loratui.interop.sdscripts import (CONV_TYPES, GUIDANCE_SCALE, LYCORIS_ALGOS
 from loratui.interop.sdscripts_dataset import DatasetMapping
 from loratui.interop.sdscripts_source import (OPTIMIZER_DEFAULT_DECAY, SD_SCRIPTS_DEFAULTS, Hints, Source, as_float,
                                               as_int, is_noop, optimizer_name, parse_args_list, reason_for)
+from loratui.interop.sdscripts_validation import import_validation
 from trainer.contract.config.schema import DORA_NETWORKS, Config, Problem, from_dict, native_resolution, validate
 
 
@@ -355,6 +356,7 @@ class Importer(DatasetMapping):
             self.report.approx("torch_compile", "training.compile", compiled, "loratui compiles each UNet "
                                "transformer block on its own, with torch.compile's default backend")
         self._caching()
+        import_validation(self)  # validation_split, validation_seed, validate_every_n_*, max_validation_steps
         if self.src.get("sdpa"):
             self.report.map("sdpa", "(always on in loratui)", True)
         if self.hints.num_processes:

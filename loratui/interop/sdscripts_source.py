@@ -39,8 +39,8 @@ NO_EFFECT_REASONS = {
     ("cache_text_encoder_outputs", "cache_text_encoder_outputs_to_disk"): "no such setting in loratui",
     ("color_aug", "random_crop", "face_crop_aug_range", "caption_tag_dropout_rate", "caption_dropout_every_n_epochs",
      "token_warmup_min", "token_warmup_step", "keep_tokens_separator", "secondary_separator", "enable_wildcard",
-     "caption_suffix", "caption_separator", "custom_attributes", "network_multiplier",
-     "validation_split", "validation_seed"): "loratui has no such dataset option",
+     "caption_suffix", "caption_separator", "custom_attributes", "network_multiplier"):
+        "loratui has no such dataset option",
     ("training_comment", "metadata_title", "metadata_author", "metadata_description", "metadata_license",
      "metadata_tags"): "loratui writes its own metadata",
     ("save_toml", "save_toml_location", "tag_occurrence", "tag_file_location", "name"):

@@ -7,7 +7,9 @@ neighbouring pair is merged into one, so the buckets double in width and the mem
 same whatever the run's length, while the plot still shows the whole run from its first step.
 
 Alongside the buckets it keeps what the red-flag detector reads (``loratui.monitor.red_flags``): the
-last few hundred finite losses as they came, the first few dozen, and a smoothed loss.
+last few hundred finite losses as they came, the first few dozen, and a smoothed loss. With a
+validation split it also keeps the validation losses (``add_validation``), each with the smoothed
+training loss of its step: there are few of them (one per validation), so they are kept as points.
 
 One thread may call ``add`` while others read: a lock guards the state, and readers get copies.
 """
@@ -30,6 +32,9 @@ truth by a few dozen steps, which is small against the guide's 250–2000-step r
 is bias-corrected (divided by 1 - 0.98^n after n losses) so that its start is not dragged
 towards zero, and a constant loss gives exactly that constant from the first step."""
 
+VALIDATION_CAPACITY = 1024
+"""Validation points kept; beyond it every other old one is dropped (the newest always stays)."""
+
 DEFAULT_CAPACITY = 2048
 """Buckets kept: enough points for any terminal width, and a copy of them takes well under a ms."""
 RECENT_SIZE = 200
@@ -46,7 +51,7 @@ _FIRST, _LAST, _N, _LOSS_N, _LOSS_SUM, _SMOOTH_SUM, _STEP_SUM, _LR_N, _LR_SUM = 
 
 @dataclass
 class Series:
-    """Plot-ready points: four lists of the same length, oldest first."""
+    """Plot-ready points: four lists of the same length, oldest first, and the validation points."""
 
     steps: list[float] = field(default_factory=list)
     """The mean step of each point (steps whose loss was not finite are not counted)."""
@@ -56,10 +61,24 @@ class Series:
     """The mean smoothed loss of each point (see ``SMOOTHING``)."""
     lr: list[float] = field(default_factory=list)
     """The mean learning rate of each point (the previous point's when none was reported)."""
+    validation_steps: list[float] = field(default_factory=list)
+    """The step of each validation (its own length: validations are few)."""
+    validation_loss: list[float] = field(default_factory=list)
+    """The validation loss at each of ``validation_steps``."""
 
     def __len__(self) -> int:
         """The number of points."""
         return len(self.steps)
+
+
+@dataclass(frozen=True)
+class ValidationPoint:
+    """One validation: its step, its loss and the smoothed training loss at that step."""
+
+    step: int
+    loss: float
+    training_loss: float | None
+    """The smoothed training loss when the validation came (None before any finite training loss)."""
 
 
 class LossHistory:
@@ -101,6 +120,7 @@ class LossHistory:
             self._recent_steps: deque[int] = deque(maxlen=self._recent_size)
             self._early: list[float] = []
             self._early_steps: list[int] = []
+            self._validation: list[ValidationPoint] = []
 
     def add(self, step: int, loss: float | None, lr: float | None) -> None:
         """Record one step; ``loss`` None (or not finite) is counted but not plotted.
@@ -143,6 +163,22 @@ class LossHistory:
                 self._early.append(loss)
                 self._early_steps.append(step)
 
+    def add_validation(self, step: int, loss: float | None) -> None:
+        """Record a validation loss measured after ``step`` (None or not finite: ignored).
+
+        The smoothed training loss of that moment is kept with it, for the red flag that compares
+        the two trends. A validation at a step already recorded (a resumed run repeating steps)
+        replaces it and everything after it.
+        """
+        if loss is None or not isfinite(loss):
+            return
+        with self._lock:
+            points = [p for p in self._validation if p.step < step]
+            points.append(ValidationPoint(step, loss, self._smoothed))
+            if len(points) > VALIDATION_CAPACITY:
+                points = points[:-1][::2] + points[-1:]
+            self._validation = points
+
     def _open_bucket(self, step: int) -> None:
         """Start a bucket at ``step``, first halving the resolution if the buckets are at capacity."""
         buckets = self._buckets
@@ -170,6 +206,7 @@ class LossHistory:
         kept = [(s, v) for s, v in zip(self._early_steps, self._early) if s < step]
         self._early = [v for _, v in kept]
         self._early_steps = [s for s, _ in kept]
+        self._validation = [p for p in self._validation if p.step < step]
         # The smoothed loss cannot be rewound without the dropped values; it simply carries on,
         # which after a few dozen steps makes no visible difference.
 
@@ -181,6 +218,7 @@ class LossHistory:
         """
         with self._lock:
             rows = [bucket[:] for bucket in self._buckets if bucket[_LOSS_N]]
+            validation = list(self._validation)
         if width is not None and width < 1:
             raise ValueError(f"width must be at least 1 (got {width})")
         if width is not None and len(rows) > width:
@@ -198,6 +236,8 @@ class LossHistory:
             if row[_LR_N]:
                 lr = row[_LR_SUM] / row[_LR_N]
             out.lr.append(lr)
+        out.validation_steps = [float(p.step) for p in validation]
+        out.validation_loss = [p.loss for p in validation]
         return out
 
     def __len__(self) -> int:
@@ -245,6 +285,12 @@ class LossHistory:
     def early_size(self) -> int:
         """How many of the first finite losses ``early`` keeps."""
         return self._early_size
+
+    @property
+    def validation(self) -> tuple[ValidationPoint, ...]:
+        """The validation losses recorded, oldest first."""
+        with self._lock:
+            return tuple(self._validation)
 
     @property
     def finite_count(self) -> int:

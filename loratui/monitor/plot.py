@@ -31,9 +31,9 @@ _MIN_LR_HEIGHT = 12
 """Below this total height the learning-rate panel is dropped so the loss keeps readable rows."""
 _LR_ROWS = 5
 """The smallest learning-rate panel: its frame, two rows of curve and the step labels."""
-LEGEND = {"loss": "loss", "smoothed": "smoothed", "lr": "learning rate"}
+LEGEND = {"loss": "loss", "smoothed": "smoothed", "validation": "validation", "lr": "learning rate"}
 """The legend's words for each series ..."""
-SHORT_LEGEND = {"loss": "loss", "smoothed": "smooth", "lr": "lr"}
+SHORT_LEGEND = {"loss": "loss", "smoothed": "smooth", "validation": "val", "lr": "lr"}
 """... and the shorter ones used when the full legend leaves the title no room."""
 _MARK = "━"
 """The legend's sample of each series' line, drawn in that series' colour."""
@@ -62,6 +62,13 @@ class PlotColours:
     """Axes, tick labels, title and legend text."""
     background: RGB | None
     """The plot's canvas; None leaves it transparent so the widget's own background shows."""
+    validation: RGB | None = None
+    """The validation loss (None: the smoothed loss's colour, which a theme always has)."""
+
+    @property
+    def validation_colour(self) -> RGB:
+        """The colour the validation curve is drawn in."""
+        return self.validation if self.validation is not None else self.smoothed
 
 
 def _rgb(value: str | None, fallback: str) -> RGB:
@@ -77,7 +84,8 @@ def colours_from_theme(theme: Theme) -> PlotColours:
 
     The variables are the ones Textual itself resolves for ``$primary`` and friends, so the plot matches
     the rest of the screen even for a theme that only sets ``primary``: raw loss in $secondary, the
-    smoothed loss in $primary, the learning rate in $accent, axes in $foreground on $background.
+    smoothed loss in $primary, the validation loss in $success, the learning rate in $accent, axes in
+    $foreground on $background.
     """
     variables = theme.to_color_system().generate()
     background = _rgb(variables.get("background"), theme.primary)
@@ -88,7 +96,12 @@ def colours_from_theme(theme: Theme) -> PlotColours:
         # A one-colour theme would draw both loss lines alike: dim the raw one towards the background.
         loss = Color(*smoothed).blend(Color(*background), 0.5).rgb
     lr = _rgb(variables.get("accent"), theme.primary)
-    return PlotColours(loss=loss, smoothed=smoothed, lr=lr, foreground=foreground, background=background)
+    validation = _rgb(variables.get("success"), theme.primary)
+    if validation in (loss, smoothed):
+        # Told apart from both training curves even in a theme whose warning colour is one of theirs.
+        validation = Color(*validation).blend(Color(*foreground), 0.5).rgb
+    return PlotColours(loss=loss, smoothed=smoothed, lr=lr, foreground=foreground, background=background,
+                       validation=validation)
 
 
 def _finite(xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
@@ -193,7 +206,8 @@ def legend_line(title: str, series: list[str], width: int, colours: PlotColours)
     for index, name in enumerate(series):
         if index:
             line.append("  ", style=base)
-        line.append(_MARK, style=base + Style(color=Color(*getattr(colours, name)).rich_color))
+        colour = colours.validation_colour if name == "validation" else getattr(colours, name)
+        line.append(_MARK, style=base + Style(color=Color(*colour).rich_color))
         line.append(f" {words[name]}", style=base)
     line.append(" ", style=base)
     line.truncate(width, pad=True)
@@ -201,15 +215,18 @@ def legend_line(title: str, series: list[str], width: int, colours: PlotColours)
 
 
 def render_loss_plot(steps: list[float], loss: list[float], smoothed: list[float], lr: list[float],
-                     width: int, height: int, colours: PlotColours, title: str = "") -> Text:
+                     width: int, height: int, colours: PlotColours, title: str = "",
+                     validation_steps: list[float] = (), validation_loss: list[float] = ()) -> Text:
     """The loss plot as ``height`` lines of ``width`` cells; safe to call from any thread.
 
     The first line holds ``title`` and the legend (``legend_line``), outside the plot. Below it the raw
     loss and its smoothed curve, and under those, sharing their step axis, a smaller panel with the
     learning rate (dropped when fewer than 12 lines are available). ``loss``, ``smoothed`` and ``lr`` run parallel
     to ``steps``; an empty ``smoothed`` or ``lr`` is simply not drawn, and non-finite values (a diverged
-    run logs NaN) are skipped. The caller should have thinned the series to about ``width`` points:
-    longer input is thinned here so a slip never stalls a worker. Empty input gives
+    run logs NaN) are skipped. ``validation_steps``/``validation_loss`` (with a validation split) are
+    drawn over the loss on the same axes, in the theme's colour for them and in the legend. The caller
+    should have thinned the series to about ``width`` points: longer input is thinned here so a slip
+    never stalls a worker. Empty input gives
     :data:`WAITING_TEXT`, and a size under 20×6 a short message, instead of a plot.
     """
     width, height = int(width), int(height)
@@ -220,10 +237,11 @@ def render_loss_plot(steps: list[float], loss: list[float], smoothed: list[float
         return Text(WAITING_TEXT, no_wrap=True)
     smooth_x, smooth_y = _thin(*_finite(steps, smoothed), limit=2 * width)
     lr_x, lr_y = _thin(*_finite(steps, lr), limit=2 * width)
+    val_x, val_y = _thin(*_finite(list(validation_steps), list(validation_loss)), limit=2 * width)
     show_lr = bool(lr_x) and height >= _MIN_LR_HEIGHT
 
-    x_low, x_high = _span(loss_x + smooth_x + lr_x)
-    loss_low, loss_high = _span(loss_y + smooth_y)
+    x_low, x_high = _span(loss_x + smooth_x + lr_x + val_x)
+    loss_low, loss_high = _span(loss_y + smooth_y + val_y)
     loss_ticks = _ticks(loss_low, loss_high, 3)
     loss_labels = [_number(v) for v in loss_ticks]
     lr_low, lr_high = _span(lr_y) if show_lr else (0.0, 1.0)
@@ -235,7 +253,8 @@ def render_loss_plot(steps: list[float], loss: list[float], smoothed: list[float
     x_labels = [_step(v) for v in x_ticks]
     rows = height - 1  # the legend line takes the first
     top_height = rows - max(_LR_ROWS, round(rows / 3)) if show_lr else rows
-    drawn = ["loss"] + (["smoothed"] if smooth_x else []) + (["lr"] if show_lr else [])
+    drawn = ["loss"] + (["smoothed"] if smooth_x else []) + (["validation"] if val_x else []) + \
+        (["lr"] if show_lr else [])
     legend = legend_line(title, drawn, width, colours)
 
     with _PLOTEXT_LOCK:
@@ -243,6 +262,9 @@ def render_loss_plot(steps: list[float], loss: list[float], smoothed: list[float
         top.plot(loss_x, loss_y, color=colours.loss, marker="braille")
         if smooth_x:
             top.plot(smooth_x, smooth_y, color=colours.smoothed, marker="hd")
+        if val_x:
+            # Drawn last, so the few validation points stay visible over the dense training curves.
+            top.plot(val_x, val_y, color=colours.validation_colour, marker="hd")
         top.xlim(x_low, x_high)
         top.ylim(loss_low, loss_high)
         top.yticks(loss_ticks, [label.rjust(label_width) for label in loss_labels])

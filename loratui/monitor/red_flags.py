@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from math import sqrt
 from typing import TYPE_CHECKING
 
-from loratui.monitor.loss_history import LossHistory
+from loratui.monitor.loss_history import LossHistory, ValidationPoint
 from loratui.rules.guide import STEPS_AIM
 
 if TYPE_CHECKING:
     from loratui.runs.state import RunState
 
-CODES = ("oom", "nan", "loss_oscillating", "loss_flat", "too_fast")
+CODES = ("oom", "nan", "loss_oscillating", "loss_flat", "overfitting", "too_fast")
 """Every flag, in the order ``detect`` reports them: failures first, then the loss, then the pace."""
 
 # --- loss_flat --------------------------------------------------------------------------------
@@ -72,6 +72,16 @@ OSC_RISE = 2.5
 """A loss whose last 50 steps average this many times its start has run away upwards.
 
 Healthy synthetic runs never went above 1.9."""
+
+# --- overfitting ------------------------------------------------------------------------------
+# With a validation split: the held-out images' loss rises while the training loss still falls,
+# the classic sign that the LoRA starts to memorise its training images. The validation loss is
+# measured at fixed timesteps and noise, so it has none of the per-step dice; what noise is left
+# comes from the weights moving. One rise can be that noise, so the flag needs a run of them.
+VAL_RISES = 3
+"""Consecutive validations each higher than the one before (so four points: the low and three rises)."""
+VAL_MIN_RISE = 0.02
+"""... which together rise at least 2% above the first of them: smaller rises are rounding-sized."""
 
 # --- too_fast ---------------------------------------------------------------------------------
 FAST_SECONDS = 30 * 60
@@ -150,6 +160,14 @@ def detect(history: LossHistory, facts: RunFacts) -> list[RedFlag]:
                 f"{flat} The guide's advice is a lower learning rate (optimizer.unet_lr). The loss is "
                 "noisy, so look at the smoothed line before you stop the run.",
                 step))
+    overfitting = _overfitting(history.validation)
+    if overfitting:
+        flags.append(RedFlag(
+            "overfitting", "The validation loss is rising",
+            f"{overfitting} The LoRA is starting to learn its training images by heart (overtraining). "
+            "Keep an earlier checkpoint (output.save_every_n_epochs saves them), or train for fewer "
+            "steps (training.epochs) or at a lower learning rate (optimizer.unet_lr).",
+            step))
     too_fast = _too_fast(facts, step)
     if too_fast:
         flags.append(RedFlag("too_fast", "This run will be very short", too_fast, step))
@@ -220,6 +238,23 @@ def _oscillating(early: tuple[float, ...], recent: tuple[float, ...]) -> str:
         return (f"Over the last {count * OSC_BLOCK} steps the loss, averaged over {OSC_BLOCK} steps, "
                 f"rose {rise:.0f}-fold from a low.")
     return ""
+
+
+def _overfitting(points: tuple[ValidationPoint, ...]) -> str:
+    """A sentence saying how the validation loss rose while the training loss fell, else ""."""
+    if len(points) < VAL_RISES + 1:
+        return ""
+    window = points[-(VAL_RISES + 1):]
+    if any(later.loss <= earlier.loss for earlier, later in zip(window, window[1:])):
+        return ""
+    first, last = window[0], window[-1]
+    if last.loss < first.loss * (1 + VAL_MIN_RISE):
+        return ""
+    if first.training_loss is None or last.training_loss is None or last.training_loss >= first.training_loss:
+        return ""  # both rising is a run going wrong as a whole (the loss flags' business), not overtraining
+    return (f"It rose at each of the last {VAL_RISES} validations, from {first.loss:.4g} at step {first.step} "
+            f"to {last.loss:.4g} at step {last.step}, while the smoothed training loss fell from "
+            f"{first.training_loss:.4g} to {last.training_loss:.4g}.")
 
 
 def _too_fast(facts: RunFacts, step: int) -> str:

@@ -97,6 +97,9 @@ class RunFollower:
                     self.history.add(event.get("step", 0), event.get("loss"), event.get("lr"))
                     grew = True
                 else:
+                    if event["type"] == "validation":
+                        self.history.add_validation(event.get("step", 0), event.get("loss"))
+                        grew = True
                     text = describe_event(event, self.state)
                     if text:
                         lines.append(text)

@@ -76,6 +76,10 @@ class RunState:
     """``cpu`` or the GPU's name, from the start event."""
     precision: str = ""
     """What the run computes in (``fp32``, ``bf16``, ``fp16``), from the start event."""
+    validation_loss: float | None = None
+    """The latest validation loss (with ``training.validation_split``), None before the first."""
+    validation_step: int | None = None
+    """The step it was measured after."""
     vram_peak_gib: float | None = None
     vram_total_gib: float | None = None
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -227,6 +231,10 @@ class RunState:
         self.sample_done = int(event.get("index") or self.sample_done + 1)
         self.sample_total = int(event.get("total") or self.sample_total)
 
+    def _on_validation(self, event: dict[str, Any]) -> None:
+        if event.get("loss") is not None:
+            self.validation_loss, self.validation_step = event["loss"], event.get("step")
+
     def _on_epoch(self, event: dict[str, Any]) -> None:
         self.epoch = event.get("epoch", self.epoch)
         self.epochs = event.get("epochs", self.epochs)
@@ -290,6 +298,8 @@ def step_figures(state: RunState) -> list[tuple[int, str]]:
         figures.append((3, f"epoch {max(state.epoch, 1)}/{state.epochs}"))
     if state.loss is not None:
         figures.append((1, f"loss {state.loss:.4f}"))
+    if state.validation_loss is not None:
+        figures.append((3, f"val {state.validation_loss:.4f}"))
     speed = speed_text(state)
     if speed:
         figures.append((2, speed))
@@ -363,6 +373,10 @@ def describe_event(event: dict[str, Any], state: RunState | None = None) -> str 
         loss = event.get("mean_loss")
         return f"{stamp} epoch {event.get('epoch')}/{event.get('epochs')} done, mean loss " + \
             (f"{loss:.4f}" if loss is not None else "n/a")
+    if kind == "validation":
+        loss = event.get("loss")
+        return (f"{stamp} validation loss at step {event.get('step')}: "
+                f"{f'{loss:.4f}' if loss is not None else 'not a number'} ({event.get('images')} held-out images)")
     if kind == "checkpoint":
         return f"{stamp} saved {event.get('path')}"
     if kind == "warning":

@@ -218,7 +218,8 @@ class RunMonitor(Vertical):
     @work(thread=True, exclusive=True, group="plot", exit_on_error=False)
     def _render_plot(self, series: Series, width: int, height: int, colours, title: str, number: int) -> None:
         text = render_loss_plot(series.steps, series.loss, series.smoothed, series.lr, width, height, colours,
-                                title=title)
+                                title=title, validation_steps=series.validation_steps,
+                                validation_loss=series.validation_loss)
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show_plot, text, number)
 

@@ -73,3 +73,17 @@ def test_the_app_names_the_missing_package_before_launch(tiny_sd15, dataset, mak
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as on a box without it
     (problem,) = check_output(config)
     assert problem.field == "output.tensorboard" and "pip install tensorboard" in problem.message
+
+
+def test_validation_losses_are_mirrored_at_their_steps(tmp_path):
+    """The validation curve is a TensorBoard scalar too, at the step each validation followed."""
+    from trainer.contract.events import EventWriter
+    from trainer.tensorboard_log import TensorBoardEvents
+
+    with EventWriter(tmp_path / "events.jsonl") as inner:
+        events = TensorBoardEvents(inner, tmp_path / TENSORBOARD_FOLDER)
+        for step, loss in ((10, 0.25), (20, 0.2), (30, None)):  # a loss that was not finite is left out
+            events.emit("validation", step=step, epoch=1, loss=loss, images=2, timesteps=5)
+        events.close()
+    logged = _read(tmp_path / TENSORBOARD_FOLDER).Scalars("loss/validation")
+    assert [(s.step, s.value) for s in logged] == [(10, pytest.approx(0.25)), (20, pytest.approx(0.2))]

@@ -18,6 +18,7 @@ from PIL import Image
 
 from loratui.interop import InteropError, export_sdscripts, import_file
 from loratui.interop.importers import LORA_EASY, SD_SCRIPTS, parse_prompt_line
+from loratui.interop.sdscripts_validation import FOLLOWERS as VALIDATION_FOLLOWERS
 from loratui.interop.sdscripts import (CAME_BETAS, CONV_TYPES, GUIDANCE_SCALE, LYCORIS_ALGOS, NOT_YET_EXPORTED,
                                       bucket_range)
 from trainer.contract.config.schema import (DORA_NETWORKS, FIELDS, LR_FREE_OPTIMIZERS, SUPPORTED_NETWORKS,
@@ -41,7 +42,8 @@ SD_SCRIPTS_ARGUMENTS = {
     "lr_scheduler_args", "max_train_epochs", "train_batch_size", "mixed_precision", "seed", "gradient_checkpointing",
     "min_snr_gamma", "noise_offset", "sdpa", "cache_latents", "cache_latents_to_disk", "output_dir", "output_name",
     "save_model_as", "save_precision", "save_every_n_epochs", "save_last_n_epochs", "sample_every_n_epochs",
-    "sample_sampler", "sample_prompts", "dataset_config", "masked_loss"}
+    "sample_sampler", "sample_prompts", "dataset_config", "masked_loss",
+    "validate_every_n_steps", "validate_every_n_epochs"}
 _SUBSET_ASCENDABLE = {"color_aug", "face_crop_aug_range", "flip_aug", "num_repeats", "random_crop", "shuffle_caption",
                       "keep_tokens", "keep_tokens_separator", "secondary_separator", "caption_separator",
                       "enable_wildcard", "token_warmup_min", "token_warmup_step", "caption_prefix", "caption_suffix",
@@ -109,6 +111,8 @@ def expected_back(config: Config, arch: str) -> Config:
         losses["output.keep_last_n_checkpoints"] = 0
     if not config.dataset.masked_loss:
         losses["dataset.mask_path"] = ""  # sd-scripts reads no masks then, so none are written
+    if not config.training.validation_split:  # the other validation settings are not written without a split
+        losses.update({key: FIELDS[key].default for key in VALIDATION_FOLLOWERS})
     if not any(p.strip() for p in config.output.sample_prompts):
         losses.update({"output.sample_steps": 20, "output.sample_seed": 42, "output.sample_prompts": []})
     for key, value in losses.items():
@@ -159,6 +163,8 @@ SAMPLE_VALUES = {
     "output.sample_every_n_epochs": [0, 2], "output.sample_prompts": [[], ["zkchar, smile"], ["zkchar", "a b, c"]],
     "output.sample_steps": [20, 28], "output.sample_seed": [42, 7],
     "dataset.masked_loss": [False, True], "dataset.mask_path": ["", "/tmp/loratui-masks"],
+    "training.validation_split": [0.0, 0.2], "training.validation_seed": [42, 7],
+    "training.validate_every_n_steps": [0, 50], "training.validate_every_n_epochs": [1, 2],
 }
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-EVENT_TYPES = ("start", "status", "step", "epoch", "sample", "checkpoint", "warning", "error",
+EVENT_TYPES = ("start", "status", "step", "epoch", "validation", "sample", "checkpoint", "warning", "error",
                "stopped", "done")
 """Every event type the trainer writes. Readers ignore types they do not know."""
 

@@ -18,6 +18,7 @@ from trainer.contract.masks import mask_problems
 from trainer.contract.lora_weights import check_network_weights
 from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.prediction import detect_prediction
+from trainer.contract.validation_split import split_problems
 from trainer.contract.vae_ref import check_vae
 
 
@@ -66,7 +67,9 @@ def check_dataset(config: Config) -> tuple[list[Problem], DatasetScan | None]:
                  f"{scan.skipped[0][1]})" if scan.skipped else ""
         return [Problem("dataset.path", f"{folder} has no usable images{detail}. loratui reads "
                         f"{kinds} files in the folder and in its N_name sub-folders.")], scan
-    return mask_problems(config.dataset.masked_loss, config.dataset.mask_path, scan.images, scan.root), scan
+    # A validation split must leave images on both sides (see trainer.contract.validation_split).
+    return (mask_problems(config.dataset.masked_loss, config.dataset.mask_path, scan.images, scan.root)
+            + split_problems(len(scan.images), config.training.validation_split)), scan
 
 
 def check_output(config: Config) -> list[Problem]:
