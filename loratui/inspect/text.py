@@ -90,14 +90,15 @@ def format_report(report: LoraReport, tags: int = 10) -> list[str]:
         vae = f", VAE {base.vae}" if base.vae else ""
         lines += _wrap("", f"trained on {base.model_name or '?'}{model_hash}{vae}")
     lines += _wrap("file size", size.message)
-    if report.resize is not None:
-        offer = report.resize
-        lines += _wrap("", f"resize to dim {offer.dim} (from {offer.from_dim}) for about {megabytes(offer.size)}:")
-        lines.append(" " * 16 + offer.command)  # never wrapped: it is there to be copied
     if size.standard_size is not None:
         same = "exactly those layers" if size.standard_layers else "a different set of layers"
         lines += _wrap("", f"a standard {base.label} {network.label} at dim {network.dim} saves "
                            f"{megabytes(size.standard_size)}; this file adapts {same}")
+    if report.resize is not None:
+        offer = report.resize
+        lines += _wrap("", f"to bring it within range, resize to dim {offer.dim} (it is {offer.from_dim} now), "
+                           f"about {megabytes(offer.size)}:")
+        lines.append(" " * 16 + offer.command)  # never wrapped: it is there to be copied whole
     if report.loaders:
         works = [name for name, status, _ in report.loaders if status == "works"]
         lines += _wrap("applies in", ", ".join(works) if works else "none of the usual UIs")
