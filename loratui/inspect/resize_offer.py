@@ -2,7 +2,7 @@
 
 The dim is computed from the file's own tensor shapes (``trainer.contract.resize_plan``): the
 largest one whose resized file is at most the guide's upper bound, rounded down to a multiple of
-8 when that still leaves it within the range. Only LoRA and LoCon files in the kohya layout get
+8 (of 4 below 16) when that still leaves it within the range. Only LoRA and LoCon files in the kohya layout get
 an offer, as only they can be resized.
 """
 

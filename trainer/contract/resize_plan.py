@@ -153,8 +153,8 @@ def check_request(path, found: LoraShapes, dim: int | None, fro: float | None) -
 def dim_for_size(found: LoraShapes, file_size: int, low: int, high: int) -> int | None:
     """The dim whose resized file fits under ``high`` bytes, or None when no dim below the file's own does.
 
-    The largest such dim keeps the most detail; it is rounded down to a multiple of 8 (the dims
-    people train with) when that still leaves the file at ``low`` bytes or more. The size comes
+    The largest such dim keeps the most detail; it is rounded down to a multiple of 8 (of 4 below
+    16: the dims people train with) when that still leaves the file at ``low`` bytes or more. The size comes
     from the file's own shapes: the header and the tensors that are not factors stay as they are.
     """
     fixed = file_size - found.data_bytes()
@@ -162,8 +162,9 @@ def dim_for_size(found: LoraShapes, file_size: int, low: int, high: int) -> int 
     if not fits:
         return None
     best = max(fits)
-    rounded = best - best % 8
-    if rounded >= 8 and fixed + found.data_bytes(rounded) >= low:
+    step = 8 if best >= 16 else 4  # 13 becomes 12, not 8: rounding must not cost much of the detail
+    rounded = best - best % step
+    if rounded >= step and fixed + found.data_bytes(rounded) >= low:
         return rounded
     return best
 
