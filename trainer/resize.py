@@ -111,19 +111,21 @@ def resize_tensors(tensors: dict, dim: int | None, fro: float | None) -> tuple[d
 
     out = dict(tensors)
     report = []
-    modules = sorted({key.partition(".")[0] for key in tensors if key.endswith("." + PAIR[0])})
+    modules = sorted({key.partition(".")[0] for key in tensors
+                      if key.startswith("lora_") and key.endswith("." + PAIR[0])})
     for name in modules:
         down, up = tensors[f"{name}.{PAIR[0]}"], tensors[f"{name}.{PAIR[1]}"]
         alpha_tensor = tensors.get(f"{name}.alpha")
         alpha = float(alpha_tensor) if alpha_tensor is not None else None
         rank, kernel = down.shape[0], tuple(down.shape[2:])
+        # An alpha stored as an integer could not hold the new one (3 × 2/8); it becomes fp32 then.
+        alpha_dtype = alpha_tensor.dtype if alpha_tensor is not None else down.dtype
+        alpha_dtype = alpha_dtype if alpha_dtype.is_floating_point else torch.float32
         new_down, new_up, new_alpha, kept = split_module(
-            down.double().reshape(rank, -1), up.double().reshape(up.shape[0], rank), alpha, dim, fro,
-            alpha_tensor.dtype if alpha_tensor is not None else down.dtype)
+            down.double().reshape(rank, -1), up.double().reshape(up.shape[0], rank), alpha, dim, fro, alpha_dtype)
         keep = new_down.shape[0]
         out[f"{name}.{PAIR[0]}"] = new_down.reshape(keep, *down.shape[1:]).to(down.dtype).contiguous()
         out[f"{name}.{PAIR[1]}"] = new_up.reshape(up.shape[0], keep, *up.shape[2:]).to(up.dtype).contiguous()
-        alpha_dtype = alpha_tensor.dtype if alpha_tensor is not None else down.dtype
         out[f"{name}.alpha"] = torch.tensor(new_alpha, dtype=alpha_dtype)
         report.append({"name": name, "kernel": list(kernel), "old": rank, "new": keep, "kept": kept,
                        "alpha": new_alpha})

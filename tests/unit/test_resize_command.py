@@ -113,6 +113,8 @@ def test_the_sd_scripts_locon_layout_passes_the_checks(tmp_path):
     assert (conv.rank, conv.inputs, conv.outputs) == (4, 2560 * 9, 1280)
     assert check(path, tmp_path / "small.safetensors", 8, None, False) is None
     assert check(path, tmp_path / "small.safetensors", None, 0.9, False) is None
+    # With --fro, --dim is a cap: one at the file's rank changes nothing by itself, and is allowed.
+    assert check(path, tmp_path / "small.safetensors", 16, 0.9, False) is None
 
 
 def _layer_names(count: int) -> list[str]:

@@ -145,7 +145,7 @@ def check_request(path, found: LoraShapes, dim: int | None, fro: float | None) -
     if fro is not None and not 0 < fro < 1:
         raise ResizeRefused(f"--fro must be above 0 and below 1, such as 0.9 (got {fro:g}); 1 would keep "
                             "everything.")
-    if dim is not None and dim >= found.max_rank:
+    if dim is not None and fro is None and dim >= found.max_rank:  # with --fro, --dim is only a cap
         raise ResizeRefused(f"{path}: its largest rank is {found.max_rank}, so --dim {dim} would change nothing; "
                             f"give a --dim below {found.max_rank}.")
 
