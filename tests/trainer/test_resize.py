@@ -14,6 +14,8 @@ The command runs as a user runs it (``resize_main``, which starts ``python -m tr
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import math
@@ -36,9 +38,15 @@ ALPHA, CONV_ALPHA = 3.0, 5.0
 """Odd alphas (scales 3/8 and 5/8), so a resize that lost the alpha/rank ratio would show."""
 
 
-def _fresh(base, arch: str):
+@functools.lru_cache(maxsize=2)
+def _loaded(base: str, arch: str):
     from trainer.models import load_base_model
-    return load_base_model(str(base), arch, torch.float32, torch.device("cpu"))
+    return load_base_model(base, arch, torch.float32, torch.device("cpu"))
+
+
+def _fresh(base, arch: str):
+    """A tiny base model of its own (a copy: loading one from disk each time is what made this test slow)."""
+    return copy.deepcopy(_loaded(str(base), arch))
 
 
 def _save(tmp_path, base, arch: str, weights, precision: str, extra_meta=None):
