@@ -1,5 +1,7 @@
 """Resize a LoRA or LoCon file to a lower rank: ``python -m trainer.resize FILE --out OUT (--dim N | --fro F)``.
 
+``--conv-dim N`` gives LoCon's 3×3 convolutions their own rank (sd-scripts' ``--new_conv_rank``).
+
 For each module the update the UIs apply at strength 1, ΔW = (alpha / rank) · up @ down (a 3×3
 LoCon's ``lora_down`` flattened to rank × (in·3·3), its ``lora_up`` being 1×1), is split again by
 its singular values and cut to the new rank: ``--dim N`` keeps N directions, ``--fro F`` the
@@ -103,8 +105,12 @@ def split_module(down, up, alpha: float | None, rank_cap: int | None, fro: float
     return (root[:, None] * v_keep.T), (u_keep * root[None, :]), stored_alpha, kept
 
 
-def resize_tensors(tensors: dict, dim: int | None, fro: float | None) -> tuple[dict, list[dict]]:
-    """The resized file's tensors and one report entry per module (name, kernel, old/new rank, kept)."""
+def resize_tensors(tensors: dict, dim: int | None, fro: float | None,
+                   conv_dim: int | None = None) -> tuple[dict, list[dict]]:
+    """The resized file's tensors and one report entry per module (name, kernel, old/new rank, kept).
+
+    ``conv_dim`` caps the 3×3 convolutions instead of ``dim`` when given (LoCon's conv dim).
+    """
     import torch
 
     from trainer.contract.resize_plan import PAIR
@@ -118,11 +124,12 @@ def resize_tensors(tensors: dict, dim: int | None, fro: float | None) -> tuple[d
         alpha_tensor = tensors.get(f"{name}.alpha")
         alpha = float(alpha_tensor) if alpha_tensor is not None else None
         rank, kernel = down.shape[0], tuple(down.shape[2:])
+        cap = conv_dim if conv_dim is not None and kernel and kernel[0] * kernel[1] > 1 else dim
         # An alpha stored as an integer could not hold the new one (3 × 2/8); it becomes fp32 then.
         alpha_dtype = alpha_tensor.dtype if alpha_tensor is not None else down.dtype
         alpha_dtype = alpha_dtype if alpha_dtype.is_floating_point else torch.float32
         new_down, new_up, new_alpha, kept = split_module(
-            down.double().reshape(rank, -1), up.double().reshape(up.shape[0], rank), alpha, dim, fro, alpha_dtype)
+            down.double().reshape(rank, -1), up.double().reshape(up.shape[0], rank), alpha, cap, fro, alpha_dtype)
         keep = new_down.shape[0]
         out[f"{name}.{PAIR[0]}"] = new_down.reshape(keep, *down.shape[1:]).to(down.dtype).contiguous()
         out[f"{name}.{PAIR[1]}"] = new_up.reshape(up.shape[0], keep, *up.shape[2:]).to(up.dtype).contiguous()
@@ -140,7 +147,8 @@ def _uniform(values) -> str:
     return str(value)
 
 
-def resized_metadata(metadata: dict[str, str], report: list[dict], dim: int | None, fro: float | None) -> dict:
+def resized_metadata(metadata: dict[str, str], report: list[dict], dim: int | None, fro: float | None,
+                     conv_dim: int | None = None) -> dict:
     """The old metadata with the new dims and alphas, and the resize recorded as sd-scripts records it."""
     meta = dict(metadata)
     flat = [m for m in report if not (m["kernel"] and m["kernel"][0] * m["kernel"][1] > 1)]
@@ -150,7 +158,8 @@ def resized_metadata(metadata: dict[str, str], report: list[dict], dim: int | No
     tail = f"; {comment}" if comment else ""
     if fro is not None:
         meta["ss_network_dim"] = meta["ss_network_alpha"] = "Dynamic"
-        cap = f" (at most {dim})" if dim is not None else ""
+        caps = [f"{dim}" if dim is not None else "", f"conv {conv_dim}" if conv_dim is not None else ""]
+        cap = f" (at most {', '.join(c for c in caps if c)})" if any(caps) else ""
         meta["ss_training_comment"] = f"Dynamic resize with sv_fro: {fro:g}{cap} from {old_dim}" + tail
     else:
         if flat:
@@ -159,7 +168,8 @@ def resized_metadata(metadata: dict[str, str], report: list[dict], dim: int | No
         conv_dim = _uniform(m["new"] for m in conv)
         # As sd-scripts: the conv rank is named only where it differs from the rank of the other layers.
         conv_note = f" (conv: {conv_dim})" if conv and flat and conv_dim != _uniform(m["new"] for m in flat) else ""
-        meta["ss_training_comment"] = f"dimension is resized from {old_dim} to {dim}{conv_note}" + tail
+        target = dim if dim is not None else _uniform(m["new"] for m in flat or conv)
+        meta["ss_training_comment"] = f"dimension is resized from {old_dim} to {target}{conv_note}" + tail
     try:
         args = json.loads(meta.get("ss_network_args") or "null")
     except ValueError:
@@ -186,7 +196,8 @@ def model_hashes(tensors: dict, metadata: dict[str, str]) -> tuple[str, str]:
     return hashlib.sha256(raw[start:]).hexdigest(), hashlib.sha256(raw[0x100000:0x110000]).hexdigest()[:8]
 
 
-def resize_file(source: Path, out: Path, dim: int | None, fro: float | None, force: bool = False) -> dict:
+def resize_file(source: Path, out: Path, dim: int | None, fro: float | None, force: bool = False,
+                conv_dim: int | None = None) -> dict:
     """Resize ``source`` into ``out`` (atomically); return the report. ``ResizeRefused`` says why not."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import save_file
@@ -199,14 +210,14 @@ def resize_file(source: Path, out: Path, dim: int | None, fro: float | None, for
         with safe_open(str(source), "pt") as handle:
             shapes = _shapes(handle, source)
             found = lora_shapes(source, shapes)
-            check_request(source, found, dim, fro)
+            check_request(source, found, dim, fro, conv_dim)
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError) as exc:
         raise ResizeRefused(f"{source}: cannot be read as a .safetensors file ({exc}); it is damaged or not a "
                             "LoRA.") from None
-    resized, modules = resize_tensors(tensors, dim, fro)
-    meta = resized_metadata(metadata, modules, dim, fro)
+    resized, modules = resize_tensors(tensors, dim, fro, conv_dim)
+    meta = resized_metadata(metadata, modules, dim, fro, conv_dim)
     if "sshs_model_hash" in metadata or "sshs_legacy_hash" in metadata:
         meta["sshs_model_hash"], meta["sshs_legacy_hash"] = model_hashes(resized, meta)
     # The model-spec hash of the old weights would now be false; one that is absent is honest.
@@ -222,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dim", type=int)
     parser.add_argument("--fro", type=float)
+    parser.add_argument("--conv-dim", type=int)
     parser.add_argument("--force", action="store_true")
     return parser
 
@@ -232,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        report = resize_file(args.file, args.out, args.dim, args.fro, args.force)
+        report = resize_file(args.file, args.out, args.dim, args.fro, args.force, args.conv_dim)
     except ResizeRefused as exc:
         print(f"resize: {exc}", file=sys.stderr)
         return EXIT_REFUSED

@@ -1,6 +1,6 @@
 """The ``loratui resize`` command: a LoRA or LoCon file cut to a lower rank, so a bloated file gets small.
 
-    loratui resize FILE (--dim N | --fro F) --out OUT [--force] [--format text|json]
+    loratui resize FILE (--dim N | --fro F) [--conv-dim N] --out OUT [--force] [--format text|json]
 
 The file is checked here first, from its header alone and without torch (``trainer.contract.
 resize_plan``): what is not a LoRA/LoCon in the kohya layout, a damaged file, a ``--dim`` that
@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fro", type=float, metavar="F",
                         help="per module, the lowest rank that keeps this share of its update's Frobenius norm "
                              "(e.g. 0.9; sd-scripts' sv_fro); with --dim, --dim caps it")
+    parser.add_argument("--conv-dim", type=int, metavar="N",
+                        help="a rank of their own for a LoCon's 3×3 convolutions (default: --dim; "
+                             "sd-scripts' --new_conv_rank)")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="the new .safetensors file")
     parser.add_argument("--force", action="store_true", help="replace OUT when it exists")
     parser.add_argument("--format", choices=("text", "json"), default="text",
@@ -42,14 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check(file: Path, out: Path, dim: int | None, fro: float | None, force: bool) -> str | None:
+def check(file: Path, out: Path, dim: int | None, fro: float | None, force: bool,
+          conv_dim: int | None = None) -> str | None:
     """Why this resize cannot run (one line naming the file and what to do), or None. Reads only headers."""
     try:
         header = read_header(file)
         check_target(file, out, force)
         found = lora_shapes(file, {name: (info.shape, DTYPE_BYTES[info.dtype])
                                    for name, info in header.tensors.items()})
-        check_request(file, found, dim, fro)
+        check_request(file, found, dim, fro, conv_dim)
     except (InspectError, ResizeRefused) as exc:
         return str(exc)
     return None
@@ -80,13 +84,14 @@ def format_resize(report: dict) -> list[str]:
 def resize_main(argv: list[str]) -> int:
     """Entry point of ``loratui resize``; returns the exit status."""
     args = _parser().parse_args(argv)
-    why = check(args.file, args.out, args.dim, args.fro, args.force)
+    why = check(args.file, args.out, args.dim, args.fro, args.force, args.conv_dim)
     if why is not None:
         print(f"loratui: {why}", file=sys.stderr)
         return EXIT_BAD_INPUT
     command = [sys.executable, "-m", "trainer.resize", str(args.file), "--out", str(args.out)]
     command += ["--dim", str(args.dim)] if args.dim is not None else []
     command += ["--fro", repr(args.fro)] if args.fro is not None else []
+    command += ["--conv-dim", str(args.conv_dim)] if args.conv_dim is not None else []
     command += ["--force"] if args.force else []
     print(f"resizing {args.file} …", file=sys.stderr)
     done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)

@@ -258,3 +258,33 @@ def test_the_resize_process_refuses_on_its_own_as_the_command_does(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "LoHa" in done.stderr and "LoRA and LoCon only" in done.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_conv_dim_gives_the_3x3_layers_their_own_rank(tmp_path):
+    """``--dim 3 --conv-dim 1``: linear layers at 3, the LoCon's 3×3 convolution at 1, each the best cut of its ΔW."""
+    generator = torch.Generator().manual_seed(1)
+    tensors = {"lora_unet_a.lora_down.weight": torch.randn(4, 24, generator=generator),
+               "lora_unet_a.lora_up.weight": torch.randn(16, 4, generator=generator),
+               "lora_unet_a.alpha": torch.tensor(2.0),
+               "lora_unet_c.lora_down.weight": torch.randn(4, 8, 3, 3, generator=generator),
+               "lora_unet_c.lora_up.weight": torch.randn(16, 4, 1, 1, generator=generator),
+               "lora_unet_c.alpha": torch.tensor(2.0)}
+    save_file(tensors, str(tmp_path / "locon.safetensors"), metadata={
+        "ss_network_dim": "4", "ss_network_alpha": "2.0", "ss_network_args": json.dumps({"conv_dim": "4",
+                                                                                         "conv_alpha": "2.0"})})
+    out = _resize(tmp_path / "locon.safetensors", tmp_path / "cut.safetensors", "--dim", "3", "--conv-dim", "1")
+    new = load_file(str(out))
+    assert new["lora_unet_a.lora_down.weight"].shape == (3, 24)
+    assert new["lora_unet_c.lora_down.weight"].shape == (1, 8, 3, 3)
+    assert new["lora_unet_c.lora_up.weight"].shape == (16, 1, 1, 1)
+    old_deltas, new_deltas = _deltas(tensors), _deltas(new)
+    for name, keep in (("lora_unet_a", 3), ("lora_unet_c", 1)):
+        singular = torch.linalg.svdvals(old_deltas[name])
+        # Eckart–Young: the best rank-k cut loses exactly the norm of the singular values left out.
+        lost = (new_deltas[name] - old_deltas[name]).norm()
+        assert lost == pytest.approx(float(singular[keep:].norm()), rel=1e-5), name
+    with safe_open(str(out), "pt") as handle:
+        meta = handle.metadata()
+    assert meta["ss_network_dim"] == "3" and meta["ss_network_alpha"] == "1.5"
+    assert json.loads(meta["ss_network_args"]) == {"conv_dim": "1", "conv_alpha": "0.5"}
+    assert meta["ss_training_comment"] == "dimension is resized from 4 to 3 (conv: 1)"

@@ -63,6 +63,11 @@ REFUSALS = {
     "no-dim-or-fro": (_lora, [], ["give --dim N", "--fro F"]),
     "fro-out-of-range": (_lora, ["--fro", "1.5"], ["--fro must be above 0 and below 1"]),
     "dim-zero": (_lora, ["--dim", "0"], ["--dim must be 1 or more"]),
+    "conv-dim-without-convs": (_lora, ["--conv-dim", "2"], ["no 3×3 convolution layers", "use --dim"]),
+    "conv-dim-not-below-rank": (write_foreign_lora, ["--conv-dim", "4"],
+                                ["3×3 layers' largest rank is 4", "--conv-dim 4 would change nothing"]),
+    "dim-and-conv-dim-change-nothing": (write_foreign_lora, ["--dim", "16", "--conv-dim", "4"],
+                                        ["largest rank is 16", "--dim 16 would change nothing"]),
 }
 
 
@@ -76,7 +81,7 @@ def test_what_cannot_be_resized_is_refused_in_one_line_naming_the_file(tmp_path,
     assert resize_main([str(path), "--out", str(out), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("loratui: ") and "Traceback" not in err[0]
-    if not case.startswith(("no-dim", "fro-", "dim-zero")):
+    if not case.startswith(("no-dim", "fro-", "dim-zero")):  # those name an option, not the file
         assert err[0].startswith(f"loratui: {path}: ")
     for word in words:
         assert word in err[0], (word, err[0])
@@ -113,6 +118,7 @@ def test_the_sd_scripts_locon_layout_passes_the_checks(tmp_path):
     assert (conv.rank, conv.inputs, conv.outputs) == (4, 2560 * 9, 1280)
     assert check(path, tmp_path / "small.safetensors", 8, None, False) is None
     assert check(path, tmp_path / "small.safetensors", None, 0.9, False) is None
+    assert check(path, tmp_path / "small.safetensors", None, None, False, conv_dim=2) is None  # the 3×3 layers only
     # With --fro, --dim is a cap: one at the file's rank changes nothing by itself, and is allowed.
     assert check(path, tmp_path / "small.safetensors", 16, 0.9, False) is None
 

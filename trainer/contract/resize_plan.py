@@ -135,19 +135,37 @@ def _module(path, name: str, parts: dict[str, tuple[tuple[int, ...], int]]) -> M
     return ModuleShape(name, down[0], _numel(down[1:]), up[0], tuple(down[2:]), down_bytes, up_bytes)
 
 
-def check_request(path, found: LoraShapes, dim: int | None, fro: float | None) -> None:
-    """``ResizeRefused`` when ``--dim``/``--fro`` are missing, out of range, or would change nothing."""
-    if dim is None and fro is None:
+def rank_cap(module: ModuleShape, dim: int | None, conv_dim: int | None) -> int | None:
+    """The rank a module is cut to at most: ``conv_dim`` for a 3×3 convolution when given, else ``dim``."""
+    return conv_dim if module.spatial and conv_dim is not None else dim
+
+
+def check_request(path, found: LoraShapes, dim: int | None, fro: float | None, conv_dim: int | None = None) -> None:
+    """``ResizeRefused`` when ``--dim``/``--conv-dim``/``--fro`` are missing, out of range, or would change nothing."""
+    if dim is None and fro is None and conv_dim is None:
         raise ResizeRefused("give --dim N (the new rank) or --fro F (the share of each module's Frobenius norm "
                             "to keep, e.g. 0.9), or both (then --dim caps the rank --fro picks).")
-    if dim is not None and dim < 1:
-        raise ResizeRefused(f"--dim must be 1 or more (got {dim}).")
+    for flag, value in (("--dim", dim), ("--conv-dim", conv_dim)):
+        if value is not None and value < 1:
+            raise ResizeRefused(f"{flag} must be 1 or more (got {value}).")
     if fro is not None and not 0 < fro < 1:
         raise ResizeRefused(f"--fro must be above 0 and below 1, such as 0.9 (got {fro:g}); 1 would keep "
                             "everything.")
-    if dim is not None and fro is None and dim >= found.max_rank:  # with --fro, --dim is only a cap
-        raise ResizeRefused(f"{path}: its largest rank is {found.max_rank}, so --dim {dim} would change nothing; "
-                            f"give a --dim below {found.max_rank}.")
+    convs = [m for m in found.modules if m.spatial]
+    if conv_dim is not None and not convs:
+        raise ResizeRefused(f"{path}: it has no 3×3 convolution layers, which --conv-dim is for (a LoCon has "
+                            "them); use --dim.")
+    if fro is not None:
+        return  # with --fro, --dim and --conv-dim are only caps
+    if all(rank_cap(m, dim, conv_dim) is None or m.rank <= rank_cap(m, dim, conv_dim) for m in found.modules):
+        flats = [m for m in found.modules if not m.spatial]
+        if conv_dim is not None and dim is None:
+            top = max(m.rank for m in convs)
+            raise ResizeRefused(f"{path}: its 3×3 layers' largest rank is {top}, so --conv-dim {conv_dim} would "
+                                f"change nothing; give a --conv-dim below {top}, or a --dim.")
+        top = max(m.rank for m in (flats if conv_dim is not None and flats else found.modules))
+        raise ResizeRefused(f"{path}: its largest rank is {top}, so --dim {dim} would change nothing; "
+                            f"give a --dim below {top}.")
 
 
 def dim_for_size(found: LoraShapes, file_size: int, low: int, high: int) -> int | None:
