@@ -21,6 +21,7 @@ def _app_parser() -> argparse.ArgumentParser:
                "  attach  open the app on a run (after an SSH drop: the run kept going)\n"
                "  dataset check a dataset folder: `loratui dataset scan DIR` (changes nothing)\n"
                "  inspect show a LoRA file's type, dim/alpha per block, base model, training settings and tags\n"
+               "  resize  make a LoRA/LoCon file smaller: `loratui resize FILE --dim N --out OUT`\n"
                "  export  write a config's sd-scripts equivalent: `loratui export CONFIG --to sd-scripts DIR`\n"
                "  import  read an sd-scripts or LoRA_Easy_Training_Scripts config into a loratui config\n"
                "  serve   the app in a browser tab, on 127.0.0.1 (reach it through SSH port forwarding)\n\n"
@@ -391,6 +392,9 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "inspect":
         from loratui.cli.inspect import inspect_main
         return inspect_main(argv[1:])
+    if argv and argv[0] == "resize":
+        from loratui.cli.resize import resize_main
+        return resize_main(argv[1:])
     if argv and argv[0] == "export":
         from loratui.cli.interop import export_main
         return export_main(argv[1:])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loratui.inspect.base_model import BaseModelInfo, base_model_info
+from loratui.inspect.resize_offer import ResizeOffer, resize_offer
 from loratui.inspect.lora_file import (LORA_KINDS, OFT_KINDS, PART_ORDER, TYPE_LABELS, AdaptedModule, BlockRow,
                                        block_rows, kind_from_weights, read_modules, value_counts)
 from loratui.inspect.safetensors_header import InspectError, SafetensorsHeader, read_header
@@ -88,12 +89,15 @@ class LoraReport:
     metadata: dict[str, str] = field(default_factory=dict)
     loaders: tuple[tuple[str, str, str], ...] = ()
     """(loader, status, what happens) from the compatibility table; empty for types it does not rate."""
+    resize: ResizeOffer | None = None
+    """For a LoRA/LoCon above the guide's size range: the ``loratui resize`` that brings it within."""
 
     def to_json(self, tags: int = 20) -> dict:
         return {"file": str(self.path), "network": self.network.to_json(),
                 "blocks": [row.to_json() for row in self.blocks], "base_model": self.base_model.to_json(),
                 "training": self.training.to_json(tags), "size": self.size.to_json(), "notes": list(self.notes),
                 "loaders": [{"loader": name, "status": status, "why": why} for name, status, why in self.loaders],
+                "resize": self.resize.to_json() if self.resize else None,
                 "metadata_keys": sorted(self.metadata)}
 
 
@@ -229,4 +233,4 @@ def inspect_file(path: Path | str) -> LoraReport:
                      "--no_metadata, or a converter).")
     notes += list(base.notes) + list(training.notes)
     return LoraReport(Path(path), network, tuple(block_rows(found.modules)), base, training, size, tuple(notes),
-                      metadata, loader_support(network))
+                      metadata, loader_support(network), resize_offer(header, size.verdict))

@@ -94,6 +94,11 @@ def format_report(report: LoraReport, tags: int = 10) -> list[str]:
         same = "exactly those layers" if size.standard_layers else "a different set of layers"
         lines += _wrap("", f"a standard {base.label} {network.label} at dim {network.dim} saves "
                            f"{megabytes(size.standard_size)}; this file adapts {same}")
+    if report.resize is not None:
+        offer = report.resize
+        lines += _wrap("", f"to bring it within range, resize to dim {offer.dim} (it is {offer.from_dim} now), "
+                           f"about {megabytes(offer.size)}:")
+        lines.append(" " * 16 + offer.command)  # never wrapped: it is there to be copied whole
     if report.loaders:
         works = [name for name, status, _ in report.loaders if status == "works"]
         lines += _wrap("applies in", ", ".join(works) if works else "none of the usual UIs")

@@ -54,3 +54,18 @@ async def test_a_file_that_is_not_a_lora_shows_why_and_a_given_path_is_read_at_o
         await pilot.press(*str(good), "enter")
         assert await until(pilot, lambda: screen.report is not None and screen.error is None)
         assert "SD1.5" in report_text(screen)
+
+
+async def test_a_file_above_the_guides_range_shows_the_resize_command(light_workspace, tmp_path):
+    from tests.unit.test_resize_command import _sparse_lora
+
+    big = _sparse_lora(tmp_path / "big.safetensors", 80, 1280, 512)  # 210 MB of header-true sparse data
+    app = LoraTuiApp(light_workspace, gpus=[], mode="checklist", offer_live_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: app.current_mode == "checklist")
+        app.push_screen(InspectScreen(big))
+        assert await until(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.report is not None)
+        screen = app.screen
+        offer = screen.report.resize
+        assert offer is not None and offer.dim == 240
+        assert f"loratui resize {big} --dim 240 --out {tmp_path / 'big-dim240.safetensors'}" in report_text(screen)
