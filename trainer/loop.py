@@ -26,6 +26,7 @@ from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.errors import NAN_ADVICE, TrainerError
 from trainer.contract.events import EventWriter
 from trainer.contract.plan import count_batches, epoch_batches
+from trainer.contract.reg_images import balance_reg_images, reg_caption
 from trainer.contract.rundir import RunPaths
 from trainer.contract.stop import StopRequest
 from trainer.data import CachedImage, cache_latents, default_cache_dir
@@ -51,12 +52,13 @@ class _StoppedBeforeTraining(Exception):
 
 
 def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: StopRequest, scan: DatasetScan,
-                 resume: bool = False, ranks: Ranks = Ranks()) -> Path | None:
+                 resume: bool = False, ranks: Ranks = Ranks(), reg_scan: DatasetScan | None = None) -> Path | None:
     """Train the LoRA the config describes; return the final file, or None when stopped early.
 
     With ``resume`` the run continues from the state saved with its last checkpoint. With several
     ``ranks`` (processes started by ``accelerate launch``) each trains on its share of every epoch
-    and only rank 0 writes files; the others return None.
+    and only rank 0 writes files; the others return None. ``reg_scan`` holds the regularization images
+    of ``dataset.reg_path`` (``trainer.contract.reg_images``), when it is set.
     """
     started_at = time.time()
     seed = config.training.seed
@@ -129,8 +131,10 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         if config.dataset.cache_latents_to_disk else None
     if ranks.distributed and not ranks.main:
         distributed.barrier()  # rank 0 encodes first, so the others read its disk cache instead of re-encoding
+    # Regularization images join the epoch in the number sd-scripts picks (balanced to the training samples).
+    reg_sources = balance_reg_images(sum(i.repeats for i in scan.images), reg_scan.images if reg_scan else [])
     try:
-        images, report = cache_latents(scan.images, model.vae, resolution, config.dataset.buckets,
+        images, report = cache_latents(scan.images + reg_sources, model.vae, resolution, config.dataset.buckets,
                                        config.dataset.bucket_upscale, config.dataset.flip, cache_dir, progress)
     except _StoppedBeforeTraining:
         events.emit("stopped", step=0, epoch=0, reason=stop.reason, checkpoint=None)
@@ -142,14 +146,20 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     if report.cache_error:
         events.emit("warning", code="cache_unwritable", message=f"The latent cache cannot be written "
                     f"({report.cache_error}); training goes on without it.")
-    if not images:
+    reg_set = set(reg_sources)
+    is_reg = [image.source in reg_set for image in images]
+    if all(is_reg):
         raise TrainerError("dataset", f"none of the images in {config.dataset.path} could be decoded.",
                            "Check the warnings above for each file's reason.")
     events.emit("status", phase="caching", message=f"Images ready: {report.encoded} encoded, "
-                f"{report.reused} from the cache", current=len(scan.images), total=len(scan.images))
+                f"{report.reused} from the cache", current=len(scan.images) + len(reg_sources),
+                total=len(scan.images) + len(reg_sources))
 
     # Captions: read once; the text encoders' outputs are cached when nothing can change them.
-    captions = [with_trigger(read_caption(i.source.caption_path), config.dataset.trigger_word) for i in images]
+    # (A regularization image keeps its own caption, or its folder's class word, and never gets the trigger.)
+    captions = [reg_caption(i.source) if reg else with_trigger(read_caption(i.source.caption_path),
+                                                               config.dataset.trigger_word)
+                for i, reg in zip(images, is_reg)]
     _warn_long_captions(events, model, images, captions, config.dataset.max_token_length)
     text_cache = None
     if not train_te and not config.dataset.shuffle_captions:
@@ -172,14 +182,18 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                                "Lower training.batch_size or training.num_processes, or add images or repeats.")
     total_steps = per_epoch * config.training.epochs
     fingerprint = Fingerprint(total_steps, per_epoch, len(images))
-    tags = tag_frequency(captions)
-    folders = dataset_folders(Path(config.dataset.path),
-                              [(i.source.path, i.source.repeats, c) for i, c in zip(images, captions)])
-    metadata = training_metadata(config, arch, resolution=resolution, images=len(images), total_steps=total_steps,
+    tags = tag_frequency([c for c, reg in zip(captions, is_reg) if not reg])
+    folders = dataset_folders(Path(config.dataset.path), [(i.source.path, i.source.repeats, c)
+                                                          for i, c, reg in zip(images, captions, is_reg) if not reg])
+    # sd-scripts lists every reg folder with its own repeats and image count, used or not.
+    reg_folders = dataset_folders(reg_scan.root, [(i.path, i.repeats, "") for i in reg_scan.images]) \
+        if reg_scan is not None else {}
+    train_count = is_reg.count(False)
+    metadata = training_metadata(config, arch, resolution=resolution, images=train_count, total_steps=total_steps,
                                  batches_per_epoch=per_epoch, tag_frequency=tags, folders=folders,
                                  started_at=started_at, session_id=new_session_id(),
                                  prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr,
-                                 precision=precision.name)
+                                 precision=precision.name, reg_folders=reg_folders)
 
     # Optimizer and schedule.
     fused = config.training.fused_backward_pass
@@ -207,7 +221,10 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     start_training(optimizer)  # schedule-free optimizers: train on their training-form weights
     device_name = torch.cuda.get_device_name(precision.device) if precision.device.type == "cuda" else "cpu"
     events.emit("start", run=paths.root.name, arch=arch, device=device_name, precision=precision.name,
-                resolution=resolution, images=len(images), samples_per_epoch=sum(repeats),
+                resolution=resolution, images=train_count,
+                samples_per_epoch=sum(r for r, reg in zip(repeats, is_reg) if not reg),
+                reg_images=len(images) - train_count,
+                reg_samples_per_epoch=sum(r for r, reg in zip(repeats, is_reg) if reg),
                 batches_per_epoch=per_epoch, epochs=config.training.epochs, batch_size=batch_size,
                 total_steps=total_steps,
                 formula_steps=sum(repeats) * config.training.epochs / (batch_size * ranks.world),
@@ -256,8 +273,11 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             conditioning = text_cache.lookup(texts, precision.device) if text_cache is not None \
                 else encode_captions(model, texts, precision, train_te)
             faults.at_step()  # nothing unless LORATUI_FAULT arms it (the fault suite's injected OOM)
+            # Regularization: each reg image's loss counts prior_loss_weight times (sd-scripts' loss_weights).
+            weights = torch.tensor([config.training.prior_loss_weight if is_reg[i] else 1.0 for i in batch]) \
+                if reg_sources else None
             loss = diffusion_loss(model, latents, conditioning, _time_ids(chosen, arch, precision.device), precision,
-                                  config.training.noise_offset, config.training.min_snr_gamma)
+                                  config.training.noise_offset, config.training.min_snr_gamma, weights)
             loss_value = loss.item()
             if ranks.distributed:
                 # All processes must agree whether to update (the update averages gradients with the others).

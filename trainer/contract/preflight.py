@@ -16,6 +16,7 @@ from trainer.contract.config.schema import Config, Problem
 from trainer.contract.dataset_scan import IMAGE_EXTENSIONS, DatasetScan, scan_dataset
 from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.prediction import detect_prediction
+from trainer.contract.reg_images import check_reg_folder
 from trainer.contract.vae_ref import check_vae
 
 
@@ -26,6 +27,8 @@ class Preflight:
     problems: list[Problem] = field(default_factory=list)
     scan: DatasetScan | None = None
     """The dataset scan, when the folder could be scanned (reused by the caller)."""
+    reg_scan: DatasetScan | None = None
+    """The regularization folder's scan (``dataset.reg_path``), when one is set and could be scanned."""
 
     @property
     def ok(self) -> bool:
@@ -140,5 +143,8 @@ def preflight(config: Config) -> Preflight:
         result.problems += check_network(config) + check_prediction(config) + check_model_vae(config)
     dataset_problems, result.scan = check_dataset(config)
     result.problems += dataset_problems
+    reg_problems, result.reg_scan = check_reg_folder(config.dataset.reg_path, config.dataset.path,
+                                                     config.dataset.caption_extension)
+    result.problems += reg_problems
     result.problems += check_output(config)
     return result
