@@ -145,3 +145,53 @@ def test_bad_reg_folders_are_named_before_anything_loads(tmp_path):
     _image(inside / "x.png")
     assert "inside the dataset folder" in message(data / "1_woman")
     assert "dataset folder" in message(tmp_path) and "inside" in message(tmp_path)
+
+
+def _scan_cli(*args: str) -> tuple[int, str]:
+    import io
+    from contextlib import redirect_stdout
+
+    from loratui.cli import main
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        status = main(["dataset", "scan", *args, "--no-similar", "--resolution", "512"])
+    return status, out.getvalue()
+
+
+def test_dataset_scan_reports_reg_images_apart_from_the_training_images(tmp_path, monkeypatch):
+    import json
+
+    from trainer.contract.config.toml_io import save_config
+
+    data, reg = _layout(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    alone_status, alone = _scan_cli(str(data))
+    status, out = _scan_cli(str(data), "--reg", str(reg))
+    assert status == alone_status
+    # The dataset's part of the report is the same with or without the reg folder: nothing mixed in.
+    assert out.startswith(alone.rstrip("\n"))
+    section = out[len(alone.rstrip("\n")):]
+    assert "4 images in 2 folders, 7 with repeats" in section and "20 reg samples from 4 images" in section
+    assert "2_woman/" in section and "1_man/" in section and '"woman"' in section
+    assert "loose.png" in section and "u.png" in section
+    # From the config too, and as JSON.
+    save_config(with_value(with_value(Config(), "dataset.path", "data"), "dataset.reg_path", "reg"),
+                tmp_path / "loratui.toml")
+    status, out = _scan_cli(str(data), "--format", "json")
+    report = json.loads(out)
+    assert report["summary"]["images"] == 4 and report["summary"]["effective_images"] == 20
+    assert report["regularization"]["images"] == 4 and report["regularization"]["used_samples_per_epoch"] == 20
+    assert {f["path"]: f["repeats"] for f in report["regularization"]["folders"]} == {"1_man": 1, "2_woman": 2}
+
+
+def test_dataset_scan_fails_on_an_unusable_reg_folder_and_names_the_field(tmp_path, monkeypatch):
+    data, _ = _layout(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    empty = tmp_path / "empty-reg"
+    empty.mkdir()
+    status, out = _scan_cli(str(data), "--reg", str(empty))
+    assert status == 1
+    assert "dataset.reg_path" in out and "no usable regularization images" in out
+    status, out = _scan_cli(str(data), "--reg", str(data))
+    assert status == 1 and "is the dataset folder" in out
