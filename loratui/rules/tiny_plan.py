@@ -28,6 +28,7 @@ from loratui.rules.engine import Context
 from loratui.rules.targets import targets_of
 from trainer.contract.dataset_scan import parse_repeat_folder
 from trainer.contract.plan import assign_bucket
+from trainer.contract.reg_images import balance_reg_images
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,19 @@ def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | Non
             loose[bucket] += 1
         else:
             fixed[bucket] += parse_repeat_folder(image.path.parent.name)[0]
-    buckets = set(fixed) | set(loose)
-    return lambda repeats: sum(-(-(fixed[b] + repeats * loose[b]) // batch_size) for b in buckets)
+    # Regularization images share the buckets; how many join depends on the training samples (sd-scripts'
+    # balancing), so they are counted per repeat count, each reg image's bucket found once.
+    reg = ctx.reg_scan.images if ctx.reg_scan is not None else []
+    reg_bucket = {image.path: assign_bucket(image.width, image.height, resolution, config.dataset.buckets,
+                                            config.dataset.bucket_upscale) for image in reg}
+    buckets = set(fixed) | set(loose) | set(reg_bucket.values())
+
+    def batches(repeats: int) -> int:
+        counts = Counter({b: fixed[b] + repeats * loose[b] for b in buckets})
+        for image in balance_reg_images(sum(counts.values()), reg):
+            counts[reg_bucket[image.path]] += image.repeats
+        return sum(-(-counts[b] // batch_size) for b in buckets)
+    return batches
 
 
 def tiny_plan(ctx: Context) -> TinyPlan | None:

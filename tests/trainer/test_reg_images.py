@@ -111,6 +111,11 @@ def test_a_run_with_reg_images_trains_the_planned_steps_and_writes_their_metadat
                                                                              plan.reg_samples_per_epoch)
     assert start["total_steps"] == plan.total_steps == of_type(events, "done")[0]["step"]
     assert start["formula_steps"] == plan.formula_steps == 9.0
+    # The app's own assessment of the same config promises the same count.
+    from loratui.assess import assess
+    from trainer.contract.config.toml_io import load_config
+
+    assert assess(load_config(config)[0]).plan.total_steps == start["total_steps"]
     with safe_open(str(run.final_lora("test")), "pt") as handle:
         meta = handle.metadata()
     assert meta["ss_num_train_images"] == "9" and meta["ss_num_reg_images"] == "5"

@@ -195,3 +195,39 @@ def test_dataset_scan_fails_on_an_unusable_reg_folder_and_names_the_field(tmp_pa
     assert "dataset.reg_path" in out and "no usable regularization images" in out
     status, out = _scan_cli(str(data), "--reg", str(data))
     assert status == 1 and "is the dataset folder" in out
+
+
+def _assessed(data: Path, reg: Path, repeats: int):
+    from loratui.assess import assess
+
+    config = with_value(with_value(_config(data, reg), "dataset.repeats", repeats), "dataset.resolution", 128)
+    config = with_value(config, "dataset.folder_name_repeats", False)
+    return config, assess(config)
+
+
+def test_the_apps_plan_and_the_step_advice_count_reg_images_as_the_trainer(tmp_path):
+    from loratui.rules.engine import Context
+    from loratui.rules.tiny_plan import epoch_batches
+    from loratui.summary import formula_words
+
+    data, reg = _layout(tmp_path)
+    config, assessment = _assessed(data, reg, 1)
+    assert not [p for p in assessment.problems if p.field.startswith("dataset")], assessment.problems
+    reg_images = scan_reg_images(reg).images
+    train = scan_dataset(data, 1, folder_name_repeats=False).images
+    assert assessment.plan == plan_steps(train, 128, config.training.batch_size, config.training.epochs,
+                                         reg_images=reg_images)
+    assert "regularization samples" in formula_words(assessment.plan)
+    # The advice searches repeat counts through ``epoch_batches``: with reg images it must still be the plan's count.
+    context = Context(config, "sd15", assessment.facts.scan, assessment.plan, reg_scan=assessment.facts.reg_scan)
+    count = epoch_batches(context, config.training.batch_size)
+    for repeats in (1, 2, 3, 7, 20):
+        expected = plan_steps(scan_dataset(data, repeats, folder_name_repeats=False).images, 128,
+                              config.training.batch_size, 1, reg_images=reg_images).batches_per_epoch
+        assert count(repeats) == expected
+
+
+def test_the_app_names_a_bad_reg_folder_as_a_problem(tmp_path):
+    data, _ = _layout(tmp_path)
+    _, assessment = _assessed(data, tmp_path / "missing", 1)
+    assert [p.field for p in assessment.problems if "does not exist" in p.message] == ["dataset.reg_path"]
