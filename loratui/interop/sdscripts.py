@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from loratui.interop.report import MappingReport
+from loratui.interop.sdscripts_reg import export_reg_subsets, prior_loss_pairs, reg_images_here
 from loratui.interop.tomlout import dataset_toml, flat_toml
 from trainer.contract.config.schema import FIELDS, Config, effective_resolution, get_value
 from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
-from trainer.contract.plan import BUCKET_STEP, assign_bucket, count_batches
+from trainer.contract.plan import BUCKET_STEP, plan_steps
 from trainer.contract.prediction import Detected, detect_prediction, resolve_prediction
 
 SD15_SCRIPT = "train_network.py"
@@ -313,12 +314,12 @@ def _scheduler(config: Config, scan: DatasetScan | None, arch: str, report: Mapp
     return pairs
 
 
-def batches_per_epoch(config: Config, scan: DatasetScan, arch: str) -> int:
-    """Batches in one epoch of this dataset, bucketed exactly as the trainer buckets (upscaling included)."""
+def batches_per_epoch(config: Config, scan: DatasetScan, arch: str, reg_images: list = ()) -> int:
+    """Batches in one epoch of this dataset, bucketed exactly as the trainer buckets (upscaling included),
+    with the regularization images sd-scripts balances against it (``trainer.contract.reg_images``)."""
     resolution = effective_resolution(config, arch)
-    buckets = [assign_bucket(i.width, i.height, resolution, config.dataset.buckets, config.dataset.bucket_upscale)
-               for i in scan.images]
-    return count_batches(buckets, [i.repeats for i in scan.images], max(1, config.training.batch_size))
+    return plan_steps(scan.images, resolution, max(1, config.training.batch_size), 1, config.dataset.buckets,
+                      config.dataset.bucket_upscale, reg_images=list(reg_images)).batches_per_epoch
 
 
 def _planned_steps(config: Config, scan: DatasetScan | None, arch: str) -> int | None:
@@ -326,7 +327,8 @@ def _planned_steps(config: Config, scan: DatasetScan | None, arch: str) -> int |
         return None
     processes = config.training.num_processes
     # sd-scripts steps a scheduler once per process per optimizer step (it scales its own schedules likewise).
-    return math.ceil(batches_per_epoch(config, scan, arch) / processes) * config.training.epochs * processes
+    per_epoch = batches_per_epoch(config, scan, arch, reg_images_here(config))
+    return math.ceil(per_epoch / processes) * config.training.epochs * processes
 
 
 def _training(config: Config, report: MappingReport) -> list[tuple[str, Any]]:
@@ -489,8 +491,8 @@ def _command(script: str, out_dir: Path, processes: int, source: Path | None) ->
 
 
 NOT_YET_EXPORTED: tuple[str, ...] = (
-    "network.weights", "network.dim_from_weights", "dataset.reg_path", "dataset.masked_loss", "dataset.mask_path",
-    "training.gradient_accumulation_steps", "training.prior_loss_weight", "training.validation_split",
+    "network.weights", "network.dim_from_weights", "dataset.masked_loss", "dataset.mask_path",
+    "training.gradient_accumulation_steps", "training.validation_split",
     "training.validation_seed", "training.validate_every_n_steps", "training.validate_every_n_epochs",
     "training.multires_noise_iterations", "training.multires_noise_discount", "training.ip_noise_gamma",
     "training.min_timestep", "training.max_timestep", "training.debiased_estimation", "training.loss_type",
@@ -521,10 +523,10 @@ def export_sdscripts(config: Config, out_dir: Path, source: Path | None = None) 
     groups = [("model and network", _model_and_network(config, arch, report)),
               ("optimizer", _optimizer(config, report)),
               ("learning-rate schedule", _scheduler(config, scan, arch, report)),
-              ("training", _training(config, report) + caching),
+              ("training", _training(config, report) + prior_loss_pairs(config) + caching),
               ("output and samples", _output(config, out_dir, report)),
               ("dataset", [("dataset_config", str(out_dir / "dataset.toml"))])]
-    subsets = _subsets(config, scan, report)
+    subsets = _subsets(config, scan, report) + export_reg_subsets(config, report)
     _not_yet_exported(config, report)
 
     header = [f"sd-scripts config ({script} --config_file) written by `loratui export`"
