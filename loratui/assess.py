@@ -49,8 +49,9 @@ def dataset_key(config: Config) -> tuple:
     """The values of DATASET_KEYS and the dataset folder's fingerprint: when either changes, the dataset
     facts are stale (a caption written by the dataset screen or by another program on the box, a folder
     renamed, an image added)."""
-    return tuple(get_value(config, key) for key in DATASET_KEYS) + (dataset_fingerprint(config.dataset.path),
-                                                                     dataset_fingerprint(config.dataset.reg_path))
+    # The dataset folder's fingerprint stays last: the app and the dataset screen compare ``key[-1]`` with it.
+    return tuple(get_value(config, key) for key in DATASET_KEYS) + (dataset_fingerprint(config.dataset.reg_path),
+                                                                     dataset_fingerprint(config.dataset.path))
 
 
 def dataset_fingerprint(folder: str) -> int | None:
