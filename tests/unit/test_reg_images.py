@@ -231,3 +231,16 @@ def test_the_app_names_a_bad_reg_folder_as_a_problem(tmp_path):
     data, _ = _layout(tmp_path)
     _, assessment = _assessed(data, tmp_path / "missing", 1)
     assert [p.field for p in assessment.problems if "does not exist" in p.message] == ["dataset.reg_path"]
+
+
+def test_loratui_check_reports_reg_images_apart(tmp_path):
+    from loratui.check_report import check_report
+
+    data, reg = _layout(tmp_path)
+    config, assessment = _assessed(data, reg, 1)
+    report = check_report(tmp_path / "loratui.toml", 0, [], assessment)
+    assert report["images"]["usable"] == 4
+    assert report["regularization_images"] == {"usable": 4, "left_out": 2,
+                                               "samples_per_epoch": assessment.plan.reg_samples_per_epoch}
+    # 4 training samples: 1_man/m0 (1) and 2_woman/w0 (2) make 3, w1 (2) takes it to 5, past 4, as sd-scripts does.
+    assert (assessment.plan.reg_images, assessment.plan.reg_samples_per_epoch) == (3, 5)
