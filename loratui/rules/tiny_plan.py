@@ -20,6 +20,7 @@ read this one plan, so their fixes agree and applying them all lands where the p
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from loratui.rules.engine import Context
 from loratui.rules.targets import targets_of
 from trainer.contract.dataset_scan import parse_repeat_folder
 from trainer.contract.plan import assign_bucket
-from trainer.contract.reg_images import balance_reg_images
+from trainer.contract.reg_images import balanced_repeats
 
 
 @dataclass(frozen=True)
@@ -77,17 +78,20 @@ def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | Non
         else:
             fixed[bucket] += parse_repeat_folder(image.path.parent.name)[0]
     # Regularization images share the buckets; how many join depends on the training samples (sd-scripts'
-    # balancing), so they are counted per repeat count, each reg image's bucket found once.
+    # balancing), so they are counted per repeat count; only the reg images a count reaches are bucketed.
     reg = ctx.reg_scan.images if ctx.reg_scan is not None else []
-    reg_bucket = {image.path: assign_bucket(image.width, image.height, resolution, config.dataset.buckets,
-                                            config.dataset.bucket_upscale) for image in reg}
-    buckets = set(fixed) | set(loose) | set(reg_bucket.values())
+    reg_repeats = [image.repeats for image in reg]
 
+    @functools.lru_cache(maxsize=None)  # by size: reg folders hold many pictures of a few sizes
+    def bucket_of(width: int, height: int) -> tuple[int, int]:
+        return assign_bucket(width, height, resolution, config.dataset.buckets, config.dataset.bucket_upscale)
+
+    @functools.lru_cache(maxsize=None)  # the search asks for each repeat count once per epoch count
     def batches(repeats: int) -> int:
-        counts = Counter({b: fixed[b] + repeats * loose[b] for b in buckets})
-        for image in balance_reg_images(sum(counts.values()), reg):
-            counts[reg_bucket[image.path]] += image.repeats
-        return sum(-(-counts[b] // batch_size) for b in buckets)
+        counts = Counter({b: fixed[b] + repeats * loose[b] for b in set(fixed) | set(loose)})
+        for index, times in enumerate(balanced_repeats(sum(counts.values()), reg_repeats)):
+            counts[bucket_of(reg[index].width, reg[index].height)] += times
+        return sum(-(-count // batch_size) for count in counts.values())
     return batches
 
 

@@ -69,19 +69,26 @@ def balance_reg_images(train_samples: int, reg: list[DatasetImage]) -> list[Data
     trained, and the last one may take the count a little past it); when every reg image has joined
     and they are still short, each in turn gets one more repeat until the counts meet.
     """
-    if not reg or train_samples <= 0:
+    repeats = balanced_repeats(train_samples, [image.repeats for image in reg])
+    return [image if image.repeats == times else dataclasses.replace(image, repeats=times)
+            for image, times in zip(reg, repeats)]
+
+
+def balanced_repeats(train_samples: int, repeats: list[int]) -> list[int]:
+    """``balance_reg_images`` on the reg images' repeats alone: the repeats of the first images, in order,
+    that one epoch trains (the app's step search calls this for many repeat counts)."""
+    if not repeats or train_samples <= 0:
         return []
-    repeats: list[int] = []
+    chosen: list[int] = []
     total = 0
-    for image in reg:
-        repeats.append(image.repeats)
-        total += image.repeats
+    for times in repeats:
+        chosen.append(times)
+        total += times
         if total >= train_samples:
-            break
+            return chosen
     # Still short: every reg image joined; now each gets one more repeat in turn.
-    extra, rest = divmod(train_samples - total, len(repeats)) if total < train_samples else (0, 0)
-    return [dataclasses.replace(image, repeats=times + extra + (1 if index < rest else 0))
-            for index, (image, times) in enumerate(zip(reg, repeats))]
+    extra, rest = divmod(train_samples - total, len(chosen))
+    return [times + extra + (1 if index < rest else 0) for index, times in enumerate(chosen)]
 
 
 def reg_samples(train_samples: int, reg: list[DatasetImage]) -> int:
