@@ -117,7 +117,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.format == "json":
         data = report.to_json()
         data["settings"]["from"] = notes  # where each setting came from, as the text report says it
-        data["regularization"] = reg.to_json() if reg is not None else None
+        if reg is not None:  # only with a reg folder: the keys of a plain scan stay as they were
+            data["regularization"] = reg.to_json()
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         print("\n".join(format_report(report, limit=None if args.all else SHOWN_PER_CODE, notes=notes)))
