@@ -19,14 +19,14 @@ import torch
 from trainer import distributed
 from trainer.checkpoint import dataset_folders, new_session_id, prune_checkpoints, save_lora, training_metadata
 from trainer.contract import faults
-from trainer.contract.captions import read_caption, shuffle_tags, tag_frequency, with_trigger
+from trainer.contract.captions import shuffle_tags, tag_frequency
 from trainer.contract.config.schema import Config, effective_resolution
 from trainer.contract.control import take_requests
 from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.errors import NAN_ADVICE, TrainerError
 from trainer.contract.events import EventWriter
 from trainer.contract.plan import count_batches, epoch_batches
-from trainer.contract.reg_images import balance_reg_images, reg_caption
+from trainer.contract.reg_images import balance_reg_images
 from trainer.contract.rundir import RunPaths
 from trainer.contract.stop import StopRequest
 from trainer.data import CachedImage, cache_latents, default_cache_dir
@@ -38,6 +38,7 @@ from trainer.models import (apply_prediction, caption_tokens, detect_arch, load_
 from trainer.networks import build_network, uses_lycoris
 from trainer.optim import averaged_weights, build_scheduler, start_training
 from trainer.packed_optimizer import build_packed_optimizer
+from trainer.reg_batches import RegMarks
 from trainer.sampling import Sampler, SampleSettings, choose_prompts
 from trainer.speed import use_tf32
 from trainer.state import Fingerprint, Progress, load_state, restore, save_state
@@ -146,9 +147,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     if report.cache_error:
         events.emit("warning", code="cache_unwritable", message=f"The latent cache cannot be written "
                     f"({report.cache_error}); training goes on without it.")
-    reg_set = set(reg_sources)
-    is_reg = [image.source in reg_set for image in images]
-    if all(is_reg):
+    marks = RegMarks.of([i.source for i in images], reg_sources, config.training.prior_loss_weight)
+    if not marks.train_count:
         raise TrainerError("dataset", f"none of the images in {config.dataset.path} could be decoded.",
                            "Check the warnings above for each file's reason.")
     events.emit("status", phase="caching", message=f"Images ready: {report.encoded} encoded, "
@@ -156,10 +156,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 total=len(scan.images) + len(reg_sources))
 
     # Captions: read once; the text encoders' outputs are cached when nothing can change them.
-    # (A regularization image keeps its own caption, or its folder's class word, and never gets the trigger.)
-    captions = [reg_caption(i.source) if reg else with_trigger(read_caption(i.source.caption_path),
-                                                               config.dataset.trigger_word)
-                for i, reg in zip(images, is_reg)]
+    captions = marks.captions([i.source for i in images], config.dataset.trigger_word)  # reg: own caption, no trigger
     _warn_long_captions(events, model, images, captions, config.dataset.max_token_length)
     text_cache = None
     if not train_te and not config.dataset.shuffle_captions:
@@ -182,15 +179,15 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                                "Lower training.batch_size or training.num_processes, or add images or repeats.")
     total_steps = per_epoch * config.training.epochs
     fingerprint = Fingerprint(total_steps, per_epoch, len(images))
-    tags = tag_frequency([c for c, reg in zip(captions, is_reg) if not reg])
-    folders = dataset_folders(Path(config.dataset.path), [(i.source.path, i.source.repeats, c)
-                                                          for i, c, reg in zip(images, captions, is_reg) if not reg])
+    tags = tag_frequency(marks.train_only(captions))
+    folders = dataset_folders(Path(config.dataset.path), [(i.source.path, i.source.repeats, c) for i, c
+                                                          in zip(marks.train_only(images), marks.train_only(captions))])
     # sd-scripts lists every reg folder with its own repeats and image count, used or not.
     reg_folders = dataset_folders(reg_scan.root, [(i.path, i.repeats, "") for i in reg_scan.images]) \
         if reg_scan is not None else {}
-    train_count = is_reg.count(False)
-    metadata = training_metadata(config, arch, resolution=resolution, images=train_count, total_steps=total_steps,
-                                 batches_per_epoch=per_epoch, tag_frequency=tags, folders=folders,
+    metadata = training_metadata(config, arch, resolution=resolution, images=marks.train_count,
+                                 total_steps=total_steps, batches_per_epoch=per_epoch, tag_frequency=tags,
+                                 folders=folders,
                                  started_at=started_at, session_id=new_session_id(),
                                  prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr,
                                  precision=precision.name, reg_folders=reg_folders)
@@ -221,10 +218,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     start_training(optimizer)  # schedule-free optimizers: train on their training-form weights
     device_name = torch.cuda.get_device_name(precision.device) if precision.device.type == "cuda" else "cpu"
     events.emit("start", run=paths.root.name, arch=arch, device=device_name, precision=precision.name,
-                resolution=resolution, images=train_count,
-                samples_per_epoch=sum(r for r, reg in zip(repeats, is_reg) if not reg),
-                reg_images=len(images) - train_count,
-                reg_samples_per_epoch=sum(r for r, reg in zip(repeats, is_reg) if reg),
+                resolution=resolution, **marks.start_fields(repeats),
                 batches_per_epoch=per_epoch, epochs=config.training.epochs, batch_size=batch_size,
                 total_steps=total_steps,
                 formula_steps=sum(repeats) * config.training.epochs / (batch_size * ranks.world),
@@ -273,11 +267,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             conditioning = text_cache.lookup(texts, precision.device) if text_cache is not None \
                 else encode_captions(model, texts, precision, train_te)
             faults.at_step()  # nothing unless LORATUI_FAULT arms it (the fault suite's injected OOM)
-            # Regularization: each reg image's loss counts prior_loss_weight times (sd-scripts' loss_weights).
-            weights = torch.tensor([config.training.prior_loss_weight if is_reg[i] else 1.0 for i in batch]) \
-                if reg_sources else None
+            # Regularization: a reg image's loss counts prior_loss_weight times (sd-scripts' loss_weights).
             loss = diffusion_loss(model, latents, conditioning, _time_ids(chosen, arch, precision.device), precision,
-                                  config.training.noise_offset, config.training.min_snr_gamma, weights)
+                                  config.training.noise_offset, config.training.min_snr_gamma, marks.weights(batch))
             loss_value = loss.item()
             if ranks.distributed:
                 # All processes must agree whether to update (the update averages gradients with the others).

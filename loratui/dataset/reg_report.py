@@ -79,7 +79,8 @@ class RegReport:
                 "skipped": [{"path": printable(str(p)), "why": why} for p, why in self.skipped]}
 
 
-def reg_report(reg_path: str, dataset_path: str, train_samples: int, caption_extension: str = ".txt") -> RegReport | None:
+def reg_report(reg_path: str, dataset_path: str, train_samples: int,
+               caption_extension: str = ".txt") -> RegReport | None:
     """The report of ``dataset.reg_path`` (None when it is empty), with a problem when it cannot be used."""
     if not reg_path:
         return None

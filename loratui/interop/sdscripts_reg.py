@@ -93,8 +93,8 @@ class RegImport:
         self.set("dataset.reg_path", str(root))
         if len(parents) > 1:
             self.report.approx("datasets.subsets is_reg", "dataset.reg_path", dirs,
-                               f"the reg folders do not share one parent; loratui reads one reg folder, so {str(root)!r}"
-                               " is used and the others are left out")
+                               f"the reg folders do not share one parent; loratui reads one reg folder, so "
+                               f"{str(root)!r} is used and the others are left out")
             return
         differ = []
         for path, repeats, tokens in entries:

@@ -126,3 +126,26 @@ def test_a_run_with_reg_images_trains_the_planned_steps_and_writes_their_metadat
     assert "1_creature" not in json.loads(meta["ss_dataset_dirs"])
     tags = {tag for folder in json.loads(meta["ss_tag_frequency"]).values() for tag in folder}
     assert "yellow creature" in tags and "creature" not in tags
+
+
+def test_reg_images_keep_their_captions_or_class_word_and_never_get_the_trigger(tmp_path):
+    from trainer.contract.reg_images import balance_reg_images
+    from trainer.reg_batches import RegMarks
+
+    reg = _reg_folder(tmp_path / "reg")
+    own = tmp_path / "data" / "a.png"
+    own.parent.mkdir()
+    Image.new("RGB", (64, 64)).save(own)
+    own.with_suffix(".txt").write_text("red scarf")
+    train = scan_dataset(own.parent, 1).images
+    chosen = balance_reg_images(1, scan_reg_images(reg).images)  # one training sample: only the first reg image
+    marks = RegMarks.of(train + chosen, chosen, 0.25)
+    assert marks.is_reg == (False, True) and marks.train_count == 1
+    assert marks.captions(train + chosen, "zkmascot") == ["zkmascot, red scarf", "creature, red"]
+    uncaptioned = [i for i in scan_reg_images(reg).images if i.caption_path is None]
+    assert RegMarks.of(uncaptioned, uncaptioned, 1.0).captions(uncaptioned, "zkmascot") == \
+        ["creature", "creature", "blob"]
+    assert marks.weights([1, 0, 1]).tolist() == [0.25, 1.0, 0.25]
+    assert RegMarks.of(train, [], 0.25).weights([0]) is None
+    assert marks.start_fields([3, 2]) == {"images": 1, "samples_per_epoch": 3, "reg_images": 1,
+                                          "reg_samples_per_epoch": 2}
