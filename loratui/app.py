@@ -228,7 +228,9 @@ class LoraTuiApp(App):
         assessment = self.workspace.assessment
         if assessment is None or self.workspace.assessed_version != self.workspace.version:
             return  # an assessment is on its way, and it reads the folder as it is now
-        if dataset_fingerprint(self.workspace.resolved().dataset.path) != assessment.facts.key[-1]:
+        dataset = self.workspace.resolved().dataset
+        # The key ends with the regularization folder's fingerprint, then the dataset folder's (assess.dataset_key).
+        if (dataset_fingerprint(dataset.reg_path), dataset_fingerprint(dataset.path)) != assessment.facts.key[-2:]:
             self.call_from_thread(self.reassess)
 
     def _install_assessment(self, version: int, assessment) -> None:

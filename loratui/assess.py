@@ -26,9 +26,11 @@ from trainer.contract.validation_split import split_images
 from trainer.contract.prediction import Resolved, detect_prediction, resolve_prediction
 from trainer.contract.lora_weights import as_trained, check_network_weights
 from trainer.contract.preflight import check_dataset, check_model_vae, check_output, check_prediction
+from trainer.contract.reg_images import check_reg_folder
 
 DATASET_KEYS = ("dataset.path", "dataset.repeats", "dataset.caption_extension", "dataset.trigger_word",
-                "model.base", "model.single_file_config", "dataset.masked_loss", "dataset.mask_path")
+                "model.base", "model.single_file_config", "dataset.masked_loss", "dataset.mask_path",
+                "dataset.reg_path")
 """Settings whose change means the dataset must be read again (the model's tokenizer counts the captions)."""
 
 
@@ -42,15 +44,19 @@ class DatasetFacts:
     problems: list[Problem] = field(default_factory=list)
     caption_tokens: tuple[tuple[Path, int], ...] | None = None
     """(caption file, CLIP tokens with the trigger word) for every caption; None without the model's tokenizer."""
+    reg_scan: DatasetScan | None = None
+    """The regularization folder's images (``dataset.reg_path``), apart from the dataset's."""
 
 
 def dataset_key(config: Config) -> tuple:
     """The values of DATASET_KEYS and the dataset folder's fingerprint: when either changes, the dataset
     facts are stale (a caption written by the dataset screen or by another program on the box, a folder
     renamed, an image added)."""
-    # The mask folder's files too (masked loss checks them); the dataset folder's fingerprint stays last.
+    # The mask and reg folders' files too (their checks read them). The dataset folder's fingerprint
+    # stays last and the reg folder's just before it: the app and the dataset screen compare ``key[-2:]``.
     masks = dataset_fingerprint(config.dataset.mask_path) if config.dataset.masked_loss else None
-    return tuple(get_value(config, key) for key in DATASET_KEYS) + (masks, dataset_fingerprint(config.dataset.path))
+    return tuple(get_value(config, key) for key in DATASET_KEYS) + (masks, dataset_fingerprint(config.dataset.reg_path),
+                                                                     dataset_fingerprint(config.dataset.path))
 
 
 def dataset_fingerprint(folder: str) -> int | None:
@@ -92,12 +98,14 @@ def read_dataset(config: Config, key: tuple | None = None) -> DatasetFacts:
     file changed during the scan makes the facts stale rather than hiding the change."""
     key = dataset_key(config) if key is None else key
     problems, scan = check_dataset(config)
+    reg_problems, reg_scan = check_reg_folder(config.dataset.reg_path, config.dataset.path,
+                                              config.dataset.caption_extension)
     captions = caption_stats(scan.images, config.dataset.trigger_word) if scan and scan.images else None
     tokens = None
     if scan and scan.images and config.model.base:
         tokens = caption_token_counts(_caption_texts(scan.images, config.dataset.trigger_word), config.model.base,
                                       config.model.single_file_config)
-    return DatasetFacts(key, scan, captions, problems, tokens)
+    return DatasetFacts(key, scan, captions, problems + reg_problems, tokens, reg_scan)
 
 
 def _caption_texts(images, trigger: str) -> list[tuple[Path, str]]:
@@ -251,16 +259,18 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
                     and config.dataset.resolution >= 0 and config.dataset.resolution % 64 == 0)
     if facts.scan is not None and facts.scan.images and counts_valid:
         resolution = effective_resolution(config, arch or "sd15")
-        # Only the images left after the validation split are trained on (and counted).
+        # Only the images left after the validation split are trained on (and counted), with the
+        # regularization images sd-scripts balances against them.
         training, _ = split_images(facts.scan.images, config.training.validation_split,
                                    config.training.validation_seed)
         plan = plan_steps(training, resolution, config.training.batch_size, config.training.epochs,
-                          config.dataset.buckets, config.dataset.bucket_upscale)
+                          config.dataset.buckets, config.dataset.bucket_upscale,
+                          reg_images=facts.reg_scan.images if facts.reg_scan is not None else ())
     estimates = None
     # The tables describe the real SD1.5 and SDXL; the demo's tiny models are a thousand times smaller.
     tiny_model = (Path(config.model.base) / "loratui-tiny.json").is_file()
     if arch is not None and not validate(config) and not tiny_model:
         estimates = estimate(as_trained(config), arch, plan, list(gpus))  # dim_from_weights: the file's dims
     context = Context(config, arch, facts.scan, plan, facts.captions, estimates, prediction, facts.caption_tokens,
-                      tiny_model)
+                      tiny_model, reg_scan=facts.reg_scan)
     return Assessment(config, problems, evaluate(context), arch, plan, facts, estimates, prediction)

@@ -39,6 +39,12 @@ def check_report(config: Path, exit_code: int, problems: list[Problem], assessme
     if plan is not None:
         report["steps"] = {"total": plan.total_steps, "guide_formula": plan.formula_steps}
     report["images"] = image_counts(assessment.facts)
+    reg = getattr(assessment.facts, "reg_scan", None)
+    if reg is not None:
+        # Kept apart from the dataset's images: the reg folder's usable images and what an epoch trains of them.
+        report["regularization_images"] = {
+            "usable": len(reg.images), "left_out": len(reg.skipped),
+            "samples_per_epoch": plan.reg_samples_per_epoch if plan is not None else None}
     return report
 
 

@@ -38,11 +38,16 @@ def estimates_text(estimates: Estimates | None) -> str:
 def formula_words(plan) -> str:
     """The guide's formula worked out for a plan, and why the exact count differs from it: the repeats are
     an average when kohya folders repeat their images differently (hence a fraction), and each
-    aspect-ratio bucket rounds its last, partial batch up to a whole step."""
+    aspect-ratio bucket rounds its last, partial batch up to a whole step. Regularization images
+    (``dataset.reg_path``) are included, as their own term."""
     if plan.images and plan.samples_per_epoch % plan.images == 0:
         count = f"{plan.images} images × {plan.samples_per_epoch // plan.images} repeats"
     else:
         count = f"{plan.images} images with their folders' repeats ({plan.samples_per_epoch} per epoch)"
+    reg = plan.reg_samples_per_epoch
+    if reg:
+        # Regularization images count as sd-scripts counts them: about as many samples as the training images.
+        count = f"({count} + {reg} regularization samples)"
     words = f"guide's formula: {count} × {plan.epochs} epochs ÷ batch {plan.batch_size} = {plan.formula_steps:g}"
     if plan.total_steps != plan.formula_steps:
         words += f"; each bucket's last, partial batch is a whole step, so {plan.total_steps}"

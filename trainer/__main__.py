@@ -137,7 +137,8 @@ def _run(paths: RunPaths, events: EventWriter, resume: bool, ranks: Ranks = Rank
     stop = StopRequest()
     install_stop_handlers(stop, echo_seconds=5.0 if ranks.distributed else 0.0)
     try:
-        run_training(config, paths, events, stop, checked.scan, resume=resume, ranks=ranks)
+        run_training(config, paths, events, stop, checked.scan, resume=resume, ranks=ranks,
+                     reg_scan=checked.reg_scan)
         return 0
     except TrainerError as exc:
         events.emit("error", code=exc.code, message=exc.message, advice=exc.advice)

@@ -69,7 +69,8 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
                       batches_per_epoch: int, tag_frequency: dict[str, int], started_at: float,
                       session_id: str, folders: dict[str, DatasetFolder] | None = None,
                       prediction: str = "epsilon", zero_terminal_snr: bool = False,
-                      precision: str | None = None, validation_images: int = 0) -> dict[str, str]:
+                      precision: str | None = None, validation_images: int = 0,
+                      reg_folders: dict[str, DatasetFolder] | None = None) -> dict[str, str]:
     """The metadata that stays the same through a run (per-save keys are added by ``save_lora``).
 
     Besides sd-scripts' ``ss_*`` keys it carries the SAI model-spec keys sd-scripts writes
@@ -83,6 +84,8 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
     ``folders`` (from ``dataset_folders``) lists the images per folder as sd-scripts does; without
     it the whole dataset is one entry with ``images`` images, ``dataset.repeats`` each, and the
     tags of ``tag_frequency``. ``validation_images`` is how many images the validation split held out.
+    ``reg_folders`` lists the regularization folders the same way (their own
+    repeats and every image in them, as sd-scripts counts ``ss_num_reg_images`` before balancing them).
     """
     network_module, network_args = _network_module_and_args(config)
     if folders is None:
@@ -134,7 +137,7 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_shuffle_caption": str(config.dataset.shuffle_captions),
         "ss_keep_tokens": str(config.dataset.keep_tokens),
         "ss_caption_dropout_rate": str(config.dataset.caption_dropout),
-        "ss_prior_loss_weight": "1.0",
+        "ss_prior_loss_weight": str(config.training.prior_loss_weight),
         "ss_min_snr_gamma": str(config.training.min_snr_gamma) if config.training.min_snr_gamma else "None",
         # Validation, as sd-scripts writes it; every held-out image is measured, which its None (no limit) means.
         "ss_validation_split": str(config.training.validation_split),
@@ -148,6 +151,10 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
                                        for name, f in folders.items()}),
         "ss_tag_frequency": json.dumps({name: f.tags for name, f in folders.items()}, ensure_ascii=False),
         "ss_zero_terminal_snr": str(zero_terminal_snr),
+        # Regularization images, as sd-scripts counts them: with their folders' repeats, before balancing.
+        "ss_num_reg_images": str(sum(f.images * f.repeats for f in (reg_folders or {}).values())),
+        "ss_reg_dataset_dirs": json.dumps({name: {"n_repeats": f.repeats, "img_count": f.images}
+                                           for name, f in (reg_folders or {}).items()}),
         "modelspec.sai_model_spec": "1.0.1",
         "modelspec.architecture": MODELSPEC_ARCHITECTURES[arch],
         "modelspec.implementation": MODELSPEC_IMPLEMENTATIONS[arch],

@@ -19,13 +19,14 @@ import torch
 from trainer import distributed
 from trainer.checkpoint import dataset_folders, new_session_id, prune_checkpoints, save_lora, training_metadata
 from trainer.contract import faults
-from trainer.contract.captions import read_caption, shuffle_tags, tag_frequency, with_trigger
+from trainer.contract.captions import shuffle_tags, tag_frequency
 from trainer.contract.config.schema import Config, effective_resolution
 from trainer.contract.control import take_requests
 from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.errors import NAN_ADVICE, TrainerError
 from trainer.contract.events import EventWriter
 from trainer.contract.plan import count_batches, epoch_batches
+from trainer.contract.reg_images import balance_reg_images
 from trainer.contract.rundir import RunPaths
 from trainer.contract.stop import StopRequest
 from trainer.contract.validation_split import split_images
@@ -39,6 +40,7 @@ from trainer.models import (apply_prediction, caption_tokens, detect_arch, load_
 from trainer.networks import build_network, uses_lycoris
 from trainer.optim import averaged_weights, build_scheduler, start_training
 from trainer.packed_optimizer import build_packed_optimizer
+from trainer.reg_batches import RegMarks
 from trainer.sampling import Sampler, SampleSettings, choose_prompts
 from trainer.speed import use_tf32
 from trainer.start_weights import load_start_weights, network_shape
@@ -55,12 +57,13 @@ class _StoppedBeforeTraining(Exception):
 
 
 def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: StopRequest, scan: DatasetScan,
-                 resume: bool = False, ranks: Ranks = Ranks()) -> Path | None:
+                 resume: bool = False, ranks: Ranks = Ranks(), reg_scan: DatasetScan | None = None) -> Path | None:
     """Train the LoRA the config describes; return the final file, or None when stopped early.
 
     With ``resume`` the run continues from the state saved with its last checkpoint. With several
     ``ranks`` (processes started by ``accelerate launch``) each trains on its share of every epoch
-    and only rank 0 writes files; the others return None.
+    and only rank 0 writes files; the others return None. ``reg_scan`` holds the regularization images
+    of ``dataset.reg_path`` (``trainer.contract.reg_images``), when it is set.
     """
     started_at = time.time()
     seed = config.training.seed
@@ -142,8 +145,10 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     # Validation split: the held-out images are encoded with the rest, then kept out of every batch.
     training_sources, held_out_sources = split_images(scan.images, config.training.validation_split,
                                                       config.training.validation_seed)
+    # Regularization images join the epoch in the number sd-scripts picks (balanced to the training samples).
+    reg_sources = balance_reg_images(sum(i.repeats for i in training_sources), reg_scan.images if reg_scan else [])
     try:
-        images, report = cache_latents(training_sources + held_out_sources, model.vae, resolution,
+        images, report = cache_latents(training_sources + held_out_sources + reg_sources, model.vae, resolution,
                                        config.dataset.buckets, config.dataset.bucket_upscale, config.dataset.flip,
                                        cache_dir, progress)
     except _StoppedBeforeTraining:
@@ -157,7 +162,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         events.emit("warning", code="cache_unwritable", message=f"The latent cache cannot be written "
                     f"({report.cache_error}); training goes on without it.")
     images, held_out = split_cached(images, held_out_sources)
-    if not images:
+    marks = RegMarks.of([i.source for i in images], reg_sources, config.training.prior_loss_weight)
+    if not marks.train_count:
         raise TrainerError("dataset", f"none of the images in {config.dataset.path} could be decoded.",
                            "Check the warnings above for each file's reason.")
     # Masked loss: each image's mask, cropped like the image and shrunk to its latents (never cached).
@@ -168,10 +174,11 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                         message=f"{len(unmasked)} of {len(images)} images have no mask and train as a whole "
                                 f"(such as {unmasked[0].name}).")
     events.emit("status", phase="caching", message=f"Images ready: {report.encoded} encoded, "
-                f"{report.reused} from the cache", current=len(scan.images), total=len(scan.images))
+                f"{report.reused} from the cache", current=len(scan.images) + len(reg_sources),
+                total=len(scan.images) + len(reg_sources))
 
     # Captions: read once; the text encoders' outputs are cached when nothing can change them.
-    captions = [with_trigger(read_caption(i.source.caption_path), config.dataset.trigger_word) for i in images]
+    captions = marks.captions([i.source for i in images], config.dataset.trigger_word)  # reg: own caption, no trigger
     _warn_long_captions(events, model, images, captions, config.dataset.max_token_length)
     text_cache = None
     if not train_te and not config.dataset.shuffle_captions:
@@ -194,14 +201,18 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                                "Lower training.batch_size or training.num_processes, or add images or repeats.")
     total_steps = per_epoch * config.training.epochs
     fingerprint = Fingerprint(total_steps, per_epoch, len(images))
-    tags = tag_frequency(captions)
-    folders = dataset_folders(Path(config.dataset.path),
-                              [(i.source.path, i.source.repeats, c) for i, c in zip(images, captions)])
-    metadata = training_metadata(config, arch, resolution=resolution, images=len(images), total_steps=total_steps,
-                                 batches_per_epoch=per_epoch, tag_frequency=tags, folders=folders,
+    tags = tag_frequency(marks.train_only(captions))
+    folders = dataset_folders(Path(config.dataset.path), [(i.source.path, i.source.repeats, c) for i, c
+                                                          in zip(marks.train_only(images), marks.train_only(captions))])
+    # sd-scripts lists every reg folder with its own repeats and image count, used or not.
+    reg_folders = dataset_folders(reg_scan.root, [(i.path, i.repeats, "") for i in reg_scan.images]) \
+        if reg_scan is not None else {}
+    metadata = training_metadata(config, arch, resolution=resolution, images=marks.train_count,
+                                 total_steps=total_steps, batches_per_epoch=per_epoch, tag_frequency=tags,
+                                 folders=folders,
                                  started_at=started_at, session_id=new_session_id(),
                                  prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr,
-                                 precision=precision.name, validation_images=len(held_out))
+                                 precision=precision.name, validation_images=len(held_out), reg_folders=reg_folders)
 
     # Optimizer and schedule.
     fused = config.training.fused_backward_pass
@@ -229,7 +240,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     start_training(optimizer)  # schedule-free optimizers: train on their training-form weights
     device_name = torch.cuda.get_device_name(precision.device) if precision.device.type == "cuda" else "cpu"
     events.emit("start", run=paths.root.name, arch=arch, device=device_name, precision=precision.name,
-                resolution=resolution, images=len(images), samples_per_epoch=sum(repeats),
+                resolution=resolution, **marks.start_fields(repeats),
                 batches_per_epoch=per_epoch, epochs=config.training.epochs, batch_size=batch_size,
                 total_steps=total_steps,
                 formula_steps=sum(repeats) * config.training.epochs / (batch_size * ranks.world),
@@ -284,8 +295,10 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             conditioning = text_cache.lookup(texts, precision.device) if text_cache is not None \
                 else encode_captions(model, texts, precision, train_te)
             faults.at_step()  # nothing unless LORATUI_FAULT arms it (the fault suite's injected OOM)
+            # Regularization: a reg image's loss counts prior_loss_weight times (sd-scripts' loss_weights).
             loss = diffusion_loss(model, latents, conditioning, _time_ids(chosen, arch, precision.device), precision,
-                                  config.training.noise_offset, config.training.min_snr_gamma, mask=mask)
+                                  config.training.noise_offset, config.training.min_snr_gamma, mask=mask,
+                                  sample_weights=marks.weights(batch))
             loss_value = loss.item()
             if ranks.distributed:
                 # All processes must agree whether to update (the update averages gradients with the others).

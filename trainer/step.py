@@ -96,10 +96,13 @@ def min_snr_weights(model: BaseModel, timesteps: torch.Tensor, gamma: float) -> 
 
 def diffusion_loss(model: BaseModel, latents: torch.Tensor, conditioning: tuple[torch.Tensor, torch.Tensor | None],
                    time_ids: torch.Tensor | None, precision: Precision, noise_offset: float,
-                   min_snr_gamma: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+                   min_snr_gamma: float, mask: torch.Tensor | None = None,
+                   sample_weights: torch.Tensor | None = None) -> torch.Tensor:
     """The denoising loss of one batch (the caller decides whether gradients reach the text encoders).
 
     ``mask`` (B, 1, h, w) in [0, 1] weighs each latent pixel's loss (masked loss: ``trainer.masks``).
+    ``sample_weights`` scales each image's loss before the batch mean, as sd-scripts' ``loss_weights``:
+    ``training.prior_loss_weight`` for a regularization image, 1 for the user's own.
     """
     hidden, pooled = conditioning
     noisy, noise, timesteps = add_noise(model, latents, noise_offset)
@@ -120,6 +123,8 @@ def diffusion_loss(model: BaseModel, latents: torch.Tensor, conditioning: tuple[
     per_sample = per_pixel.mean(dim=(1, 2, 3))
     if min_snr_gamma:
         per_sample = per_sample * min_snr_weights(model, timesteps, min_snr_gamma)
+    if sample_weights is not None:
+        per_sample = per_sample * sample_weights.to(per_sample.device)
     return per_sample.mean()
 
 

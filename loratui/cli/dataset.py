@@ -70,6 +70,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="the base model (a diffusers folder): count each caption's tokens with its tokenizer")
     scan.add_argument("--max-token-length", type=int, choices=(75, 150, 225), default=75,
                       help="the tokens the text encoders read (dataset.max_token_length; default 75)")
+    scan.add_argument("--reg", type=Path, metavar="REG_DIR",
+                      help="a regularization folder (kohya's N_class layout), reported apart from DIR (default: "
+                           "the config's dataset.reg_path)")
     scan.add_argument("--format", choices=("text", "json"), default="text")
     _add_caption_commands(commands)
     _add_tag_command(commands)
@@ -80,6 +83,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     """Scan a folder and print the report."""
     from loratui.cli.scan_settings import SettingsError, scan_settings
     from loratui.dataset import scan_folder
+    from loratui.dataset.reg_report import reg_report
     from loratui.dataset.token_count import tokenizer_folder
 
     try:
@@ -87,6 +91,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"loratui: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    reg_path = settings.pop("reg_path", "")
     args.resolution = settings["resolution"]
     if args.resolution < 64:
         print(f"loratui: --resolution {args.resolution} is too small; SD models train at 512 to 1024.",
@@ -108,13 +113,19 @@ def cmd_scan(args: argparse.Namespace) -> int:
               "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror or exc})"
         print(f"loratui: {args.dir} {why}. Give the folder that holds your training images.", file=sys.stderr)
         return EXIT_BAD_INPUT
+    reg = reg_report(reg_path, str(args.dir), report.effective_images, settings["caption_extension"])
     if args.format == "json":
         data = report.to_json()
         data["settings"]["from"] = notes  # where each setting came from, as the text report says it
+        if reg is not None:  # only with a reg folder: the keys of a plain scan stay as they were
+            data["regularization"] = reg.to_json()
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         print("\n".join(format_report(report, limit=None if args.all else SHOWN_PER_CODE, notes=notes)))
-    return EXIT_FAILED if report.has_errors else EXIT_OK
+        if reg is not None:
+            print("\n" + "\n".join(reg.lines()))
+    failed = report.has_errors or (reg is not None and reg.problem is not None)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 # ── caption tools: trigger · tags · undo · history ───────────────────────────────────────────

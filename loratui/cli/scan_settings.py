@@ -28,6 +28,9 @@ class SettingsError(Exception):
 def scan_settings(args: argparse.Namespace) -> tuple[dict, list[str]]:
     """The keyword arguments for ``scan_folder`` and the lines that say where they came from.
 
+    Besides them it holds ``reg_path``, the regularization folder (``--reg``, else the config's
+    ``dataset.reg_path``), which the caller takes out and reports apart.
+
     ``args`` holds ``config``, ``resolution``, ``trigger``, ``kind``, ``repeats`` and
     ``caption_extension`` as parsed (None when not given). Raises SettingsError when ``--config``
     names a file that cannot be read; a broken ``./loratui.toml`` is only mentioned, since it
@@ -59,6 +62,9 @@ def scan_settings(args: argparse.Namespace) -> tuple[dict, list[str]]:
             settings["kind"] = config.kind
     settings.update({key: value for key, value in given.items() if value is not None})
 
+    # The regularization folder is reported apart from the dataset (``loratui.dataset.reg_report``).
+    given_reg = getattr(args, "reg", None)
+    settings["reg_path"] = str(given_reg) if given_reg is not None else config.dataset.reg_path if config else ""
     resolution, said = _resolution(args.resolution, config, path)
     settings["resolution"] = resolution
     notes.insert(0, said)

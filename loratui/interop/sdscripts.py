@@ -30,10 +30,11 @@ from typing import Any
 from loratui.interop.report import MappingReport
 from loratui.interop.sdscripts_masks import mask_subset_pairs, mask_training_pairs
 from loratui.interop.sdscripts_validation import export_validation
+from loratui.interop.sdscripts_reg import export_reg_subsets, prior_loss_pairs, reg_images_here
 from loratui.interop.tomlout import dataset_toml, flat_toml
 from trainer.contract.config.schema import FIELDS, Config, effective_resolution, get_value
 from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
-from trainer.contract.plan import BUCKET_STEP, assign_bucket, count_batches
+from trainer.contract.plan import BUCKET_STEP, plan_steps
 from trainer.contract.prediction import Detected, detect_prediction, resolve_prediction
 from trainer.contract.validation_split import split_images
 
@@ -322,14 +323,14 @@ def _scheduler(config: Config, scan: DatasetScan | None, arch: str, report: Mapp
     return pairs
 
 
-def batches_per_epoch(config: Config, scan: DatasetScan, arch: str) -> int:
+def batches_per_epoch(config: Config, scan: DatasetScan, arch: str, reg_images: list = ()) -> int:
     """Batches in one epoch of this dataset, bucketed exactly as the trainer buckets (upscaling included),
-    of the images left to train on after the validation split."""
+    of the images left to train on after the validation split, with the regularization images sd-scripts
+    balances against them (``trainer.contract.reg_images``)."""
     resolution = effective_resolution(config, arch)
     images, _ = split_images(scan.images, config.training.validation_split, config.training.validation_seed)
-    buckets = [assign_bucket(i.width, i.height, resolution, config.dataset.buckets, config.dataset.bucket_upscale)
-               for i in images]
-    return count_batches(buckets, [i.repeats for i in images], max(1, config.training.batch_size))
+    return plan_steps(images, resolution, max(1, config.training.batch_size), 1, config.dataset.buckets,
+                      config.dataset.bucket_upscale, reg_images=list(reg_images)).batches_per_epoch
 
 
 def _planned_steps(config: Config, scan: DatasetScan | None, arch: str) -> int | None:
@@ -337,7 +338,8 @@ def _planned_steps(config: Config, scan: DatasetScan | None, arch: str) -> int |
         return None
     processes = config.training.num_processes
     # sd-scripts steps a scheduler once per process per optimizer step (it scales its own schedules likewise).
-    return math.ceil(batches_per_epoch(config, scan, arch) / processes) * config.training.epochs * processes
+    per_epoch = batches_per_epoch(config, scan, arch, reg_images_here(config))
+    return math.ceil(per_epoch / processes) * config.training.epochs * processes
 
 
 def _training(config: Config, report: MappingReport) -> list[tuple[str, Any]]:
@@ -500,7 +502,7 @@ def _command(script: str, out_dir: Path, processes: int, source: Path | None) ->
 
 
 NOT_YET_EXPORTED: tuple[str, ...] = (
-    "dataset.reg_path", "training.gradient_accumulation_steps", "training.prior_loss_weight",
+    "training.gradient_accumulation_steps",
     "training.multires_noise_iterations", "training.multires_noise_discount", "training.ip_noise_gamma",
     "training.min_timestep", "training.max_timestep", "training.debiased_estimation", "training.loss_type",
     "training.huber_c", "training.huber_schedule", "output.sample_negative_prompt", "output.sample_sampler",
@@ -532,11 +534,12 @@ def export_sdscripts(config: Config, out_dir: Path, source: Path | None = None) 
     groups = [("model and network", _model_and_network(config, arch, report)),
               ("optimizer", _optimizer(config, report)),
               ("learning-rate schedule", _scheduler(config, scan, arch, report)),
-              ("training", _training(config, report) + caching + mask_training_pairs(config, report, scan)
-               + validation),
+              ("training", _training(config, report) + prior_loss_pairs(config) + caching
+               + mask_training_pairs(config, report, scan) + validation),
               ("output and samples", _output(config, out_dir, report)),
               ("dataset", [("dataset_config", str(out_dir / "dataset.toml"))])]
-    subsets = [subset + mask_subset_pairs(config, subset[0][1]) for subset in _subsets(config, scan, report)]
+    subsets = ([subset + mask_subset_pairs(config, subset[0][1]) for subset in _subsets(config, scan, report)]
+               + export_reg_subsets(config, report))
     _not_yet_exported(config, report)
 
     header = [f"sd-scripts config ({script} --config_file) written by `loratui export`"

@@ -15,12 +15,13 @@ from typing import Any
 from loratui.interop.report import show
 from loratui.interop.sdscripts import bucket_range
 from loratui.interop.sdscripts_masks import import_masks
+from loratui.interop.sdscripts_reg import RegImport
 from loratui.interop.sdscripts_source import DATASET_DEFAULTS, as_float, as_int
 from trainer.contract.config.schema import native_resolution
 from trainer.contract.dataset_scan import parse_repeat_folder
 
 
-class DatasetMapping:
+class DatasetMapping(RegImport):
     """The dataset methods of ``Importer`` (which provides ``src``, ``report``, ``values``, ``set`` and ``arch``)."""
 
     # ---- dataset ----------------------------------------------------------------------------------
@@ -46,18 +47,19 @@ class DatasetMapping:
             is_reg, _ = self.src.lookup("is_reg", [subset] + levels)
             (reg if is_reg else train).append(subset)
         for subset in reg:
-            for key in subset:
+            for key in subset:  # the reg subsets' caption options are the dataset's (loratui holds them once)
                 self.src.use(subset, key)
-            self.report.drop("datasets.subsets is_reg", subset.get("image_dir"), "loratui has no regularisation images")
         self._dataset_level(levels)
         if not train:
             self.report.default("dataset.path", "", "the dataset config lists no training images")
             for key, ours in SUBSET_FIELDS:
                 self.src.lookup(key, levels)
+            self._reg_subsets(reg, levels, "")
             return
         self._subset_fields(train, levels)
         self._folders(train, levels)
         import_masks(self, train, levels)
+        self._reg_subsets(reg, levels, str(self.values.get("dataset", {}).get("path", "")))
 
     def _dataset_level(self, levels: list[dict]) -> None:
         resolution, found = self.src.lookup("resolution", levels)
@@ -212,9 +214,9 @@ class DatasetMapping:
                                "sd-scripts skips")
         else:
             self.report.default("dataset.path", "", "neither a dataset config nor train_data_dir; set dataset.path")
-        for key in ("reg_data_dir", "in_json"):
-            if self.src.has(key):
-                self.report.drop(key, self.src.get(key), "loratui has no regularisation or metadata-file datasets")
+        self._reg_data_dir()
+        if self.src.has("in_json"):
+            self.report.drop("in_json", self.src.get("in_json"), "loratui has no metadata-file datasets")
         self._dataset_level([])
         self._subset_fields([{}], [])
         import_masks(self, [{}], [])

@@ -19,6 +19,7 @@ from loratui.interop.sdscripts_dataset import DatasetMapping
 from loratui.interop.sdscripts_source import (OPTIMIZER_DEFAULT_DECAY, SD_SCRIPTS_DEFAULTS, Hints, Source, as_float,
                                               as_int, is_noop, optimizer_name, parse_args_list, reason_for)
 from loratui.interop.sdscripts_validation import import_validation
+from loratui.interop.sdscripts_reg import reg_images_here
 from trainer.contract.config.schema import DORA_NETWORKS, Config, Problem, from_dict, native_resolution, validate
 
 
@@ -346,6 +347,7 @@ class Importer(DatasetMapping):
                   default_note="sd-scripts picks a random seed when none is given; loratui's default")
         self.take("min_snr_gamma", "training.min_snr_gamma", as_float)
         self.take("noise_offset", "training.noise_offset", as_float)
+        self._prior_loss_weight()
         self.take("max_token_length", "dataset.max_token_length", as_int)
         if self.src.has("fused_backward_pass"):
             self.report.drop("fused_backward_pass", self.src.get("fused_backward_pass"), "sd-scripts' LoRA scripts "
@@ -408,7 +410,7 @@ class Importer(DatasetMapping):
             return None
         if not scan.images:
             return None
-        batches = batches_per_epoch(config, scan, self.arch or "sd15")
+        batches = batches_per_epoch(config, scan, self.arch or "sd15", reg_images_here(config))
         return math.ceil(batches / max(1, config.training.num_processes))
 
     def _total_steps(self) -> int | None:

@@ -31,8 +31,8 @@ NO_EFFECT_REASONS = {
     ("sample_every_n_steps", "sample_at_first"): "loratui samples by epoch (and on request during a run)",
     ("multires_noise_iterations", "multires_noise_discount", "adaptive_noise_scale", "ip_noise_gamma",
      "noise_offset_random_strength", "ip_noise_gamma_random_strength", "min_timestep", "max_timestep",
-     "loss_type", "huber_schedule", "huber_c", "huber_scale", "debiased_estimation_loss",
-     "prior_loss_weight"): "loratui has no such noise or loss option",
+     "loss_type", "huber_schedule", "huber_c", "huber_scale", "debiased_estimation_loss"):
+        "loratui has no such noise or loss option",
     ("full_fp16", "full_bf16"): "loratui keeps the LoRA weights in fp32 under mixed precision",
     ("fp8_base", "fp8_base_unet"): "loratui keeps the base model in the training precision",
     ("vae", "no_half_vae"): "loratui uses the model's own VAE",

@@ -73,6 +73,8 @@ class Context:
     """(caption file, CLIP tokens) of every caption, counted with the model's tokenizer, when it is here."""
     tiny_model: bool = False
     """True for loratui's own tiny test model (the demo's): it is drawn at 128 px, not at SD's sizes."""
+    reg_scan: DatasetScan | None = None
+    """The regularization images of ``dataset.reg_path``, when it is set and readable (kept apart from ``scan``)."""
 
     def value(self, key: str) -> Any:
         return get_value(self.config, key)

@@ -20,6 +20,7 @@ read this one plan, so their fixes agree and applying them all lands where the p
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from loratui.rules.engine import Context
 from loratui.rules.targets import targets_of
 from trainer.contract.dataset_scan import parse_repeat_folder
 from trainer.contract.plan import assign_bucket
+from trainer.contract.reg_images import balanced_repeats
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,22 @@ def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | Non
             loose[bucket] += 1
         else:
             fixed[bucket] += parse_repeat_folder(image.path.parent.name)[0]
-    buckets = set(fixed) | set(loose)
-    return lambda repeats: sum(-(-(fixed[b] + repeats * loose[b]) // batch_size) for b in buckets)
+    # Regularization images share the buckets; how many join depends on the training samples (sd-scripts'
+    # balancing), so they are counted per repeat count; only the reg images a count reaches are bucketed.
+    reg = ctx.reg_scan.images if ctx.reg_scan is not None else []
+    reg_repeats = [image.repeats for image in reg]
+
+    @functools.lru_cache(maxsize=None)  # by size: reg folders hold many pictures of a few sizes
+    def bucket_of(width: int, height: int) -> tuple[int, int]:
+        return assign_bucket(width, height, resolution, config.dataset.buckets, config.dataset.bucket_upscale)
+
+    @functools.lru_cache(maxsize=None)  # the search asks for each repeat count once per epoch count
+    def batches(repeats: int) -> int:
+        counts = Counter({b: fixed[b] + repeats * loose[b] for b in set(fixed) | set(loose)})
+        for index, times in enumerate(balanced_repeats(sum(counts.values()), reg_repeats)):
+            counts[bucket_of(reg[index].width, reg[index].height)] += times
+        return sum(-(-count // batch_size) for count in counts.values())
+    return batches
 
 
 def tiny_plan(ctx: Context) -> TinyPlan | None:

@@ -25,6 +25,7 @@ from loratui import caption_tools
 from loratui.commands import mode_bar
 from loratui.assess import dataset_fingerprint
 from loratui.dataset import scan_folder
+from loratui.dataset.reg_report import RegReport, reg_report
 from loratui.dataset.describe import histogram, plural
 from loratui.dataset.token_count import tokenizer_folder
 from loratui.dataset.report import DatasetReport
@@ -246,17 +247,26 @@ class DatasetScreen(CaptionJobMixin, Screen):
         fingerprint = dataset_fingerprint(str(watched)) if watched is not None and _same(watched, folder) else None
         try:
             report = scan_folder(folder, **settings)
+            reg = reg_report(self._reg_path(), str(folder), report.effective_images, settings["caption_extension"])
         except OSError as exc:
             self.app.call_from_thread(self.query_one("#dataset-summary", Static).update,
                                       f"{folder} cannot be read: {exc.strerror or exc}. Check the path.")
             return
         texts = caption_tools.read_texts(i.caption_path for i in report.images if i.caption_path is not None)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_report, report, texts, fingerprint)
+            self.app.call_from_thread(self._show_report, report, texts, fingerprint, reg)
 
-    def _show_report(self, report: DatasetReport, texts: dict[Path, str], fingerprint: int | None = None) -> None:
+    def _reg_path(self) -> str:
+        """The workspace's regularization folder (``dataset.reg_path``), shown apart from the dataset's images."""
+        config = self.workspace.resolved() if self.workspace.path else self.workspace.config
+        return config.dataset.reg_path
+
+    def _show_report(self, report: DatasetReport, texts: dict[Path, str], fingerprint: int | None = None,
+                     reg: RegReport | None = None) -> None:
         self.report, self.texts, self.fingerprint = report, texts, fingerprint
-        self.query_one("#dataset-summary", Static).update("\n".join(summary_lines(report)))
+        # The regularization images get a line of their own, never mixed into the dataset's counts.
+        lines = summary_lines(report) + ([reg.short_line()] if reg is not None else [])
+        self.query_one("#dataset-summary", Static).update("\n".join(lines))
         self._fill_problems(report)
         self._fill_images(report)
         self._fill_tags()

@@ -43,7 +43,8 @@ SD_SCRIPTS_ARGUMENTS = {
     "min_snr_gamma", "noise_offset", "sdpa", "cache_latents", "cache_latents_to_disk", "output_dir", "output_name",
     "save_model_as", "save_precision", "save_every_n_epochs", "save_last_n_epochs", "sample_every_n_epochs",
     "sample_sampler", "sample_prompts", "dataset_config", "masked_loss",
-    "validate_every_n_steps", "validate_every_n_epochs"}
+    "validate_every_n_steps", "validate_every_n_epochs",
+    "prior_loss_weight", "reg_data_dir"}
 _SUBSET_ASCENDABLE = {"color_aug", "face_crop_aug_range", "flip_aug", "num_repeats", "random_crop", "shuffle_caption",
                       "keep_tokens", "keep_tokens_separator", "secondary_separator", "caption_separator",
                       "enable_wildcard", "token_warmup_min", "token_warmup_step", "caption_prefix", "caption_suffix",
@@ -158,7 +159,7 @@ SAMPLE_VALUES = {
     "training.mixed_precision": ["no", "fp16", "bf16"],
     "training.gradient_checkpointing": [True, False], "training.fused_backward_pass": [False, True],
     "training.num_processes": [1, 2], "training.seed": [0, 42, 1234], "training.min_snr_gamma": [0.0, 5.0],
-    "training.noise_offset": [0.0, 0.0357], "output.name": ["lora", "char_v2"], "output.save_every_n_epochs": [0, 1, 2],
+    "training.noise_offset": [0.0, 0.0357], "training.prior_loss_weight": [1.0, 0.5, 2.0], "output.name": ["lora", "char_v2"], "output.save_every_n_epochs": [0, 1, 2],
     "output.keep_last_n_checkpoints": [0, 3], "output.save_precision": ["fp16", "bf16", "fp32"],
     "output.sample_every_n_epochs": [0, 2], "output.sample_prompts": [[], ["zkchar, smile"], ["zkchar", "a b, c"]],
     "output.sample_steps": [20, 28], "output.sample_seed": [42, 7],
@@ -744,3 +745,57 @@ def test_continuing_a_lora_file_crosses_both_ways(tmp_path):
     assert [e.text() for e in result.report.not_mapped] == []
     exported = tomllib.loads(export_sdscripts(result.config, tmp_path / "out").files["config.toml"])
     assert (exported["network_weights"], exported["dim_from_weights"]) == ("/loras/mychar.safetensors", True)
+
+
+# ---- regularization images ---------------------------------------------------------------------------------------
+
+def _reg_folder(root: Path) -> Path:
+    for name in ("2_woman/w0.png", "2_woman/w1.png", "1_man/m0.png"):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64), (40, 40, 40)).save(path)
+    return root
+
+
+def test_reg_images_and_prior_loss_weight_export_as_is_reg_subsets_and_come_back(tmp_path):
+    reg = _reg_folder(tmp_path / "reg")
+    config = with_value(with_value(base_config(tmp_path), "dataset.reg_path", str(reg)),
+                        "training.prior_loss_weight", 0.7)
+    config = with_value(config, "dataset.trigger_word", "zkchar")
+    check_round_trip(config, tmp_path / "out", "sd15")
+    data = tomllib.loads((tmp_path / "out" / "dataset.toml").read_text())
+    reg_subsets = [s for s in data["datasets"][0]["subsets"] if s.get("is_reg")]
+    # One subset per N_class folder, with its repeats and its own class word (never the trigger word).
+    assert reg_subsets == [{"image_dir": str(reg / "1_man"), "num_repeats": 1, "is_reg": True, "class_tokens": "man"},
+                           {"image_dir": str(reg / "2_woman"), "num_repeats": 2, "is_reg": True,
+                            "class_tokens": "woman"}]
+    assert tomllib.loads((tmp_path / "out" / "config.toml").read_text())["prior_loss_weight"] == 0.7
+
+
+def test_reg_data_dir_and_prior_loss_weight_import_from_a_plain_sd_scripts_config(tmp_path):
+    make_dataset(tmp_path / "train")
+    reg = _reg_folder(tmp_path / "reg")
+    source = tmp_path / "kohya.toml"
+    source.write_text(f'pretrained_model_name_or_path = "{tmp_path / "m.safetensors"}"\n'
+                      f'train_data_dir = "{tmp_path / "train"}"\nreg_data_dir = "{reg}"\nprior_loss_weight = 0.25\n')
+    result = import_file(source)
+    assert result.problems == []
+    assert (result.config.dataset.reg_path, result.config.training.prior_loss_weight) == (str(reg), 0.25)
+    mapped = {e.source for e in result.report.mapped}
+    assert {"reg_data_dir", "prior_loss_weight"} <= mapped
+    assert not [e for e in result.report.not_mapped if "reg" in e.source or "prior" in e.source]
+
+
+def test_is_reg_subsets_named_otherwise_are_mapped_with_a_note_and_never_inside_the_dataset(tmp_path):
+    root = make_dataset(tmp_path / "dataset")
+    reg = _reg_folder(tmp_path / "reg")
+    (tmp_path / "dataset.toml").write_text(
+        f'[[datasets]]\n[[datasets.subsets]]\nimage_dir = "{root}"\nnum_repeats = 2\n'
+        f'[[datasets.subsets]]\nimage_dir = "{reg / "2_woman"}"\nis_reg = true\nnum_repeats = 3\n')
+    source = tmp_path / "kohya.toml"
+    source.write_text(f'pretrained_model_name_or_path = "{tmp_path / "m.safetensors"}"\n'
+                      f'dataset_config = "{tmp_path / "dataset.toml"}"\n')
+    result = import_file(source)
+    assert result.config.dataset.reg_path == str(reg)
+    (note,) = [e for e in result.report.approximate if e.source == "datasets.subsets is_reg"]
+    assert "2_woman: 3 repeats" in str(note.value)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.contract.dataset_scan import DatasetImage
+from trainer.contract.reg_images import balance_reg_images
 
 BUCKET_STEP = 64
 """Bucket sides are multiples of this (the VAE's factor 8 times the UNet's factor 8)."""
@@ -94,7 +95,7 @@ class StepPlan:
 
     images: int
     samples_per_epoch: int
-    """Images × their repeats."""
+    """Training images × their repeats (regularization images not included)."""
     batches_per_epoch: int
     epochs: int
     batch_size: int
@@ -103,17 +104,28 @@ class StepPlan:
     formula_steps: float
     """The guide's estimate: images × repeats × epochs ÷ batch size."""
     bucket_counts: dict[tuple[int, int], int]
-    """How many images land in each (width, height) bucket."""
+    """How many images land in each (width, height) bucket (regularization images included)."""
+    reg_images: int = 0
+    """Regularization images an epoch trains (sd-scripts leaves out those past the training count)."""
+    reg_samples_per_epoch: int = 0
+    """Regularization samples per epoch: about ``samples_per_epoch``, as sd-scripts balances them."""
 
 
 def plan_steps(images: list[DatasetImage], resolution: int, batch_size: int, epochs: int,
-               use_buckets: bool = True, upscale: bool = False) -> StepPlan:
+               use_buckets: bool = True, upscale: bool = False, reg_images: list[DatasetImage] = ()) -> StepPlan:
     """The exact number of steps a run over these images performs (bucketed as the trainer buckets them:
-    ``upscale`` is ``dataset.bucket_upscale``, which moves small images into the full-size buckets)."""
-    buckets = [assign_bucket(i.width, i.height, resolution, use_buckets, upscale) for i in images]
-    repeats = [i.repeats for i in images]
-    per_epoch = count_batches(buckets, repeats, batch_size)
-    samples = sum(repeats)
+    ``upscale`` is ``dataset.bucket_upscale``, which moves small images into the full-size buckets).
+
+    ``reg_images`` (from ``trainer.contract.reg_images.scan_reg_images``) join each epoch as sd-scripts
+    balances them against the training images, sharing their buckets and batches.
+    """
+    samples = sum(i.repeats for i in images)
+    reg = balance_reg_images(samples, list(reg_images))
+    every = list(images) + reg
+    buckets = [assign_bucket(i.width, i.height, resolution, use_buckets, upscale) for i in every]
+    per_epoch = count_batches(buckets, [i.repeats for i in every], batch_size)
+    reg_samples = sum(i.repeats for i in reg)
     return StepPlan(images=len(images), samples_per_epoch=samples, batches_per_epoch=per_epoch,
                     epochs=epochs, batch_size=batch_size, total_steps=per_epoch * epochs,
-                    formula_steps=samples * epochs / batch_size, bucket_counts=dict(Counter(buckets)))
+                    formula_steps=(samples + reg_samples) * epochs / batch_size, bucket_counts=dict(Counter(buckets)),
+                    reg_images=len(reg), reg_samples_per_epoch=reg_samples)

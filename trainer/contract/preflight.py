@@ -19,6 +19,7 @@ from trainer.contract.lora_weights import check_network_weights
 from trainer.contract.model_ref import check_model, local_model_arch
 from trainer.contract.prediction import detect_prediction
 from trainer.contract.validation_split import split_problems
+from trainer.contract.reg_images import check_reg_folder
 from trainer.contract.vae_ref import check_vae
 
 
@@ -29,6 +30,8 @@ class Preflight:
     problems: list[Problem] = field(default_factory=list)
     scan: DatasetScan | None = None
     """The dataset scan, when the folder could be scanned (reused by the caller)."""
+    reg_scan: DatasetScan | None = None
+    """The regularization folder's scan (``dataset.reg_path``), when one is set and could be scanned."""
 
     @property
     def ok(self) -> bool:
@@ -146,5 +149,8 @@ def preflight(config: Config) -> Preflight:
     result.problems += check_network_weights(config)  # a LoRA file to continue (its architecture read from the model)
     dataset_problems, result.scan = check_dataset(config)
     result.problems += dataset_problems
+    reg_problems, result.reg_scan = check_reg_folder(config.dataset.reg_path, config.dataset.path,
+                                                     config.dataset.caption_extension)
+    result.problems += reg_problems
     result.problems += check_output(config)
     return result

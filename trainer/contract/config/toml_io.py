@@ -111,7 +111,7 @@ def load_config(path: Path | str, overrides: Iterable[str] = ()) -> tuple[Config
 
 
 PATH_FIELDS = ("model.base", "model.single_file_config", "model.vae", "dataset.path", "dataset.cache_dir",
-               "output.dir", "dataset.mask_path", "network.weights")
+               "output.dir", "dataset.mask_path", "network.weights", "dataset.reg_path")
 """Settings that name local files or folders, read relative to the config file's folder."""
 MODEL_REFERENCES = ("model.base", "model.single_file_config")
 """Path settings that may instead be a Hugging Face hub id."""
