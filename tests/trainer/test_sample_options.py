@@ -17,9 +17,6 @@ from tests.trainer.helpers import of_type, train
 from trainer.contract.events import EventWriter, read_events
 from trainer.contract.sample_prompts import SAMPLERS
 
-pytestmark = pytest.mark.slow
-
-
 @pytest.fixture(scope="module")
 def loaded(tiny_sd15):
     """The tiny SD1.5 with a LoRA attached (its up weights not zero, so the LoRA changes pictures)."""
@@ -57,6 +54,7 @@ def _pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
 
+@pytest.mark.slow
 def test_a_prompts_own_options_set_its_size_seed_steps_negative_and_cfg(loaded, tmp_path):
     line = "zkmascot, red scarf --w 128 --h 64 --s 3 --d 7 --n x --l 4"
     written, events = _draw(loaded, tmp_path / "a", [line, line, line.replace("--d 7", "--d 8"), "zkmascot"])
@@ -81,6 +79,7 @@ def test_a_prompts_own_options_set_its_size_seed_steps_negative_and_cfg(loaded, 
                           "Steps: 3, Sampler: Euler, CFG scale: 4, Seed: 7, Size: 128x64")
 
 
+@pytest.mark.slow
 def test_the_negative_prompt_and_the_cfg_scale_change_the_picture(loaded, tmp_path):
     base, _ = _draw(loaded, tmp_path / "base", ["zkmascot"])
     negative, _ = _draw(loaded, tmp_path / "neg", ["zkmascot"], negative_prompt="blurry, red scarf")
@@ -94,6 +93,7 @@ def test_the_negative_prompt_and_the_cfg_scale_change_the_picture(loaded, tmp_pa
     assert np.array_equal(plain, _pixels(default_cfg[1]))  # cfg 0 is the pipeline's own 7.5 for SD1.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("zero_terminal_snr", [False, True], ids=["epsilon", "vpred-ztsnr"])
 def test_every_sampler_draws_a_real_picture(loaded, tmp_path, tiny_sd15, zero_terminal_snr):
     from trainer.models import apply_prediction
@@ -119,6 +119,7 @@ def test_every_sampler_draws_a_real_picture(loaded, tmp_path, tiny_sd15, zero_te
     assert all(not np.array_equal(a, b) for i, a in enumerate(pictures) for b in pictures[i + 1:])
 
 
+@pytest.mark.slow
 def test_the_run_wide_sampler_is_the_one_each_prompt_uses_unless_it_names_its_own(loaded, tmp_path):
     ddim, _ = _draw(loaded, tmp_path / "ddim", ["zkmascot"], sampler="ddim")
     own, _ = _draw(loaded, tmp_path / "own", ["zkmascot --ss ddim"], sampler="heun")
@@ -127,6 +128,7 @@ def test_the_run_wide_sampler_is_the_one_each_prompt_uses_unless_it_names_its_ow
     assert not np.array_equal(_pixels(ddim[1]), _pixels(heun[1]))
 
 
+@pytest.mark.slow
 def test_saves_and_samples_every_n_steps_come_at_exactly_those_steps(tiny_sd15, dataset, make_config):
     # 12 images at batch 4: 3 steps an epoch, 9 in all. Saves every 2 steps and every epoch, samples every
     # 4 steps and every 3 epochs (the last epoch: step 9).
@@ -151,6 +153,7 @@ def test_saves_and_samples_every_n_steps_come_at_exactly_those_steps(tiny_sd15, 
     assert events[-1]["type"] == "done"
 
 
+@pytest.mark.slow
 def test_a_step_sample_at_an_epoch_end_that_samples_is_drawn_once(tiny_sd15, dataset, make_config):
     # 3 steps an epoch, 6 in all: every 3 steps falls on each epoch's end, where sampling by epoch draws anyway.
     config = make_config(tiny_sd15, dataset, dataset={"resolution": 64}, training={"epochs": 2, "batch_size": 4},
@@ -162,3 +165,22 @@ def test_a_step_sample_at_an_epoch_end_that_samples_is_drawn_once(tiny_sd15, dat
     assert [(e["step"], e["reason"]) for e in of_type(events, "checkpoint")] == [(3, "step")]
     assert sorted({Path(e["path"]).parent.name for e in of_type(events, "sample")}) == ["e0001", "e0002"]
     assert len(of_type(events, "sample")) == 2 * 2
+
+
+def test_lms_coefficients_are_the_exact_integrals_scipy_would_approximate():
+    from diffusers import DDPMScheduler
+
+    from trainer.samplers import build_scheduler
+
+    lms = build_scheduler("lms", DDPMScheduler())
+    lms.set_timesteps(10)
+    sigmas = [float(s) for s in lms.sigmas]
+    for t in range(3, 9):
+        for order in range(1, 5):
+            for current in range(order):
+                basis = np.poly1d([1.0])
+                for k in range(order):
+                    if k != current:
+                        basis *= np.poly1d([1.0, -sigmas[t - k]]) / (sigmas[t - current] - sigmas[t - k])
+                exact = basis.integ()(sigmas[t + 1]) - basis.integ()(sigmas[t])
+                assert lms.get_lms_coefficient(order, t, current) == pytest.approx(exact, rel=1e-9, abs=1e-12)
