@@ -123,8 +123,8 @@ class Drawing:
 
     def line(self) -> str:
         """A prompt-file line with every option written out: it redraws this picture in sd-scripts too."""
-        return SamplePrompt(self.prompt, self.negative, self.cfg, self.steps, self.width, self.height, self.seed,
-                            self.sampler).line()
+        return SamplePrompt(self.prompt, self.negative or None, self.cfg, self.steps, self.width, self.height,
+                            self.seed, self.sampler).line()
 
 
 class Sampler:
@@ -297,6 +297,7 @@ def _failure_message(exc: Exception, step: int) -> str:
     detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
         return (f"The sample images at step {step} were skipped: the GPU ran out of memory while drawing them. "
-                "Training goes on; to avoid this, set output.sample_every_n_epochs to 0 and try the saved "
-                "checkpoints in your usual UI instead.")
+                "Training goes on; to avoid this, draw smaller pictures (a prompt's --w and --h) or set "
+                "output.sample_every_n_epochs and output.sample_every_n_steps to 0 and try the saved checkpoints in "
+                "your usual UI instead.")
     return f"The sample images at step {step} were skipped ({detail}); training goes on. Details are in trainer.log."

@@ -14,14 +14,15 @@ from collections import Counter
 from typing import Any
 
 from loratui.interop.report import MappingReport
-from loratui.interop.sdscripts_source import as_int
+from loratui.interop.sdscripts_source import SD_SCRIPTS_DEFAULTS, as_int
 from trainer.contract.config.schema import Config, effective_resolution, native_resolution
-from trainer.contract.sample_prompts import SAMPLER_ALIASES, SAMPLERS, PromptError, SamplePrompt, parse_prompt
+from trainer.contract.sample_prompts import SAMPLERS, PromptError, SamplePrompt, parse_prompt, sampler_name
 
 GUIDANCE_SCALE = {"sd15": 7.5, "sdxl": 5.0}
 """The diffusers pipelines' default CFG per architecture (the trainer's ``sampling.GUIDANCE_SCALE``)."""
 
-SD_SCRIPTS_SAMPLE = {"negative": "", "size": 512, "cfg": 7.5, "steps": 30, "sampler": "ddim"}
+SD_SCRIPTS_SAMPLE = {"negative": "", "size": 512, "cfg": 7.5, "steps": SD_SCRIPTS_DEFAULTS["sample_steps"],
+                     "sampler": "ddim"}
 """What sd-scripts draws a prompt line with when it leaves an option out (``train_util.sample_image_inference``)."""
 
 MAX_SEED = 2**32
@@ -91,13 +92,6 @@ def export_step_saves(config: Config, report: MappingReport) -> list[tuple[str, 
 
 
 # ---- import ---------------------------------------------------------------------------------------------------
-
-
-def sampler_name(value: Any) -> str | None:
-    """loratui's name for an sd-scripts sampler (``k_euler`` is ``euler``), or None when it has none."""
-    name = str(value).strip().lower()
-    name = SAMPLER_ALIASES.get(name, name)
-    return name if name in SAMPLERS else None
 
 
 def import_samples(importer: Any) -> None:

@@ -17,9 +17,8 @@ from tests.trainer.helpers import of_type, train
 from trainer.contract.events import EventWriter, read_events
 from trainer.contract.sample_prompts import SAMPLERS
 
-@pytest.fixture(scope="module")
-def loaded(tiny_sd15):
-    """The tiny SD1.5 with a LoRA attached (its up weights not zero, so the LoRA changes pictures)."""
+def _load(base: Path, arch: str):
+    """A tiny model with a LoRA attached (its up weights not zero, so the LoRA changes pictures)."""
     import torch
 
     from trainer.models import load_base_model
@@ -27,14 +26,20 @@ def loaded(tiny_sd15):
     from trainer.step import Precision
 
     precision = Precision(torch.device("cpu"), torch.float32, False, "fp32")
-    model = load_base_model(str(tiny_sd15), "sd15", torch.float32, precision.device)
-    network = LoRANetwork(model.unet, model.text_encoders, "sd15", NetworkSpec(4, 2.0, 0, 1.0), True)
+    model = load_base_model(str(base), arch, torch.float32, precision.device)
+    network = LoRANetwork(model.unet, model.text_encoders, arch, NetworkSpec(4, 2.0, 0, 1.0), True)
     network.attach()
     torch.manual_seed(0)
     with torch.no_grad():
         for lora in network.all_loras():
             lora.lora_up.weight.normal_(0, 0.3)
     return model, network, precision
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_sd15):
+    """The tiny SD1.5, loaded once for this file's in-process tests."""
+    return _load(tiny_sd15, "sd15")
 
 
 def _draw(loaded, folder: Path, prompts: list[str], **settings) -> tuple[list[Path], list[dict]]:
@@ -73,7 +78,7 @@ def test_a_prompts_own_options_set_its_size_seed_steps_negative_and_cfg(loaded, 
     # prompts.txt: each prompt with every option written out, as a prompt file line that redraws it.
     lines = (tmp_path / "a" / "samples" / "s000001" / "prompts.txt").read_text().splitlines()
     assert lines[1] == "p00\tzkmascot, red scarf --n x --w 128 --h 64 --l 4 --s 3 --d 7 --ss euler"
-    assert lines[4] == "p03\tzkmascot --n  --w 64 --h 64 --l 7.5 --s 2 --d 45 --ss euler"
+    assert lines[4] == "p03\tzkmascot --w 64 --h 64 --l 7.5 --s 2 --d 45 --ss euler"
     parameters = Image.open(written[1]).text["parameters"]
     assert parameters == ("zkmascot, red scarf <lora:test:1.0>\nNegative prompt: x\n"
                           "Steps: 3, Sampler: Euler, CFG scale: 4, Seed: 7, Size: 128x64")
@@ -117,6 +122,16 @@ def test_every_sampler_draws_a_real_picture(loaded, tmp_path, tiny_sd15, zero_te
         ["Euler", "Euler a", "DDIM", "DPM++ 2M", "Heun", "LMS", "PNDM"]
     # Each sampler really is another one: no two draw the same picture from the same seed.
     assert all(not np.array_equal(a, b) for i, a in enumerate(pictures) for b in pictures[i + 1:])
+
+
+@pytest.mark.slow
+def test_an_sdxl_prompt_draws_its_own_size_and_negative_prompt(tiny_sdxl, tmp_path):
+    sdxl = _load(tiny_sdxl, "sdxl")
+    written, events = _draw(sdxl, tmp_path / "sdxl", ["zkmascot --h 128", "zkmascot --h 128 --d 42 --n red"])
+    assert of_type(events, "warning") == []
+    assert [Image.open(p).size for p in written] == [(64, 128)] * 4
+    assert np.abs(_pixels(written[1]) - _pixels(written[3])).mean() > 1  # the negative prompt shows
+    assert "CFG scale: 5," in Image.open(written[1]).text["parameters"]  # SDXL's own scale
 
 
 @pytest.mark.slow

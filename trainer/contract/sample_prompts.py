@@ -68,6 +68,13 @@ class SamplePrompt:
         return f"{self.text} {options}" if options else self.text
 
 
+def sampler_name(value: object) -> str | None:
+    """loratui's name for a sampler as sd-scripts accepts it (any case, ``k_euler`` or ``Euler A``), or None."""
+    name = str(value).strip().lower().replace(" ", "_")
+    name = SAMPLER_ALIASES.get(name, name)
+    return name if name in SAMPLERS else None
+
+
 class PromptError(ValueError):
     """A prompt option that cannot be used; the message says which and what to write instead."""
 
@@ -102,8 +109,8 @@ def _option_value(key: str, value: str) -> object:
     if key == "n":
         return value
     if key == "ss":
-        sampler = SAMPLER_ALIASES.get(value.lower(), value.lower())
-        if sampler not in SAMPLERS:
+        sampler = sampler_name(value)
+        if sampler is None:
             raise PromptError(f"--ss {quoted(value)} is not a sampler; use one of {', '.join(SAMPLERS)}")
         return sampler
     if key == "l":
