@@ -66,3 +66,14 @@ def test_pruning_keeps_the_newest_checkpoints_by_step_whatever_their_kind(tmp_pa
     removed = prune_checkpoints(tmp_path, "v", keep=3, steps_per_epoch=3)
     assert [p.stem for p in removed] == names[:3]
     assert sorted(p.stem for p in tmp_path.iterdir()) == sorted(names[3:] + ["v-step000009-copy", "other-e0009"])
+
+
+def test_the_setup_field_shows_and_reads_back_prompts_with_their_options():
+    from loratui.widgets.setting_field import format_value, parse_value
+    from trainer.contract.config.schema import FIELDS
+
+    info = FIELDS["output.sample_prompts"]
+    prompts = ["zk, smile --n lowres, blurry --w 768 --h 1280 --d 3", "zk --ss euler_a"]
+    text = format_value(info, prompts)
+    assert text == "zk, smile --n lowres, blurry --w 768 --h 1280 --d 3; zk --ss euler_a"
+    assert parse_value(info, text) == prompts
