@@ -177,7 +177,7 @@ def import_step_saves(importer: Any) -> None:
     """``save_every_n_steps``, and ``save_last_n_steps`` as a count of checkpoints when nothing else gives one."""
     src, report = importer.src, importer.report
     every = importer.take("save_every_n_steps", "output.save_every_n_steps", as_int)
-    if src.has("save_last_n_epochs") or not src.has("save_last_n_steps"):
+    if src.has("save_last_n_epochs") or not (every and src.has("save_last_n_steps")):
         importer.take("save_last_n_epochs", "output.keep_last_n_checkpoints", as_int, default=0,
                       default_note="sd-scripts keeps every checkpoint unless told")
     if not src.has("save_last_n_steps"):

@@ -79,3 +79,10 @@ def test_prompts_with_options_and_step_settings_round_trip(tmp_path):
     assert result.problems == [] and [e.text() for e in result.report.not_mapped] == []
     assert resolved_prompts(back, "sdxl") == resolved_prompts(config, "sdxl")
     assert back.output == config.output  # written in the options' usual order, the prompts come back word for word
+
+
+def test_save_last_n_steps_without_step_saves_is_reported_and_keeps_sd_scripts_default(tmp_path):
+    result = import_file(_kohya(tmp_path, "save_every_n_epochs = 1\nsave_last_n_steps = 300\n"))
+    assert result.config.output.keep_last_n_checkpoints == 0  # sd-scripts keeps every epoch checkpoint
+    (entry,) = [e for e in result.report.not_mapped if e.source == "save_last_n_steps"]
+    assert entry.value == 300 and "by step" in entry.note
