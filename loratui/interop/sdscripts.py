@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from loratui.interop.report import MappingReport
-from loratui.interop.sdscripts_samples import GUIDANCE_SCALE as SAMPLE_GUIDANCE
-from loratui.interop.sdscripts_samples import export_samples, export_step_saves, prompt_file
+# GUIDANCE_SCALE: the trainer's sample CFG scale per architecture, re-exported (a test keeps it equal to the trainer's).
+from loratui.interop.sdscripts_samples import GUIDANCE_SCALE, export_samples, export_step_saves, prompt_file  # noqa: F401
 from loratui.interop.tomlout import dataset_toml, flat_toml
 from trainer.contract.config.schema import FIELDS, Config, effective_resolution, get_value
 from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
@@ -79,9 +79,6 @@ LYCORIS_ATTENTION_PRESET = "attn-mlp"
 LYCORIS_FULL_EXTRAS = "conv_in, conv_out and the time embedding"
 """What LyCORIS's default 'full' preset adapts beyond loratui's conv types (ResNet and resampling blocks)."""
 
-
-# The trainer's sample CFG scale per architecture (``trainer.sampling.GUIDANCE_SCALE``; a test keeps them equal).
-GUIDANCE_SCALE = SAMPLE_GUIDANCE
 
 SAVE_PRECISIONS = {"fp16": "fp16", "bf16": "bf16", "fp32": "float"}
 """Our ``output.save_precision`` → sd-scripts' ``save_precision``."""
