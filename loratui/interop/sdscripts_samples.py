@@ -27,6 +27,9 @@ SD_SCRIPTS_SAMPLE = {"negative": "", "size": 512, "cfg": 7.5, "steps": SD_SCRIPT
 
 MAX_SEED = 2**32
 
+_ATTRIBUTES = {"s": "steps", "l": "cfg", "n": "negative"}
+"""The ``SamplePrompt`` attribute each folded option sets."""
+
 
 # ---- export ---------------------------------------------------------------------------------------------------
 
@@ -150,10 +153,15 @@ def _fold(importer: Any, prompts: list[SamplePrompt], sampler: str, size: int, a
     steps = _shared([p.steps for p in prompts], SD_SCRIPTS_SAMPLE["steps"])
     cfg = _shared([p.cfg for p in prompts], SD_SCRIPTS_SAMPLE["cfg"])
     negative = _shared([p.negative for p in prompts], SD_SCRIPTS_SAMPLE["negative"])
-    importer.mapped("sample_prompts --s", steps, "output.sample_steps", steps)
     # 0 is "the pipeline's own scale": the same pictures, and the config reads as the default.
-    importer.mapped("sample_prompts --l", cfg, "output.sample_cfg", 0.0 if cfg == GUIDANCE_SCALE[arch] else cfg)
-    importer.mapped("sample_prompts --n", negative, "output.sample_negative_prompt", negative)
+    for option, value, dotted, ours in (("s", steps, "output.sample_steps", steps),
+                                        ("l", cfg, "output.sample_cfg", 0.0 if cfg == GUIDANCE_SCALE[arch] else cfg),
+                                        ("n", negative, "output.sample_negative_prompt", negative)):
+        if any(getattr(p, _ATTRIBUTES[option]) is not None for p in prompts):
+            importer.mapped(f"sample_prompts --{option}", value, dotted, ours)
+        else:
+            importer.set(dotted, ours)
+            report.default(dotted, ours, f"sd-scripts' own for a prompt without --{option}")
     first = next(((i, p.seed) for i, p in enumerate(prompts) if p.seed is not None), None)
     base = first[1] - first[0] if first is not None and first[1] >= first[0] else None
     if base is not None:
