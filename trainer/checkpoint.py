@@ -209,13 +209,24 @@ def save_lora(path: Path, network: LoRANetwork | LycorisAdapterNetwork, metadata
     return Path(path)
 
 
-def prune_checkpoints(folder: Path, name: str, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` checkpoints of this run (0 keeps all); return the removed."""
+def prune_checkpoints(folder: Path, name: str, keep: int, steps_per_epoch: int = 1) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints of this run (0 keeps all); return the removed.
+
+    Epoch checkpoints (``<name>-e0004``) and step ones (``<name>-step000120``: every N steps, asked for,
+    or made by a stop) are one series, ordered by the training step each was saved at, so the newest
+    are kept whichever kind they are. The end of epoch E is step E × ``steps_per_epoch``.
+    """
     if keep <= 0:
         return []
     # The name is the user's: escaped, so a name such as "v[2]" or "a*" matches only its own files.
-    files = sorted(folder.glob(f"{glob.escape(name)}-e*.safetensors"))
-    removed = files[:-keep]
+    prefix = glob.escape(name)
+    files = [(int(p.stem[len(name) + 2:]) * steps_per_epoch, p) for p in folder.glob(f"{prefix}-e*.safetensors")
+             if p.stem[len(name) + 2:].isdigit()]
+    files += [(int(p.stem[len(name) + 5:]), p) for p in folder.glob(f"{prefix}-step*.safetensors")
+              if p.stem[len(name) + 5:].isdigit()]
+    # At one step, a step checkpoint is the later save (a stop right after an epoch's end).
+    files.sort(key=lambda item: (item[0], "-step" in item[1].name[len(name):]))
+    removed = [path for _, path in files[:-keep]]
     for old in removed:
         old.unlink(missing_ok=True)
     return removed

@@ -32,6 +32,7 @@ from trainer.contract.stop import StopRequest
 from trainer.contract.validation_split import split_images
 from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.distributed import Ranks
+from trainer.every_n_steps import StepSchedule
 from trainer.fused import make_update
 from trainer.long_prompts import WINDOWS
 from trainer.masks import attach_masks, batch_mask
@@ -271,10 +272,14 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                     reason=stop.reason or "another training process was stopped", checkpoint=str(saved))
 
     # Samples: the same prompts and seeds all run long, so each set can be compared with the last.
+    out = config.output
     sampler = Sampler(model, network, precision, events, paths.samples, SampleSettings(
-        prompts=choose_prompts(config.output.sample_prompts, config.dataset.trigger_word, tags),
-        resolution=resolution, steps=config.output.sample_steps, seed=config.output.sample_seed,
-        lora_name=config.output.name))
+        prompts=choose_prompts(out.sample_prompts, config.dataset.trigger_word, tags),
+        resolution=resolution, steps=out.sample_steps, seed=out.sample_seed, lora_name=out.name,
+        negative_prompt=out.sample_negative_prompt, sampler=out.sample_sampler, cfg=out.sample_cfg))
+    # Every-N-steps saves and samples (not doubling an epoch end's own at the same step).
+    every_n = StepSchedule(out.save_every_n_steps, out.sample_every_n_steps, out.save_every_n_epochs,
+                           out.sample_every_n_epochs, per_epoch, config.training.epochs)
 
     # Validation loss on the held-out images (trainer.validation): every N steps and epochs, and at the end.
     validator = Validator(config, model, network, optimizer, precision, held_out, train_te, events)
@@ -331,9 +336,15 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 stopping, save, sample = distributed.any_over_processes(
                     [stop.requested, "save" in actions, "sample" in actions], precision.device)
                 actions = [a for a, wanted in (("save", save), ("sample", sample)) if wanted]
+            # output.save_every_n_steps / sample_every_n_steps: the same in every process, so no agreement needed.
+            scheduled = [a for a, due in (("save", every_n.saves_at(done.step)),
+                                          ("sample", every_n.samples_at(done.step))) if due and a not in actions]
+            actions += scheduled
             for action in actions:
                 if action == "save" and not stopping:
-                    checkpoint(step_checkpoint_path(), done.epoch, "requested")
+                    checkpoint(step_checkpoint_path(), done.epoch, "step" if action in scheduled else "requested")
+                    if ranks.main:
+                        prune_checkpoints(paths.checkpoints, out.name, out.keep_last_n_checkpoints, per_epoch)
                 elif action == "sample" and ranks.main:
                     with averaged_weights(optimizer):
                         sampler.write(f"s{done.step:06d}", epoch=done.epoch, step=done.step,
@@ -352,13 +363,11 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         validator.after_epoch(done.epoch, done.step)
         finished_epoch = done.epoch
         done.epoch, done.batch_in_epoch, done.epoch_losses = done.epoch + 1, 0, []
-        every = config.output.save_every_n_epochs
-        if every and finished_epoch % every == 0 and finished_epoch < config.training.epochs:
+        if every_n.epoch_saves(finished_epoch):
             checkpoint(paths.checkpoint(config.output.name, finished_epoch), finished_epoch, "epoch")
             if ranks.main:
-                prune_checkpoints(paths.checkpoints, config.output.name, config.output.keep_last_n_checkpoints)
-        every = config.output.sample_every_n_epochs
-        if every and ranks.main and (finished_epoch % every == 0 or finished_epoch == config.training.epochs):
+                prune_checkpoints(paths.checkpoints, out.name, out.keep_last_n_checkpoints, per_epoch)
+        if ranks.main and every_n.epoch_samples(finished_epoch):
             with averaged_weights(optimizer):
                 sampler.write(f"e{finished_epoch:04d}", epoch=finished_epoch, step=done.step,
                               cancelled=lambda: stop.requested)

@@ -3,8 +3,10 @@
 Each prompt is drawn at LoRA strength 0.7 and 1.0 with the same seed, so the two pictures differ
 only by how strongly the LoRA acts: a LoRA that already breaks at 0.7 or only works at 1.0 shows
 it long before the run ends. The images come from a diffusers pipeline assembled from the
-components already in memory (nothing is loaded twice), with an Euler sampler built from the
-model's own noise schedule, as a user would sample the finished file.
+components already in memory (nothing is loaded twice), with the configured sampler built from
+the model's own noise schedule, as a user would sample the finished file. Each prompt may carry
+sd-scripts' prompt-file options (``--n --l --s --w --h --d --ss``), which replace the run's sample
+settings for that prompt (``trainer.contract.sample_prompts``).
 
 Sampling must leave training exactly as it found it: the LoRA multiplier goes back to 1.0, every
 module gets its train/eval mode back, the VAE and the text encoders return to where they were
@@ -26,8 +28,10 @@ import torch
 
 from trainer.contract.events import EventWriter
 from trainer.contract.fileio import atomic_write, atomic_write_text
+from trainer.contract.sample_prompts import SamplePrompt, parse_prompt
 from trainer.models import BaseModel, encode_text, on_device, tokenize
 from trainer.networks.lora import LoRANetwork
+from trainer.samplers import SAMPLER_LABELS, build_scheduler
 from trainer.step import Precision
 
 STRENGTHS = (0.7, 1.0)
@@ -70,18 +74,57 @@ def choose_prompts(configured: list[str], trigger: str, frequency: dict[str, int
 
 @dataclass(frozen=True)
 class SampleSettings:
-    """What every sample of a run shares."""
+    """What every sample of a run shares; a prompt's own options (``--w``, ``--s``...) replace them for it."""
 
     prompts: list[str]
+    """Prompt lines, each with its sd-scripts prompt-file options, if any."""
     resolution: int
     steps: int
     seed: int
     lora_name: str
     """Written into each PNG's parameters, as A1111 would write ``<lora:name:strength>``."""
+    negative_prompt: str = ""
+    sampler: str = "euler"
+    cfg: float = 0.0
+    """Classifier-free guidance scale; 0 is the pipeline's own (``GUIDANCE_SCALE``)."""
 
     def seed_of(self, index: int) -> int:
         """The seed of prompt ``index``: the same in every set, so sets can be compared image by image."""
         return (self.seed + index) % 2**32
+
+    def drawings(self, arch: str) -> list[Drawing]:
+        """Each prompt with every option settled: its own where it gives one, else the run's."""
+        drawings = []
+        for index, line in enumerate(self.prompts):
+            own = parse_prompt(line)
+            drawings.append(Drawing(
+                own=own, prompt=own.text,
+                negative=self.negative_prompt if own.negative is None else own.negative,
+                cfg=(own.cfg if own.cfg is not None else self.cfg) or GUIDANCE_SCALE[arch],
+                steps=own.steps or self.steps, width=own.width or self.resolution,
+                height=own.height or self.resolution, seed=self.seed_of(index) if own.seed is None else own.seed,
+                sampler=own.sampler or self.sampler))
+        return drawings
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """One prompt as it is drawn: the prompt's own options (``own``) and everything settled."""
+
+    own: SamplePrompt
+    prompt: str
+    negative: str
+    cfg: float
+    steps: int
+    width: int
+    height: int
+    seed: int
+    sampler: str
+
+    def line(self) -> str:
+        """A prompt-file line with every option written out: it redraws this picture in sd-scripts too."""
+        return SamplePrompt(self.prompt, self.negative or None, self.cfg, self.steps, self.width, self.height,
+                            self.seed, self.sampler).line()
 
 
 class Sampler:
@@ -110,43 +153,47 @@ class Sampler:
         folder = self.folder / tag
         written: list[Path] = []
         try:
-            atomic_write_text(folder / "prompts.txt", self._prompts_text(epoch, step))
+            drawings = settings.drawings(self.model.arch)
+            atomic_write_text(folder / "prompts.txt", self._prompts_text(drawings, epoch, step))
             with _sampling_mode(self.model, self.network, self.precision.device):
-                pipe = build_pipeline(self.model)
-                for index, prompt in enumerate(settings.prompts):
-                    seed = settings.seed_of(index)
+                pipe = build_pipeline(self.model, settings.sampler)
+                schedulers = {settings.sampler: pipe.scheduler}
+                for index, drawing in enumerate(drawings):
+                    if drawing.sampler not in schedulers:
+                        schedulers[drawing.sampler] = build_scheduler(drawing.sampler, self.model.noise_scheduler)
+                    pipe.scheduler = schedulers[drawing.sampler]
                     for strength in STRENGTHS:
                         if cancelled():
                             return written
                         self.network.set_multiplier(strength)
-                        image = generate(pipe, self.model, self.precision, prompt, seed=seed,
-                                         resolution=settings.resolution, steps=settings.steps)
+                        image = generate(pipe, self.model, self.precision, drawing.prompt, seed=drawing.seed,
+                                         width=drawing.width, height=drawing.height, steps=drawing.steps,
+                                         negative=drawing.negative, cfg=drawing.cfg)
                         path = folder / f"p{index:02d}-w{strength:.1f}.png"
-                        _save_png(path, image, self._parameters(prompt, seed, strength))
+                        _save_png(path, image, self._parameters(drawing, strength))
                         written.append(path)
                         # Numbered, so the monitor can say "sample 2/4" while the next one is drawn.
-                        self.events.emit("sample", epoch=epoch, step=step, path=str(path), prompt=prompt,
-                                         strength=strength, seed=seed, index=len(written), total=total)
+                        self.events.emit("sample", epoch=epoch, step=step, path=str(path), prompt=drawing.prompt,
+                                         options=drawing.own.options_text(), strength=strength, seed=drawing.seed,
+                                         index=len(written), total=total)
         except Exception as exc:  # noqa: BLE001 - a sample is never worth the run: report it, train on
             traceback.print_exc()  # to trainer.log, for a bug report
             self.events.emit("warning", code="sample_failed", message=_failure_message(exc, step))
         return written
 
-    def _prompts_text(self, epoch: int, step: int) -> str:
-        s = self.settings
-        lines = [f"# epoch {epoch}, step {step}: {s.resolution}x{s.resolution}, Euler, {s.steps} steps, "
-                 f"guidance {GUIDANCE_SCALE[self.model.arch]:g}, LoRA strengths "
-                 + ", ".join(f"{w:.1f}" for w in STRENGTHS)]
-        for index, prompt in enumerate(s.prompts):
-            lines.append(f"p{index:02d}\tseed {s.seed_of(index)}\t{prompt}")
+    def _prompts_text(self, drawings: list[Drawing], epoch: int, step: int) -> str:
+        # Each line after its tab is a whole sd-scripts prompt line: every option written out.
+        lines = [f"# epoch {epoch}, step {step}: LoRA strengths " + ", ".join(f"{w:.1f}" for w in STRENGTHS)]
+        for index, drawing in enumerate(drawings):
+            lines.append(f"p{index:02d}\t{drawing.line()}")
         return "\n".join(lines) + "\n"
 
-    def _parameters(self, prompt: str, seed: int, strength: float) -> str:
+    def _parameters(self, drawing: Drawing, strength: float) -> str:
         # A1111's "parameters" text chunk: image viewers and UIs that read it show how to redraw the image.
-        s = self.settings
-        return (f"{prompt} <lora:{s.lora_name}:{strength:.1f}>\nSteps: {s.steps}, Sampler: Euler, "
-                f"CFG scale: {GUIDANCE_SCALE[self.model.arch]:g}, Seed: {seed}, "
-                f"Size: {s.resolution}x{s.resolution}")
+        negative = f"\nNegative prompt: {drawing.negative}" if drawing.negative else ""
+        return (f"{drawing.prompt} <lora:{self.settings.lora_name}:{strength:.1f}>{negative}\n"
+                f"Steps: {drawing.steps}, Sampler: {SAMPLER_LABELS[drawing.sampler]}, CFG scale: {drawing.cfg:g}, "
+                f"Seed: {drawing.seed}, Size: {drawing.width}x{drawing.height}")
 
 
 def guidance_rescale(model: BaseModel) -> float:
@@ -154,19 +201,12 @@ def guidance_rescale(model: BaseModel) -> float:
     return GUIDANCE_RESCALE_ZERO_TERMINAL_SNR if model.zero_terminal_snr else 0.0
 
 
-def build_pipeline(model: BaseModel) -> Any:
-    """A diffusers pipeline over the components in memory, with an Euler sampler and no safety checker."""
-    from diffusers import (
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
-        StableDiffusionXLPipeline,
-    )
+def build_pipeline(model: BaseModel, sampler: str = "euler") -> Any:
+    """A diffusers pipeline over the components in memory, with the named sampler and no safety checker."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    # from_config keeps the model's schedule (betas, prediction type, offsets); only the sampler changes.
-    # With zero terminal SNR the first step must start at the last timestep (pure noise), so the
-    # timesteps are spaced from the end ("trailing"), as the zero-terminal-SNR paper samples.
-    extra = {"timestep_spacing": "trailing"} if model.zero_terminal_snr else {}
-    scheduler = EulerDiscreteScheduler.from_config(model.noise_scheduler.config, **extra)
+    # The sampler keeps the model's schedule (betas, prediction type, zero terminal SNR); see trainer.samplers.
+    scheduler = build_scheduler(sampler, model.noise_scheduler)
     if model.arch == "sdxl":
         pipe = StableDiffusionXLPipeline(vae=model.vae, text_encoder=model.text_encoders[0],
                                          text_encoder_2=model.text_encoders[1], tokenizer=model.tokenizers[0],
@@ -180,16 +220,20 @@ def build_pipeline(model: BaseModel) -> Any:
     return pipe
 
 
-def generate(pipe: Any, model: BaseModel, precision: Precision, prompt: str, *, seed: int, resolution: int,
-             steps: int) -> Any:
+def generate(pipe: Any, model: BaseModel, precision: Precision, prompt: str, *, seed: int, steps: int,
+             resolution: int | None = None, width: int | None = None, height: int | None = None,
+             negative: str = "", cfg: float = 0.0) -> Any:
     """One image (a PIL image) for ``prompt`` at the network's current multiplier.
 
-    The prompt is encoded by the same code training uses, so clip skip and SDXL's two encoders
-    condition the UNet exactly as they did during training; the empty prompt, which caption
-    dropout trains as "no caption", is the unconditional side of guidance.
+    The size is ``width`` × ``height``, each ``resolution`` when not given. The prompt and the
+    negative prompt are encoded by the same code training uses, so clip skip and SDXL's two encoders
+    condition the UNet exactly as they did during training; with no negative prompt the empty one,
+    which caption dropout trains as "no caption", is the unconditional side of guidance. ``cfg`` 0
+    is the pipeline's own guidance scale.
     """
+    width, height = width or resolution, height or resolution
     with precision.context():
-        hidden, pooled = encode_text(model, tokenize(model, [prompt, ""]))
+        hidden, pooled = encode_text(model, tokenize(model, [prompt, negative]))
     conditioning = {"prompt_embeds": hidden[:1], "negative_prompt_embeds": hidden[1:]}
     if model.arch == "sdxl":
         conditioning.update(pooled_prompt_embeds=pooled[:1], negative_pooled_prompt_embeds=pooled[1:])
@@ -197,8 +241,8 @@ def generate(pipe: Any, model: BaseModel, precision: Precision, prompt: str, *, 
     # and training's generators are not touched.
     generator = torch.Generator("cpu").manual_seed(seed)
     with precision.context():
-        latents = pipe(**conditioning, height=resolution, width=resolution, num_inference_steps=steps,
-                       guidance_scale=GUIDANCE_SCALE[model.arch], guidance_rescale=guidance_rescale(model),
+        latents = pipe(**conditioning, height=height, width=width, num_inference_steps=steps,
+                       guidance_scale=cfg or GUIDANCE_SCALE[model.arch], guidance_rescale=guidance_rescale(model),
                        generator=generator, output_type="latent").images
     return _decode(pipe, model.vae, latents)
 
@@ -253,6 +297,7 @@ def _failure_message(exc: Exception, step: int) -> str:
     detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
         return (f"The sample images at step {step} were skipped: the GPU ran out of memory while drawing them. "
-                "Training goes on; to avoid this, set output.sample_every_n_epochs to 0 and try the saved "
-                "checkpoints in your usual UI instead.")
+                "Training goes on; to avoid this, draw smaller pictures (a prompt's --w and --h) or set "
+                "output.sample_every_n_epochs and output.sample_every_n_steps to 0 and try the saved checkpoints in "
+                "your usual UI instead.")
     return f"The sample images at step {step} were skipped ({detail}); training goes on. Details are in trainer.log."

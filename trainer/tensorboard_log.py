@@ -77,7 +77,9 @@ class TensorBoardEvents:
             pixels = np.asarray(image.convert("RGB"))
         name = Path(record["path"]).stem  # pNN-wS.S: the prompt and the strength
         self._writer.add_image(f"samples/{name}", pixels, record["step"], dataformats="HWC", walltime=record["time"])
-        self._writer.add_text(f"samples/{name}", record.get("prompt", ""), record["step"])
+        # The prompt as written, its own options (--w 768 --d 3) included.
+        prompt = " ".join(part for part in (record.get("prompt", ""), record.get("options", "")) if part)
+        self._writer.add_text(f"samples/{name}", prompt, record["step"])
 
     def close(self) -> None:
         """Flush and close TensorBoard's file, then the events file."""

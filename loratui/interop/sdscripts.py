@@ -5,7 +5,7 @@ The export writes what ``train_network.py`` (SD1.5) or ``sdxl_train_network.py``
 - ``config.toml`` for ``--config_file`` (flat keys; sd-scripts merges all tables into one namespace),
 - ``dataset.toml`` for ``--dataset_config`` (``[general]`` → ``[[datasets]]`` → ``[[datasets.subsets]]``),
 - ``command.sh``, the ``accelerate launch`` line that runs them,
-- ``sample_prompts.txt`` when the config has prompts (sd-scripts' ``--n/--w/--h/--d/--l/--s`` format).
+- ``sample_prompts.txt`` when the config has prompts (sd-scripts' ``--n/--w/--h/--d/--l/--s/--ss`` format).
 
 Facts about sd-scripts used here were read in its sources (kohya-ss/sd-scripts):
 ``library/train_util.py`` (argument names and defaults, ``get_optimizer``: AdamW8bit/Adafactor/Prodigy
@@ -31,6 +31,8 @@ from loratui.interop.report import MappingReport
 from loratui.interop.sdscripts_masks import mask_subset_pairs, mask_training_pairs
 from loratui.interop.sdscripts_validation import export_validation
 from loratui.interop.sdscripts_reg import export_reg_subsets, prior_loss_pairs, reg_images_here
+# GUIDANCE_SCALE: the trainer's sample CFG scale per architecture, re-exported (a test keeps it equal to the trainer's).
+from loratui.interop.sdscripts_samples import GUIDANCE_SCALE, export_samples, export_step_saves, prompt_file  # noqa: F401
 from loratui.interop.tomlout import dataset_toml, flat_toml
 from trainer.contract.config.schema import FIELDS, Config, effective_resolution, get_value
 from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
@@ -81,9 +83,6 @@ LYCORIS_ATTENTION_PRESET = "attn-mlp"
 LYCORIS_FULL_EXTRAS = "conv_in, conv_out and the time embedding"
 """What LyCORIS's default 'full' preset adapts beyond loratui's conv types (ResNet and resampling blocks)."""
 
-
-GUIDANCE_SCALE = {"sd15": 7.5, "sdxl": 5.0}
-"""The trainer's sample CFG scale per architecture (``trainer.sampling.GUIDANCE_SCALE``; a test keeps them equal)."""
 
 SAVE_PRECISIONS = {"fp16": "fp16", "bf16": "bf16", "fp32": "float"}
 """Our ``output.save_precision`` → sd-scripts' ``save_precision``."""
@@ -389,15 +388,21 @@ def _output(config: Config, out_dir: Path, report: MappingReport) -> list[tuple[
         report.map("output.keep_last_n_checkpoints", "save_last_n_epochs")
     else:
         report.map("output.save_every_n_epochs", "save_every_n_epochs", 0, "not written: only the final LoRA")
-        report.drop("output.keep_last_n_checkpoints", out.keep_last_n_checkpoints,
-                    "nothing to keep: no checkpoints are saved during training")
+        if out.save_every_n_steps:
+            report.map("output.keep_last_n_checkpoints", "save_last_n_steps", out.keep_last_n_checkpoints,
+                       "as the steps those checkpoints span")
+        else:
+            report.drop("output.keep_last_n_checkpoints", out.keep_last_n_checkpoints,
+                        "nothing to keep: no checkpoints are saved during training")
+    pairs += export_step_saves(config, report)
     if out.sample_every_n_epochs:
-        pairs += [("sample_every_n_epochs", out.sample_every_n_epochs), ("sample_sampler", "euler")]
+        pairs.append(("sample_every_n_epochs", out.sample_every_n_epochs))
         report.approx("output.sample_every_n_epochs", "sample_every_n_epochs", out.sample_every_n_epochs,
                       "sd-scripts draws each prompt once at LoRA strength 1.0 (loratui: 0.7 and 1.0) and draws no "
                       "extra set when training ends")
     else:
         report.map("output.sample_every_n_epochs", "sample_every_n_epochs", 0, "not written: no samples")
+    pairs += export_samples(config, report)
     prompts = [p for p in out.sample_prompts if p.strip()]
     if prompts:
         pairs.append(("sample_prompts", str(out_dir / "sample_prompts.txt")))
@@ -409,7 +414,7 @@ def _output(config: Config, out_dir: Path, report: MappingReport) -> list[tuple[
         report.map("output.sample_steps", "sample_prompts.txt --s")
         report.map("output.sample_seed", "sample_prompts.txt --d")
     else:
-        if out.sample_every_n_epochs:
+        if out.sample_every_n_epochs or out.sample_every_n_steps:
             report.drop("output.sample_prompts", [], "loratui makes prompts from the trigger word and the captions' "
                         "common tags; sd-scripts draws nothing without a prompt file")
         for key in ("sample_steps", "sample_seed"):
@@ -472,18 +477,6 @@ def _trigger_note(trigger: str, scan: DatasetScan | None) -> str:
     return note + f"; `loratui dataset trigger {dataset} {shlex.quote(trigger.strip())}` writes it into the captions"
 
 
-def _prompt_file(config: Config, arch: str) -> str:
-    out = config.output
-    size = effective_resolution(config, arch)
-    lines = [f"# Sample prompts written by `loratui export` ({len(out.sample_prompts)} prompts, Euler sampler).",
-             "# --w/--h size, --d seed, --l CFG scale, --s steps (sd-scripts' prompt options)."]
-    prompts = [p.strip() for p in out.sample_prompts if p.strip()]
-    for index, prompt in enumerate(prompts):
-        lines.append(f"{prompt} --w {size} --h {size} --d {out.sample_seed + index} "
-                     f"--l {GUIDANCE_SCALE[arch]:g} --s {out.sample_steps}")
-    return "\n".join(lines) + "\n"
-
-
 def _command(script: str, out_dir: Path, processes: int, source: Path | None) -> str:
     launch = ["accelerate", "launch", "--num_cpu_threads_per_process", "1"]
     if processes > 1:
@@ -505,8 +498,7 @@ NOT_YET_EXPORTED: tuple[str, ...] = (
     "training.gradient_accumulation_steps",
     "training.multires_noise_iterations", "training.multires_noise_discount", "training.ip_noise_gamma",
     "training.min_timestep", "training.max_timestep", "training.debiased_estimation", "training.loss_type",
-    "training.huber_c", "training.huber_schedule", "output.sample_negative_prompt", "output.sample_sampler",
-    "output.sample_cfg", "output.sample_every_n_steps", "output.save_every_n_steps",
+    "training.huber_c", "training.huber_schedule",
 )
 """Settings whose sd-scripts mapping is still being written: the export names them rather than lose them."""
 
@@ -551,7 +543,7 @@ def export_sdscripts(config: Config, out_dir: Path, source: Path | None = None) 
     export.files["dataset.toml"] = dataset_toml(["sd-scripts dataset config (--dataset_config) written by "
                                                  "`loratui export`."], general, subsets)
     if any(p.strip() for p in config.output.sample_prompts):
-        export.files["sample_prompts.txt"] = _prompt_file(config, arch)
+        export.files["sample_prompts.txt"] = prompt_file(config, arch)
     export.files["command.sh"] = _command(script, out_dir, config.training.num_processes, source)
     export.executable.add("command.sh")
     return export

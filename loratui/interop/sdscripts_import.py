@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from loratui.interop.report import MappingReport, show
-from loratui.interop.sdscripts import (CONV_TYPES, GUIDANCE_SCALE, LYCORIS_ALGOS, LYCORIS_ATTENTION_PRESET,
+from loratui.interop.sdscripts import (CONV_TYPES, LYCORIS_ALGOS, LYCORIS_ATTENTION_PRESET,
                                       LYCORIS_FULL_EXTRAS, SAVE_PRECISIONS, batches_per_epoch)
 from loratui.interop.sdscripts_dataset import DatasetMapping
+from loratui.interop.sdscripts_samples import import_samples, import_step_saves
 from loratui.interop.sdscripts_source import (OPTIMIZER_DEFAULT_DECAY, SD_SCRIPTS_DEFAULTS, Hints, Source, as_float,
                                               as_int, is_noop, optimizer_name, parse_args_list, reason_for)
 from loratui.interop.sdscripts_validation import import_validation
 from loratui.interop.sdscripts_reg import reg_images_here
-from trainer.contract.config.schema import DORA_NETWORKS, Config, Problem, from_dict, native_resolution, validate
+from trainer.contract.config.schema import DORA_NETWORKS, Config, Problem, from_dict, validate
 
 
 class Importer(DatasetMapping):
@@ -424,8 +425,7 @@ class Importer(DatasetMapping):
         self.take("output_name", "output.name", default=SD_SCRIPTS_DEFAULTS["output_name"])
         self.take("save_every_n_epochs", "output.save_every_n_epochs", as_int, default=0,
                   default_note="sd-scripts saves only the final LoRA unless told")
-        self.take("save_last_n_epochs", "output.keep_last_n_checkpoints", as_int, default=0,
-                  default_note="sd-scripts keeps every checkpoint unless told")
+        import_step_saves(self)
         precision = self.src.get("save_precision")
         if precision is None:
             self.set("output.save_precision", "fp32")
@@ -444,52 +444,7 @@ class Importer(DatasetMapping):
 
     def _samples(self) -> None:
         self.take("sample_every_n_epochs", "output.sample_every_n_epochs", as_int)
-        sampler = self.src.get("sample_sampler")
-        path = self.src.get("sample_prompts")
-        if path and str(sampler or "ddim").lower() not in ("euler", "k_euler"):
-            self.report.approx("sample_sampler", "output.sample_steps", sampler or "ddim (sd-scripts' default)",
-                               "loratui samples with Euler")
-        if path and self.hints.prompts is None:
-            self.report.drop("sample_prompts", path, self.hints.prompt_source or "the prompt file could not be read")
-        if self.hints.prompts is None:
-            return
-        self.set("output.sample_prompts", self.hints.prompts)
-        self.report.map("sample_prompts", f"output.sample_prompts ({len(self.hints.prompts)} prompts from "
-                        f"{self.hints.prompt_source})", self.src.args.get("sample_prompts"))
-        options = self.hints.prompt_options
-        steps = [_number(o.get("s")) for o in options]
-        if steps and steps[0] is not None:
-            self.mapped("sample_prompts --s", options[0]["s"], "output.sample_steps", int(steps[0]))
-            if len(set(steps)) > 1:
-                self.report.approx("sample_prompts --s", "output.sample_steps", [o.get("s") for o in options],
-                                   "loratui uses one step count for all prompts (the first)")
-        elif steps:
-            self.set("output.sample_steps", SD_SCRIPTS_DEFAULTS["sample_steps"])
-            self.report.default("output.sample_steps", SD_SCRIPTS_DEFAULTS["sample_steps"], "sd-scripts' default")
-        seeds = [_number(o.get("d")) for o in options]
-        if seeds and seeds[0] is not None:
-            first = int(seeds[0])
-            self.mapped("sample_prompts --d", options[0]["d"], "output.sample_seed", first)
-            if any(seed is None or int(seed) != first + i for i, seed in enumerate(seeds)):
-                self.report.approx("sample_prompts --d", "output.sample_seed", [o.get("d") for o in options],
-                                   "loratui gives prompt i the seed sample_seed + i")
-        elif seeds:
-            self.report.approx("sample_prompts --d", "output.sample_seed", None, "sd-scripts drew random seeds; "
-                               "loratui uses a fixed one so samples can be compared")
-        self._prompt_options(options)
-
-    def _prompt_options(self, options: list[dict[str, str]]) -> None:
-        """Report prompt options loratui does not follow (those matching what it does anyway are fine)."""
-        size = self.values.get("dataset", {}).get("resolution") or native_resolution(self.arch or "sd15")
-        same = {"l": GUIDANCE_SCALE.get(self.arch or ""), "w": size, "h": size}
-        for option, reason in (("n", "loratui samples without a negative prompt"),
-                               ("l", "loratui uses the pipeline's own CFG scale (7.5 for SD1.5, 5 for SDXL)"),
-                               ("w", "loratui samples square pictures at the training resolution"),
-                               ("h", "loratui samples square pictures at the training resolution")):
-            given = [o[option] for o in options if option in o]
-            if not given or (same.get(option) is not None and all(_number(g) == same[option] for g in given)):
-                continue
-            self.report.drop(f"sample_prompts --{option}", given[0] if len(set(given)) == 1 else given, reason)
+        import_samples(self)
 
 
 def _number(text: Any) -> float | None:

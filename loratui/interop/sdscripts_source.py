@@ -27,8 +27,9 @@ NO_EFFECT_REASONS = {
      "base_weights_multiplier", "network_train_text_encoder_only"): "loratui's networks have no such option",
     ("save_state", "save_state_on_train_end", "resume", "save_last_n_epochs_state", "save_last_n_steps_state"):
         "loratui saves resume state with every checkpoint; continue a run with `loratui resume RUN`",
-    ("save_every_n_steps", "save_n_epoch_ratio", "save_last_n_steps"): "loratui saves checkpoints by epoch",
-    ("sample_every_n_steps", "sample_at_first"): "loratui samples by epoch (and on request during a run)",
+    ("save_n_epoch_ratio",): "loratui saves by epoch count or step count (output.save_every_n_epochs, "
+                             "save_every_n_steps)",
+    ("sample_at_first",): "loratui draws no set before training starts; ask the run monitor for one at any step",
     ("multires_noise_iterations", "multires_noise_discount", "adaptive_noise_scale", "ip_noise_gamma",
      "noise_offset_random_strength", "ip_noise_gamma_random_strength", "min_timestep", "max_timestep",
      "loss_type", "huber_schedule", "huber_c", "huber_scale", "debiased_estimation_loss"):

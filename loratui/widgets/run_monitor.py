@@ -25,7 +25,7 @@ from loratui.runs.follower import FollowBatch, RunFollower
 from loratui.runs.state import RunState
 from loratui.widgets.loss_plot import LossPlot
 from loratui.widgets.run_status import RunStatus
-from loratui.widgets.sample_view import SampleView
+from loratui.widgets.sample_view import SampleView, sample_prompt_text
 from trainer.contract.rundir import RunPaths
 
 POLL_SECONDS = 0.25
@@ -190,7 +190,7 @@ class RunMonitor(Vertical):
         newest = state.samples[-1]
         # Left to right: each prompt at each strength, as the trainer draws them (pNN-wS.S.png).
         strengths = ", ".join(f"{event.get('strength', 1.0):.1f}" for event in state.samples)
-        prompts = list(dict.fromkeys(str(event.get("prompt", "")) for event in state.samples))
+        prompts = list(dict.fromkeys(sample_prompt_text(event) for event in state.samples))
         caption = f"step {newest.get('step')} · strength {strengths} · " + " | ".join(prompts)
         self.query_one(SampleView).show_images([Path(p) for p in paths], caption, names=False)
 

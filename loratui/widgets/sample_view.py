@@ -122,6 +122,11 @@ def enable_terminal_graphics() -> str | None:
     return None
 
 
+def sample_prompt_text(event: dict) -> str:
+    """A sample event's prompt as the user wrote it: the text, then its own options (``--w 768 --d 3``) if any."""
+    return " ".join(part for part in (str(event.get("prompt", "")), str(event.get("options") or "")) if part)
+
+
 def sample_caption(path: Path, step: int | None = None, prompt: str = "") -> str:
     """A caption line for one sample picture: its file name, then the step and prompt when known."""
     parts = [path.name]

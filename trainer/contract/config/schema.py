@@ -284,8 +284,8 @@ class OutputConfig:
                                          "the LoRA works across that range). 0: only when asked while the run goes on.",
                                          minimum=0, maximum=10000)
     sample_prompts: list = setting([], "Prompts for sample images, each with sd-scripts' prompt-file options "
-                                   "if wanted: `--n` negative prompt, `--l` CFG scale, `--s` steps, `--w`/`--h` size, "
-                                   "`--d` seed. Empty: the trigger word followed by the tags most captions share, "
+                                   "if wanted: `--n` negative prompt, `--l` CFG scale, `--s` steps, `--w`/`--h` size (rounded down "
+                                   "to a multiple of 64), `--d` seed, `--ss` sampler. Empty: the trigger word followed by the tags most captions share, "
                                    "and the trigger word on its own.")
     sample_steps: int = setting(20, "Denoising steps per sample image (a prompt's own `--s` replaces it); "
                                 "fewer is faster and rougher.", minimum=1, maximum=150)
