@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from loratui.rules import guide
+from loratui.rules.weights_file import trained_rate
 
 
 @dataclass(frozen=True)
@@ -105,12 +106,20 @@ def targets_of(context) -> Targets:
     return targets
 
 
-def safe_unet_lr(ctx) -> float:
-    """The UNet rate every fix that lowers it sets: the situation's proven rate, or the gentle 3e-4 when
-    the run has many epochs (where ``epochs.high_lr`` would flag the proven 5e-4)."""
+def guide_unet_lr(ctx) -> float:
+    """The guide's UNet rate for the situation: its proven rate, or the gentle 3e-4 when the run has many
+    epochs (where ``epochs.high_lr`` would flag the proven 5e-4)."""
     if ctx.config.training.epochs > guide.MANY_EPOCHS:
         return min(targets_of(ctx).unet_lr, guide.GENTLE_UNET_LR)
     return targets_of(ctx).unet_lr
+
+
+def safe_unet_lr(ctx) -> float:
+    """The UNet rate every fix that lowers it sets: the guide's for the situation, and no more than the rate
+    a ``network.weights`` file was trained at when the run continues from one (``continue.rate_restart``)."""
+    rate = guide_unet_lr(ctx)
+    continued = trained_rate(ctx.config.network.weights)
+    return min(rate, continued) if continued else rate
 
 
 def safe_te_lr(ctx) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from loratui.rules.targets import safe_te_lr, safe_unet_lr, targets_of
+from loratui.rules.targets import guide_unet_lr, safe_te_lr, safe_unet_lr, targets_of
 from loratui.rules.tiny_plan import tiny_batch_choice, tiny_plan, uses_default_repeats
 from loratui.rules.updates import effective_batch
 
@@ -106,9 +106,9 @@ def tiny_unet_lr(ctx: Context):
     lr = ctx.config.optimizer.unet_lr
     if not ctx.is_tiny_dataset or ctx.config.optimizer.name in guide.LR_FREE_OPTIMIZERS:
         return None
-    gentle = safe_unet_lr(ctx)
-    if lr <= gentle:
+    if lr <= guide_unet_lr(ctx):
         return None
+    gentle = safe_unet_lr(ctx)  # the value every UNet-rate fix sets (no higher than a continued file's)
     return "warn", f"Few images overfit fast: a UNet rate of {fmt_lr(gentle)} is gentler than {fmt_lr(lr)}.", \
         Fix({"optimizer.unet_lr": gentle}, f"set the UNet rate to {fmt_lr(gentle)}")
 
