@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from loratui.rules.targets import safe_unet_lr, targets_of
+from loratui.rules.targets import batch_toward, safe_unet_lr, targets_of
 from loratui.rules.tiny_plan import epoch_batches, in_repeat_folder, plan_changes, tiny_plan, uses_default_repeats
 from loratui.rules.updates import accumulation, effective_batch, total_updates
 
@@ -145,7 +145,7 @@ def batch_too_big(ctx: Context):
     if effective <= guide.BATCH_DANGER_ABOVE:
         return None
     target = 1 if ctx.config.training.fused_backward_pass else targets_of(ctx).batch_size
-    batch_fix, accumulate = _batch_toward(ctx, target)
+    batch_fix, accumulate = batch_toward(ctx, target)
     situation = targets_of(ctx).situation
     if effective == batch:
         message = (f"A batch of {batch} needs a lot of GPU memory and makes each step coarse; the guide stops at 8 "
@@ -164,16 +164,6 @@ def batch_too_big(ctx: Context):
     label = f"set the batch size to {batch_fix}" if list(changes) == ["training.batch_size"] \
         else f"use {_in_words(changes)}"
     return "danger", message, Fix(changes, label)
-
-
-def _batch_toward(ctx: Context, target: int) -> tuple[int, int]:
-    """(batch size, accumulation) whose effective batch is the guide's ``target``, or as near as whole numbers
-    get: a batch that fits in one process keeps it and accumulates up to the target (the guide's batch 4 as
-    2 × 2 when memory is short); a larger one comes down to the target with no accumulation."""
-    batch, processes = ctx.config.training.batch_size, max(1, ctx.config.training.num_processes)
-    if batch * processes <= target:
-        return batch, max(1, target // (batch * processes))
-    return max(1, target // processes), 1
 
 
 @rule("batch.fused_needs_one", "training.fused_backward_pass", "Fused backward pass with a batch above 1.")

@@ -96,14 +96,40 @@ def is_tiny(image_count: int | None) -> bool:
 
 def targets_of(context) -> Targets:
     """The targets for what a rules ``Context`` knows: its kind, dataset size and architecture, and the
-    GPU. When the run does not fit the GPU and the memory savers lower the batch, that batch is the
-    target (the guide's "batch 4, or 2 if VRAM is crying"), so no fix raises it again."""
+    GPU. When the run does not fit the GPU and the memory savers lower the batch without accumulating
+    (the fused backward pass cannot), that batch is the target (the guide's "batch 4, or 2 if VRAM is
+    crying"), so no fix raises it again; when they accumulate, the effective batch stays the guide's."""
     targets = targets_for(context.config.kind, context.arch, is_tiny(context.image_count))
+    cap = memory_batch(context)
+    if cap is not None and "training.gradient_accumulation_steps" not in context.estimates.savers.changes:
+        targets = replace(targets, batch_size=min(targets.batch_size, cap))
+    return targets
+
+
+def memory_batch(context) -> int | None:
+    """The batch size the memory savers set when the run does not fit the GPU; None when they leave it."""
     estimates = context.estimates
     savers = estimates.savers if estimates is not None and estimates.fits is False else None
-    if savers is not None and "training.batch_size" in savers.changes:
-        targets = replace(targets, batch_size=min(targets.batch_size, savers.changes["training.batch_size"]))
-    return targets
+    if savers is None:
+        return None
+    return savers.changes.get("training.batch_size")
+
+
+def batch_toward(context, target: int) -> tuple[int, int]:
+    """(batch size, accumulation) whose effective batch (× processes) is ``target``, or as near as whole
+    numbers get, for the fixes of the batch rules: a batch that fits in memory keeps it and accumulates up
+    to the target (the guide's batch 4 as 2 × 2 when memory is short); a larger one comes down to the target
+    with no accumulation. Never above the memory savers' batch, and batch 1 without accumulation for the
+    fused backward pass."""
+    config = context.config
+    if config.training.fused_backward_pass:
+        return 1, 1
+    processes = max(1, config.training.num_processes)
+    cap = memory_batch(context)
+    batch = config.training.batch_size if cap is None else min(config.training.batch_size, cap)
+    if batch * processes <= target:
+        return batch, max(1, target // (batch * processes))
+    return max(1, target // processes), 1
 
 
 def guide_unet_lr(ctx) -> float:

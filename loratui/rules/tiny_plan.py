@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from loratui.rules import guide
 from loratui.rules.engine import Context
-from loratui.rules.targets import targets_of
+from loratui.rules.targets import batch_toward, targets_of
 from loratui.rules.updates import accumulation, effective_batch
 from trainer.contract.dataset_scan import parse_repeat_folder
 from trainer.contract.plan import assign_bucket
@@ -85,21 +85,11 @@ def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | Non
 
 
 def tiny_batch_choice(ctx: Context) -> tuple[int, int]:
-    """(batch size, accumulation) for a tiny dataset: an effective batch of at most the guide's 2.
-
-    The batch is lowered first (divided among the processes, 1 for the fused backward pass);
-    the accumulation stays when the two together still fit, else it goes back to 1. With more
-    processes than the target, nothing here reaches it and the rule says so.
-    """
-    config = ctx.config
-    processes = max(1, config.training.num_processes)
-    batch = max(1, min(config.training.batch_size, targets_of(ctx).batch_size // processes))
-    if config.training.fused_backward_pass:
-        batch = 1  # the fused pass steps one image at a time
-    accumulate = accumulation(ctx)
-    if effective_batch(ctx, batch, accumulate) > guide.TINY_BATCH_MAX:
-        accumulate = 1
-    return batch, accumulate
+    """(batch size, accumulation) for a tiny dataset: the effective batch brought to the guide's 1–2,
+    the way every batch fix brings it (``targets.batch_toward``); kept as it is when already there."""
+    if effective_batch(ctx) <= guide.TINY_BATCH_MAX and not ctx.config.training.fused_backward_pass:
+        return ctx.config.training.batch_size, accumulation(ctx)
+    return batch_toward(ctx, targets_of(ctx).batch_size)
 
 
 def tiny_plan(ctx: Context) -> TinyPlan | None:

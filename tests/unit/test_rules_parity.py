@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from loratui.estimates import GpuInfo
 from loratui.rules import evaluate
 from loratui.rules.families import ILLUSTRIOUS, NOOBAI, PONY, family_of
 from loratui.rules.updates import effective_batch, total_updates
@@ -110,3 +111,15 @@ def test_a_dataset_of_both_formats_names_the_images_that_cannot_be_masked():
         context.scan.images[index] = type(context.scan.images[index])(path, None, 1024, 1024, 10)
     (finding,) = fired(context, "masks.alpha")
     assert finding.severity == "tip" and finding.message.startswith("5 of 25 images cannot carry an alpha channel")
+
+
+def test_short_memory_lowers_the_batch_and_accumulates_so_the_run_trains_the_same():
+    gpu = GpuInfo("NVIDIA GeForce RTX 3080", 10240, 0)
+    context = make(25, gpu=gpu)  # SDXL at batch 4 does not fit in 10 GB
+    (finding,) = fired(context, "memory.fit")
+    assert finding.fix.changes["training.batch_size"] == 1
+    assert finding.fix.changes["training.gradient_accumulation_steps"] == 4  # the guide's batch 4, as 1 × 4
+    fixed = make(25, gpu=gpu, **{key.replace(".", "__"): value for key, value in finding.fix.changes.items()})
+    assert fired(fixed, "memory.fit") == [] and effective_batch(fixed) == 4
+    assert total_updates(fixed) == total_updates(context)  # the same updates over the same images
+    assert [f for f in evaluate(fixed) if f.rule.startswith(("batch.", "steps."))] == []
