@@ -68,6 +68,7 @@ def test_a_continued_file_caps_every_fix_of_the_unet_rate():
     offered = {f.rule: f.fix.changes["optimizer.unet_lr"] for f in evaluate(context)
                if f.fix and "optimizer.unet_lr" in f.fix.changes}
     assert offered == {"lr.unet_too_high": 1e-4, "continue.rate_restart": 1e-4}
+    assert "1e-4 is the rate the continued file was trained at" in fired(context, "lr.unet_too_high")[0].message
     fixed = make(25, network__weights=weights, optimizer__unet_lr=1e-4)
     assert fired(fixed, "lr.unet_too_high") == [] and fired(fixed, "continue.rate_restart") == []
 
