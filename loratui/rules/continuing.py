@@ -29,7 +29,17 @@ def rate_restart(ctx: Context):
     # The value every fix that lowers the UNet rate sets: the file's rate, or lower where the guide's is.
     safe = safe_unet_lr(ctx)
     label = f"continue at the file's rate, {fmt_lr(safe)}" if safe == rate else f"lower the UNet rate to {fmt_lr(safe)}"
-    return "warn", (f"The file was trained at a UNet rate of {fmt_lr(rate)} and this run starts at {fmt_lr(opt.unet_lr)}, "
-                    "with a new optimizer whose first steps are full-size: the trained LoRA is shaken loose and "
+    return "warn", (f"The file was trained at a UNet rate of {fmt_lr(rate)} and this run starts at "
+                    f"{fmt_lr(opt.unet_lr)}, with a new optimizer whose first steps are full-size: the trained LoRA is shaken loose and "
                     "learnt again at the higher rate, which tends to overcook it. Continue at the file's rate or "
                     "lower."), Fix({"optimizer.unet_lr": safe}, label)
+
+
+@rule("continue.dim_without_weights", "network.dim_from_weights", "Dim from weights without a weights file.")
+def dim_without_weights(ctx: Context):
+    network = ctx.config.network
+    if not network.dim_from_weights or network.weights:
+        return None
+    return "tip", ("dim_from_weights reads dim and alpha from the network.weights file, and none is set: the dim "
+                   f"and alpha here ({network.dim} / {network.alpha:g}) are used."), \
+        Fix({"network.dim_from_weights": False}, "turn dim_from_weights off")

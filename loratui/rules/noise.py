@@ -6,7 +6,8 @@ from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, rule
 
 
-@rule("noise.multires_discount", "training.multires_noise_discount", "Multires noise with a discount outside 0.1–0.8.")
+@rule("noise.multires_discount", "training.multires_noise_discount",
+      "Multires noise with a discount outside 0.1–0.8.")
 def multires_discount(ctx: Context):
     training = ctx.config.training
     low, high = guide.MULTIRES_DISCOUNT
@@ -17,7 +18,8 @@ def multires_discount(ctx: Context):
         why = "the coarse layers all but vanish and the option does next to nothing"
     else:
         why = "the coarse layers are nearly as strong as the fine noise and swamp it, washing out colour and contrast"
-    return "warn", f"A multires discount of {training.multires_noise_discount:g} is outside {low:g}–{high:g}: {why}.", \
+    discount = training.multires_noise_discount
+    return "warn", f"A multires discount of {discount:g} is outside {low:g}–{high:g}: {why}.", \
         Fix({"training.multires_noise_discount": usual}, f"use a discount of {usual:g}")
 
 
@@ -65,7 +67,8 @@ def timestep_range(ctx: Context):
         Fix({"training.min_timestep": 0, "training.max_timestep": guide.TIMESTEPS}, "train every timestep")
 
 
-@rule("loss.debiased_with_min_snr", "training.debiased_estimation", "Debiased estimation and min-SNR weighting together.")
+@rule("loss.debiased_with_min_snr", "training.debiased_estimation",
+      "Debiased estimation and min-SNR weighting together.")
 def debiased_with_min_snr(ctx: Context):
     training = ctx.config.training
     if not training.debiased_estimation or not training.min_snr_gamma:

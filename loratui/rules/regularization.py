@@ -5,7 +5,8 @@ from __future__ import annotations
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, rule
 
-_USUAL = Fix({"training.prior_loss_weight": guide.PRIOR_LOSS_WEIGHT}, f"weigh them as your images ({guide.PRIOR_LOSS_WEIGHT:g})")
+_USUAL = Fix({"training.prior_loss_weight": guide.PRIOR_LOSS_WEIGHT},
+             f"weigh them as your images ({guide.PRIOR_LOSS_WEIGHT:g})")
 
 
 @rule("reg.weight_high", "training.prior_loss_weight", "Regularization images weighed above the subject's (above 1).")
@@ -33,3 +34,12 @@ def reg_with_style(ctx: Context):
     return "tip", ("Regularization images guard a class (a person, a dog) against a character or concept taking it "
                    "over; a style LoRA is meant to change every image, so they mostly hold it back. Style runs "
                    "usually go without."), Fix({"dataset.reg_path": ""}, "train without regularization images")
+
+
+@rule("reg.weight_without_folder", "training.prior_loss_weight", "A prior loss weight without regularization images.")
+def weight_without_folder(ctx: Context):
+    weight = ctx.config.training.prior_loss_weight
+    if ctx.config.dataset.reg_path or weight == guide.PRIOR_LOSS_WEIGHT:
+        return None
+    return "tip", (f"The prior loss weight ({weight:g}) only weighs regularization images, and dataset.reg_path "
+                   "names none: it changes nothing."), _USUAL

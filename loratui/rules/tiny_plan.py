@@ -41,7 +41,8 @@ class TinyPlan:
     batch_size: int
     steps: int
     accumulation: int = 1
-    """``training.gradient_accumulation_steps``: kept unless it makes the effective batch larger than 2."""
+    """``training.gradient_accumulation_steps``, chosen with the batch so that the effective batch is 1–2
+    (``tiny_batch_choice``)."""
     folder_name_repeats: bool = True
     """``dataset.folder_name_repeats``: off when the folders' names give too few or too many repeats."""
     epochs_outside: bool = False

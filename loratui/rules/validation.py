@@ -55,3 +55,12 @@ def large_share(ctx: Context):
         return None
     return "warn", (f"Holding out {split:g} of the images takes them from training: a tenth is plenty to show the "
                     "validation loss turning up."), _fix(suggested_split(ctx))
+
+
+@rule("validation.schedule_without_split", "training.validate_every_n_steps",
+      "A validation schedule without a validation split.")
+def schedule_without_split(ctx: Context):
+    if ctx.config.training.validation_split or not ctx.config.training.validate_every_n_steps:
+        return None
+    return "tip", ("Validating every few steps needs held-out images, and validation_split holds out none: "
+                   "nothing is measured."), Fix({"training.validate_every_n_steps": 0}, "stop validating every N steps")

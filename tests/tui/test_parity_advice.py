@@ -60,6 +60,8 @@ OTHERS = {
     "dataset.reg_path": "reg",
     "training.prior_loss_weight": 0.0,
     "dataset.mask_path": "masks",
+    "network.dim_from_weights": True,
+    "training.validate_every_n_steps": 100,
 }
 """The rules the first set cannot set off together with it (a mask folder silences the alpha advice)."""
 OTHERS_SHOWN = {
@@ -67,6 +69,8 @@ OTHERS_SHOWN = {
     "dataset.reg_path": ["Regularization images guard a class"],
     "training.prior_loss_weight": ["With a prior loss weight of 0"],
     "dataset.mask_path": ["A mask folder is set, but masked loss is off"],
+    "network.dim_from_weights": ["dim_from_weights reads dim and alpha"],
+    "training.validate_every_n_steps": ["Validating every few steps needs held-out images"],
 }
 
 

@@ -78,7 +78,8 @@ def temporary_lora(metadata: dict[str, str]) -> str:
 
     folder = Path(tempfile.mkdtemp(prefix="loratui-weights-"))
     atexit.register(shutil.rmtree, folder, True)
-    tensors = {"lora_unet_x.lora_down.weight": ("F16", [2, 2], None), "lora_unet_x.lora_up.weight": ("F16", [2, 2], None)}
+    tensors = {"lora_unet_x.lora_down.weight": ("F16", [2, 2], None),
+               "lora_unet_x.lora_up.weight": ("F16", [2, 2], None)}
     return str(write_safetensors(folder / "continued.safetensors", tensors, metadata))
 
 

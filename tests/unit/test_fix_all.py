@@ -50,6 +50,8 @@ CHOICES = {
     "training.gradient_accumulation_steps": [1, 1, 2, 4, 8],
     "training.num_processes": [1, 1, 2, 4],
     "network.weights": ["", "", WEIGHTS],
+    "network.dim_from_weights": [False, True],
+    "training.validate_every_n_steps": [0, 0, 100],
     "dataset.reg_path": ["", "/data/reg"],
     "training.prior_loss_weight": [0.0, 0.5, 1.0, 2.0],
     "dataset.masked_loss": [False, True],
