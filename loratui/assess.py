@@ -16,6 +16,7 @@ from loratui.estimates import (DurationEstimate, GpuInfo, VramEstimate, duration
                                metadata_bytes, vram_estimate)
 from loratui.dataset.token_count import caption_token_counts
 from loratui.rules import Context, Finding, Fix, evaluate
+from loratui.rules.targets import is_tiny, targets_for
 from trainer.contract.captions import CaptionReadError, read_caption, with_trigger
 from trainer.contract.dataset_scan import CaptionStats, caption_stats
 from trainer.contract.config.schema import Config, Problem, effective_resolution, get_value, validate, with_value
@@ -173,8 +174,13 @@ def _estimated_type(config: Config) -> str:
     return "locon" if config.network.type in ("locon", "loha", "lokr") else "lora"
 
 
-def _savers(config: Config, arch: str, resolution: int, gpu: GpuInfo) -> Fix | None:
-    """The fewest savers, taken in the guide's order, that bring the run under the GPU's memory."""
+def _savers(config: Config, arch: str, resolution: int, gpu: GpuInfo, tiny: bool = False) -> Fix | None:
+    """The fewest savers, taken in the guide's order, that bring the run under the GPU's memory.
+
+    Lowering the batch keeps the guide's batch by accumulating gradients (batch 1 with 4 accumulation
+    steps trains like batch 4, in batch 1's memory), up to the situation's batch; not with the fused
+    backward pass, which updates each weight inside the backward pass and so cannot accumulate.
+    """
     budget = gpu.memory_total_mib * 2**20
     changes: dict = {}
     words = []
@@ -187,6 +193,12 @@ def _savers(config: Config, arch: str, resolution: int, gpu: GpuInfo) -> Fix | N
         if get_value(config, key) == value:
             continue
         changes[key] = value
+        if key == "training.batch_size" and not config.training.fused_backward_pass:
+            accumulate = _accumulation_for_batch_one(config, tiny)
+            if accumulate != config.training.gradient_accumulation_steps:
+                changes["training.gradient_accumulation_steps"] = accumulate
+            if accumulate > 1:
+                label = f"use batch 1 with {accumulate} accumulation steps"
         words.append(label)
         trial = config
         for changed_key, changed_value in changes.items():
@@ -194,6 +206,15 @@ def _savers(config: Config, arch: str, resolution: int, gpu: GpuInfo) -> Fix | N
         if _vram(trial, arch, resolution).total <= budget:
             return Fix(dict(changes), ", ".join(words))
     return None
+
+
+def _accumulation_for_batch_one(config: Config, tiny: bool) -> int:
+    """Accumulation steps that keep the effective batch (batch × accumulation × processes) at batch 1,
+    as far as the guide's batch for the situation allows."""
+    processes = max(1, config.training.num_processes)
+    now = config.training.batch_size * max(1, config.training.gradient_accumulation_steps) * processes
+    target = targets_for(config.kind, None, tiny).batch_size
+    return max(1, min(now, target) // processes)
 
 
 def estimate(config: Config, arch: str, plan: StepPlan | None, gpus: list[GpuInfo],
@@ -213,7 +234,7 @@ def estimate(config: Config, arch: str, plan: StepPlan | None, gpus: list[GpuInf
                                          config.training.gradient_checkpointing, plan.total_steps,
                                          config.optimizer.text_encoder_lr > 0)
         if vram.total > gpu.memory_total_mib * 2**20:
-            savers = _savers(config, arch, resolution, gpu)
+            savers = _savers(config, arch, resolution, gpu, is_tiny(plan.images if plan is not None else None))
     return Estimates(size, vram, gpu, duration, savers)
 
 

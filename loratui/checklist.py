@@ -12,6 +12,7 @@ from typing import Callable
 from loratui.rules import guide
 from loratui.rules.engine import Finding, fmt_lr
 from loratui.rules.targets import Targets, is_tiny, targets_for
+from loratui.rules.updates import updates
 from loratui.workspace import Workspace
 
 SECTIONS = ("Before you start", "Safe first run", "Feeling fancy")
@@ -160,14 +161,16 @@ def _steps(ws: Workspace, t: Targets) -> Tick:
     plan = ws.assessment.plan if ws.assessment else None
     if plan is None:
         return Tick(False, "The step count is not known until the dataset is read.", label)
-    if low <= plan.total_steps <= high:
+    # The guide's steps are updates, as the advice counts them: batches over the gradient accumulation.
+    steps = updates(plan.batches_per_epoch, plan.epochs, ws.config.training.gradient_accumulation_steps)
+    if low <= steps <= high:
         return Tick(True, label=label)
     finding = _finding(ws, "steps.range")
     if finding is None or (finding.severity == "tip" and finding.fix is None):
         # Outside the aim, but no change within the guide's ranges gets closer (kohya folders fix the
         # repeats, say): the advice has nothing better, so neither does the checklist.
-        return Tick(True, f"{plan.total_steps} steps: as near the aim as these images allow.", label)
-    return Tick(False, f"The run has {plan.total_steps} steps. {finding.message}", label)
+        return Tick(True, f"{steps} steps: as near the aim as these images allow.", label)
+    return Tick(False, f"The run has {steps} steps. {finding.message}", label)
 
 
 def _advanced(ws: Workspace, t: Targets) -> Tick:

@@ -46,3 +46,29 @@ LR_FREE_OPTIMIZERS = ("prodigy", "prodigy_plus", "dadaptation")
 """Optimizers that find their own rate: they expect a learning rate near 1.0."""
 SCHEDULE_FREE_OPTIMIZERS = ("prodigy_plus",)
 """Optimizers that replace the schedule; anything but a constant schedule fights them."""
+
+# The options every other trainer has (issue #18). The guide has no numbers for these; the ranges
+# are those sd-scripts' documentation and the common notebooks use, kept here with the guide's.
+PRIOR_LOSS_WEIGHT = 1.0
+"""Regularization images weighed the same as the subject's: sd-scripts' default and the usual choice."""
+VALIDATION_SHARE_MAX = 0.2
+"""Above a fifth of the images, the held-out share costs more training than the curve is worth."""
+MULTIRES_DISCOUNT = (0.1, 0.8)
+MULTIRES_DISCOUNT_USUAL = 0.3
+"""kohya-colab's SDXL choice, with 6 iterations."""
+MULTIRES_ITERATIONS_MAX = 10
+MULTIRES_ITERATIONS_USUAL = 6
+IP_NOISE_GAMMA_MAX = 0.2
+IP_NOISE_GAMMA_USUAL = 0.1
+TIMESTEPS = 1000
+NARROW_TIMESTEPS = 500
+"""A timestep range narrower than half the schedule teaches the LoRA only part of the denoising."""
+HUBER_C = (0.01, 1.0)
+HUBER_C_USUAL = 0.1
+"""sd-scripts' default ``huber_c``."""
+MOST_SAMPLE_SETS = 20
+"""More sample sets than this in one run, counted from ``sample_every_n_steps``, mostly slow it down."""
+MOST_STEP_SAVES = 30
+"""More checkpoint files than this, counted from ``save_every_n_steps``, is more than anyone compares."""
+EVENT_SPREAD = 10
+"""The fixes for too many samples or saves space them to about this many over the run."""

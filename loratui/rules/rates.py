@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from loratui.rules.targets import safe_te_lr, safe_unet_lr, targets_of
+from loratui.rules.targets import guide_unet_lr, safe_te_lr, safe_unet_lr, targets_of
 
 
 def _lr_free(ctx: Context) -> bool:
@@ -17,8 +17,10 @@ def unet_too_high(ctx: Context):
     if _lr_free(ctx) or lr <= guide.LR_DANGER_ABOVE:
         return None
     safe = safe_unet_lr(ctx)
+    why = "the rate the continued file was trained at" if safe < guide_unet_lr(ctx) else \
+        f"the proven value for {targets_of(ctx).situation}"
     return "danger", (f"A UNet rate of {fmt_lr(lr)} is above 1e-3, where runs blow up or burn in a few hundred "
-                      f"steps. {fmt_lr(safe)} is the proven value for {targets_of(ctx).situation}."), \
+                      f"steps. {fmt_lr(safe)} is {why}."), \
         Fix({"optimizer.unet_lr": safe}, f"set the UNet rate to {fmt_lr(safe)}")
 
 

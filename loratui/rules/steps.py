@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from loratui.rules.targets import safe_unet_lr, targets_of
+from loratui.rules.targets import batch_toward, safe_unet_lr, targets_of
 from loratui.rules.tiny_plan import epoch_batches, in_repeat_folder, plan_changes, tiny_plan, uses_default_repeats
+from loratui.rules.updates import accumulation, effective_batch, total_updates
 
 
 def steps_fix(ctx: Context, low: int, high: int) -> Fix | None:
@@ -32,14 +33,16 @@ def steps_fix(ctx: Context, low: int, high: int) -> Fix | None:
     flag = config.dataset.folder_name_repeats
     has_defaults = any(uses_default_repeats(ctx, i) for i in ctx.scan.images)
     now_r, now_e = config.dataset.repeats, config.training.epochs
-    batches = {flag: epoch_batches(ctx, config.training.batch_size)}
+    # Updates per epoch: with gradient accumulation several batches make one of the guide's steps.
+    accumulate = accumulation(ctx)
+    batches = {flag: epoch_batches(ctx, config.training.batch_size, None, accumulate)}
     # More than 20 epochs at a rate above 3e-4 is its own warning (epochs.high_lr): stay under it when any
     # change can, and go past it only when nothing else reaches the step count.
     calm = [range(1, guide.MANY_EPOCHS + 1)] if not tiny and config.optimizer.unet_lr > guide.GENTLE_UNET_LR \
         and config.optimizer.name not in guide.LR_FREE_OPTIMIZERS else []
     can_unfix_folders = flag and any(in_repeat_folder(ctx, i) for i in ctx.scan.images)
     if can_unfix_folders:
-        batches[False] = epoch_batches(ctx, config.training.batch_size, False)
+        batches[False] = epoch_batches(ctx, config.training.batch_size, False, accumulate)
     searches = []
     for epochs_allowed in calm + [epoch_range]:
         searches += [[(flag, now_r, e) for e in epochs_allowed]]
@@ -79,6 +82,8 @@ def _in_words(changes: dict) -> str:
             words.append(f"{value} repeats{every}")
         elif key == "training.epochs":
             words.append(f"{value} epochs")
+        elif key == "training.gradient_accumulation_steps":
+            words.append("no gradient accumulation" if value == 1 else f"{value} accumulation steps")
         else:
             words.append(f"batch {value}")
     return " and ".join(words)
@@ -86,10 +91,9 @@ def _in_words(changes: dict) -> str:
 
 @rule("steps.range", "training.epochs", "Total steps against the guide's targets (tiny datasets have their own).")
 def steps_range(ctx: Context):
-    plan = ctx.plan
-    if plan is None:
+    steps = total_updates(ctx)  # the guide's steps are updates: batches over the gradient accumulation
+    if steps is None:
         return None
-    steps = plan.total_steps
     tiny = ctx.is_tiny_dataset
     aim = targets_of(ctx).steps_aim
     if steps < guide.STEPS_DANGER_BELOW or steps > guide.STEPS_DANGER_ABOVE:
@@ -134,15 +138,32 @@ def many_epochs_high_lr(ctx: Context):
     return None
 
 
-@rule("batch.too_big", "training.batch_size", "Batch size above 8.")
+@rule("batch.too_big", "training.batch_size",
+      "Effective batch (batch × gradient accumulation × processes) above 8.")
 def batch_too_big(ctx: Context):
-    batch = ctx.config.training.batch_size
-    if batch > guide.BATCH_DANGER_ABOVE:
-        target = 1 if ctx.config.training.fused_backward_pass else targets_of(ctx).batch_size
-        return "danger", (f"A batch of {batch} needs a lot of GPU memory and makes each step coarse; the guide "
-                          f"stops at 8 and uses {target} for {targets_of(ctx).situation}."), \
-            Fix({"training.batch_size": target}, f"set the batch size to {target}")
-    return None
+    batch, effective = ctx.config.training.batch_size, effective_batch(ctx)
+    if effective <= guide.BATCH_DANGER_ABOVE:
+        return None
+    target = 1 if ctx.config.training.fused_backward_pass else targets_of(ctx).batch_size
+    batch_fix, accumulate = batch_toward(ctx, target)
+    situation = targets_of(ctx).situation
+    if effective == batch:
+        message = (f"A batch of {batch} needs a lot of GPU memory and makes each step coarse; the guide stops at 8 "
+                   f"and uses {target} for {situation}.")
+    else:
+        message = (f"Each update averages {effective} images (batch {batch} × {accumulation(ctx)} accumulated × "
+                   f"{ctx.config.training.num_processes} process{'es' if ctx.config.training.num_processes > 1 else ''}"
+                   f"), which makes each step coarse and leaves few of them; the guide's batch stops at 8 and uses "
+                   f"{target} for {situation}.")
+    if effective_batch(ctx, batch_fix, accumulate) > guide.BATCH_DANGER_ABOVE:
+        return "danger", message + " Even batch 1 is too many with this many processes: use fewer.", None
+    changes = {key: value for key, value, now in (("training.batch_size", batch_fix, batch),
+                                                   ("training.gradient_accumulation_steps", accumulate,
+                                                    ctx.config.training.gradient_accumulation_steps))
+               if value != now}
+    label = f"set the batch size to {batch_fix}" if list(changes) == ["training.batch_size"] \
+        else f"use {_in_words(changes)}"
+    return "danger", message, Fix(changes, label)
 
 
 @rule("batch.fused_needs_one", "training.fused_backward_pass", "Fused backward pass with a batch above 1.")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from loratui.rules import guide
+from loratui.rules.weights_file import trained_rate
 
 
 @dataclass(frozen=True)
@@ -95,22 +96,56 @@ def is_tiny(image_count: int | None) -> bool:
 
 def targets_of(context) -> Targets:
     """The targets for what a rules ``Context`` knows: its kind, dataset size and architecture, and the
-    GPU. When the run does not fit the GPU and the memory savers lower the batch, that batch is the
-    target (the guide's "batch 4, or 2 if VRAM is crying"), so no fix raises it again."""
+    GPU. When the run does not fit the GPU and the memory savers lower the batch without accumulating
+    (the fused backward pass cannot), that batch is the target (the guide's "batch 4, or 2 if VRAM is
+    crying"), so no fix raises it again; when they accumulate, the effective batch stays the guide's."""
     targets = targets_for(context.config.kind, context.arch, is_tiny(context.image_count))
-    estimates = context.estimates
-    savers = estimates.savers if estimates is not None and estimates.fits is False else None
-    if savers is not None and "training.batch_size" in savers.changes:
-        targets = replace(targets, batch_size=min(targets.batch_size, savers.changes["training.batch_size"]))
+    cap = memory_batch(context)
+    if cap is not None and "training.gradient_accumulation_steps" not in context.estimates.savers.changes:
+        targets = replace(targets, batch_size=min(targets.batch_size, cap))
     return targets
 
 
-def safe_unet_lr(ctx) -> float:
-    """The UNet rate every fix that lowers it sets: the situation's proven rate, or the gentle 3e-4 when
-    the run has many epochs (where ``epochs.high_lr`` would flag the proven 5e-4)."""
+def memory_batch(context) -> int | None:
+    """The batch size the memory savers set when the run does not fit the GPU; None when they leave it."""
+    estimates = context.estimates
+    savers = estimates.savers if estimates is not None and estimates.fits is False else None
+    if savers is None:
+        return None
+    return savers.changes.get("training.batch_size")
+
+
+def batch_toward(context, target: int) -> tuple[int, int]:
+    """(batch size, accumulation) whose effective batch (× processes) is ``target``, or as near as whole
+    numbers get, for the fixes of the batch rules: a batch that fits in memory keeps it and accumulates up
+    to the target (the guide's batch 4 as 2 × 2 when memory is short); a larger one comes down to the target
+    with no accumulation. Never above the memory savers' batch, and batch 1 without accumulation for the
+    fused backward pass."""
+    config = context.config
+    if config.training.fused_backward_pass:
+        return 1, 1
+    processes = max(1, config.training.num_processes)
+    cap = memory_batch(context)
+    batch = config.training.batch_size if cap is None else min(config.training.batch_size, cap)
+    if batch * processes <= target:
+        return batch, max(1, target // (batch * processes))
+    return max(1, target // processes), 1
+
+
+def guide_unet_lr(ctx) -> float:
+    """The guide's UNet rate for the situation: its proven rate, or the gentle 3e-4 when the run has many
+    epochs (where ``epochs.high_lr`` would flag the proven 5e-4)."""
     if ctx.config.training.epochs > guide.MANY_EPOCHS:
         return min(targets_of(ctx).unet_lr, guide.GENTLE_UNET_LR)
     return targets_of(ctx).unet_lr
+
+
+def safe_unet_lr(ctx) -> float:
+    """The UNet rate every fix that lowers it sets: the guide's for the situation, and no more than the rate
+    a ``network.weights`` file was trained at when the run continues from one (``continue.rate_restart``)."""
+    rate = guide_unet_lr(ctx)
+    continued = trained_rate(ctx.config.network.weights)
+    return min(rate, continued) if continued else rate
 
 
 def safe_te_lr(ctx) -> float:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
-from loratui.rules.targets import safe_te_lr, safe_unet_lr, targets_of
-from loratui.rules.tiny_plan import tiny_plan, uses_default_repeats
+from loratui.rules.targets import guide_unet_lr, safe_te_lr, safe_unet_lr, targets_of
+from loratui.rules.tiny_plan import tiny_batch_choice, tiny_plan, uses_default_repeats
+from loratui.rules.updates import effective_batch
 
 
 def _effective_repeats(ctx: Context) -> float | None:
@@ -81,14 +82,23 @@ def tiny_epochs(ctx: Context):
     return "warn", f"A tiny dataset needs more passes: {low}–{high} epochs, not {epochs}.", fix
 
 
-@rule("tiny.batch", "training.batch_size", "Tiny datasets train with a batch of 1–2.")
+@rule("tiny.batch", "training.batch_size", "Tiny datasets train with an effective batch of 1–2.")
 def tiny_batch(ctx: Context):
-    batch = ctx.config.training.batch_size
-    if not ctx.is_tiny_dataset or batch <= guide.TINY_BATCH_MAX:
+    batch, effective = ctx.config.training.batch_size, effective_batch(ctx)
+    if not ctx.is_tiny_dataset or effective <= guide.TINY_BATCH_MAX:
         return None
-    target = targets_of(ctx).batch_size
-    return "warn", (f"With {ctx.image_count} images a batch of {batch} averages away what each image teaches; "
-                    "use 1–2."), Fix({"training.batch_size": target}, f"set the batch size to {target}")
+    what = f"a batch of {batch}" if effective == batch else \
+        f"an effective batch of {effective} (batch × gradient accumulation × processes)"
+    message = f"With {ctx.image_count} images {what} averages away what each image teaches; use 1–2."
+    new_batch, accumulate = tiny_batch_choice(ctx)
+    if effective_batch(ctx, new_batch, accumulate) > guide.TINY_BATCH_MAX:
+        return "warn", message + " With this many processes even batch 1 is more: train on fewer GPUs.", None
+    changes = {key: value for key, value, now in (("training.batch_size", new_batch, batch),
+                                                   ("training.gradient_accumulation_steps", accumulate,
+                                                    ctx.config.training.gradient_accumulation_steps)) if value != now}
+    label = f"set the batch size to {new_batch}" if "training.gradient_accumulation_steps" not in changes else \
+        f"use batch {new_batch} without gradient accumulation"
+    return "warn", message, Fix(changes, label)
 
 
 @rule("tiny.unet_lr", "optimizer.unet_lr", "Tiny datasets want a gentler UNet rate (3e-4).")
@@ -96,9 +106,9 @@ def tiny_unet_lr(ctx: Context):
     lr = ctx.config.optimizer.unet_lr
     if not ctx.is_tiny_dataset or ctx.config.optimizer.name in guide.LR_FREE_OPTIMIZERS:
         return None
-    gentle = safe_unet_lr(ctx)
-    if lr <= gentle:
+    if lr <= guide_unet_lr(ctx):
         return None
+    gentle = safe_unet_lr(ctx)  # the value every UNet-rate fix sets (no higher than a continued file's)
     return "warn", f"Few images overfit fast: a UNet rate of {fmt_lr(gentle)} is gentler than {fmt_lr(lr)}.", \
         Fix({"optimizer.unet_lr": gentle}, f"set the UNet rate to {fmt_lr(gentle)}")
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from loratui.rules import guide
 from loratui.rules.engine import Context
-from loratui.rules.targets import targets_of
+from loratui.rules.targets import batch_toward, targets_of
+from loratui.rules.updates import accumulation, effective_batch
 from trainer.contract.dataset_scan import parse_repeat_folder
 from trainer.contract.plan import assign_bucket
 from trainer.contract.reg_images import balanced_repeats
@@ -41,6 +42,9 @@ class TinyPlan:
     epochs: int
     batch_size: int
     steps: int
+    accumulation: int = 1
+    """``training.gradient_accumulation_steps``, chosen with the batch so that the effective batch is 1–2
+    (``tiny_batch_choice``)."""
     folder_name_repeats: bool = True
     """``dataset.folder_name_repeats``: off when the folders' names give too few or too many repeats."""
     epochs_outside: bool = False
@@ -60,8 +64,9 @@ def uses_default_repeats(ctx: Context, image, folder_name_repeats: bool | None =
     return not folder_name_repeats or not in_repeat_folder(ctx, image)
 
 
-def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | None = None):
-    """Batches per epoch as a function of ``dataset.repeats``, at this batch size.
+def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | None = None, accumulate: int = 1):
+    """Updates per epoch as a function of ``dataset.repeats``, at this batch size and accumulation
+    (the batches of an epoch, ``accumulate`` to an update, the last group rounded up).
 
     The buckets are counted once: the advice searches hundreds of repeat and epoch pairs, and
     recounting every image for each made the settings screen's checks slow on large folders.
@@ -86,13 +91,23 @@ def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | Non
     def bucket_of(width: int, height: int) -> tuple[int, int]:
         return assign_bucket(width, height, resolution, config.dataset.buckets, config.dataset.bucket_upscale)
 
+    per_update = max(1, accumulate)
+
     @functools.lru_cache(maxsize=None)  # the search asks for each repeat count once per epoch count
     def batches(repeats: int) -> int:
         counts = Counter({b: fixed[b] + repeats * loose[b] for b in set(fixed) | set(loose)})
         for index, times in enumerate(balanced_repeats(sum(counts.values()), reg_repeats)):
             counts[bucket_of(reg[index].width, reg[index].height)] += times
-        return sum(-(-count // batch_size) for count in counts.values())
+        return -(-sum(-(-count // batch_size) for count in counts.values()) // per_update)
     return batches
+
+
+def tiny_batch_choice(ctx: Context) -> tuple[int, int]:
+    """(batch size, accumulation) for a tiny dataset: the effective batch brought to the guide's 1–2,
+    the way every batch fix brings it (``targets.batch_toward``); kept as it is when already there."""
+    if effective_batch(ctx) <= guide.TINY_BATCH_MAX and not ctx.config.training.fused_backward_pass:
+        return ctx.config.training.batch_size, accumulation(ctx)
+    return batch_toward(ctx, targets_of(ctx).batch_size)
 
 
 def tiny_plan(ctx: Context) -> TinyPlan | None:
@@ -101,9 +116,7 @@ def tiny_plan(ctx: Context) -> TinyPlan | None:
         return None
     config = ctx.config
     repeats, epochs = config.dataset.repeats, config.training.epochs
-    batch = min(config.training.batch_size, targets_of(ctx).batch_size)
-    if config.training.fused_backward_pass:
-        batch = 1  # the fused pass steps one image at a time
+    batch, accumulate = tiny_batch_choice(ctx)
     r_low, r_high = guide.TINY_REPEATS
     e_low, e_high = guide.TINY_EPOCHS
     folder_names = config.dataset.folder_name_repeats
@@ -122,7 +135,7 @@ def tiny_plan(ctx: Context) -> TinyPlan | None:
     epoch_options = range(e_low, e_high + 1)
     low, high = guide.TINY_STEPS_AIM
     aim = (low + high) / 2
-    batches = {flag: epoch_batches(ctx, batch, flag) for flag in {flag for flag, _ in repeat_options}}
+    batches = {flag: epoch_batches(ctx, batch, flag, accumulate) for flag in {flag for flag, _ in repeat_options}}
 
     def changed(flag: bool, r: int, e: int) -> int:
         return (flag != folder_names) + (r != repeats) + (e != epochs)
@@ -137,7 +150,7 @@ def tiny_plan(ctx: Context) -> TinyPlan | None:
               if guide.STEPS_DANGER_BELOW <= (steps := batches[flag](r) * e) <= guide.STEPS_DANGER_ABOVE]
     if scored:
         _, flag, r, e, steps = min(scored)
-        return TinyPlan(r, e, batch, steps, folder_name_repeats=flag)
+        return TinyPlan(r, e, batch, steps, accumulate, folder_name_repeats=flag)
     # No choice within the ranges stays between the danger limits (very few images): the step count's
     # limits come first, so the epochs leave their range, as little as they can.
     outside = [(max(e_low - e, e - e_high, 0), abs(steps - aim), changed(flag, r, e), flag, r, e, steps)
@@ -146,15 +159,17 @@ def tiny_plan(ctx: Context) -> TinyPlan | None:
     if not outside:
         return None  # no epoch count helps; the step count's danger says so
     *_, flag, r, e, steps = min(outside)
-    return TinyPlan(r, e, batch, steps, epochs_outside=True, folder_name_repeats=flag)
+    return TinyPlan(r, e, batch, steps, accumulate, epochs_outside=True, folder_name_repeats=flag)
 
 
 def plan_changes(ctx: Context, plan: TinyPlan) -> dict[str, int]:
     """The settings that differ from the plan, as fix changes."""
     config = ctx.config
     changes = {"dataset.folder_name_repeats": plan.folder_name_repeats, "dataset.repeats": plan.repeats,
-               "training.epochs": plan.epochs, "training.batch_size": plan.batch_size}
+               "training.epochs": plan.epochs, "training.batch_size": plan.batch_size,
+               "training.gradient_accumulation_steps": plan.accumulation}
     current = {"dataset.folder_name_repeats": config.dataset.folder_name_repeats,
                "dataset.repeats": config.dataset.repeats, "training.epochs": config.training.epochs,
-               "training.batch_size": config.training.batch_size}
+               "training.batch_size": config.training.batch_size,
+               "training.gradient_accumulation_steps": config.training.gradient_accumulation_steps}
     return {key: value for key, value in changes.items() if current[key] != value}

@@ -69,6 +69,20 @@ FOREIGN_TAGS = {"10_mychar": {"mychar": 20, " red hair": 18, "smile": 7},
 """Tag counts per dataset folder, as sd-scripts writes them (it keeps a caption's leading space)."""
 
 
+def temporary_lora(metadata: dict[str, str]) -> str:
+    """A small LoRA file with this metadata, in a folder removed when the process ends (what the advice reads of
+    a ``network.weights`` file is its header)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="loratui-weights-"))
+    atexit.register(shutil.rmtree, folder, True)
+    tensors = {"lora_unet_x.lora_down.weight": ("F16", [2, 2], None),
+               "lora_unet_x.lora_up.weight": ("F16", [2, 2], None)}
+    return str(write_safetensors(folder / "continued.safetensors", tensors, metadata))
+
+
 def write_foreign_lora(path: Path) -> Path:
     """An SD1.5 LoCon as sd-scripts' ``networks.lora`` saves one, with its ``ss_*`` metadata."""
     tensors = {}

@@ -18,8 +18,11 @@ from loratui.rules.fix_all import APPLIED_SEVERITIES, apply_every_fix
 from trainer.contract.config.schema import FIELDS, Config, effective_resolution, validate, with_value
 from trainer.contract.dataset_scan import CaptionStats, DatasetImage, DatasetScan
 from trainer.contract.plan import plan_steps
+from tests.unit.lora_files import temporary_lora
 
 ROOT = Path("/data/set")
+WEIGHTS = temporary_lora({"ss_unet_lr": "0.0003"})
+"""A LoRA file to continue from, trained at 3e-4."""
 GPUS = [None, GpuInfo("NVIDIA GeForce GTX 1060 6GB", 6144, 0), GpuInfo("NVIDIA GeForce RTX 3060", 12288, 0),
         GpuInfo("NVIDIA GeForce RTX 4090", 24564, 0), GpuInfo("NVIDIA H100 80GB HBM3", 81559, 0)]
 # Settings the advice looks at, with values people actually type (and some they should not).
@@ -43,7 +46,33 @@ CHOICES = {
     "training.min_snr_gamma": [0.0, 5.0],
     "dataset.bucket_upscale": [False, True],
     "dataset.folder_name_repeats": [True, True, False],
+    # The options of issue #18: gradient accumulation, regularization, masks, validation, noise and loss, samples.
+    "training.gradient_accumulation_steps": [1, 1, 2, 4, 8],
+    "training.num_processes": [1, 1, 2, 4],
+    "network.weights": ["", "", WEIGHTS],
+    "network.dim_from_weights": [False, True],
+    "training.validate_every_n_steps": [0, 0, 100],
+    "dataset.reg_path": ["", "/data/reg"],
+    "training.prior_loss_weight": [0.0, 0.5, 1.0, 2.0],
+    "dataset.masked_loss": [False, True],
+    "dataset.mask_path": ["", "/data/masks"],
+    "training.validation_split": [0.0, 0.05, 0.1, 0.2, 0.3, 0.5],
+    "training.multires_noise_iterations": [0, 6, 10, 16],
+    "training.multires_noise_discount": [0.05, 0.3, 0.8, 0.9],
+    "training.ip_noise_gamma": [0.0, 0.1, 0.5],
+    "training.noise_offset": [0.0, 0.0357, 0.1],
+    "training.min_timestep": [0, 200, 500],
+    "training.max_timestep": [1000, 800, 600],
+    "training.debiased_estimation": [False, True],
+    "training.loss_type": ["l2", "huber", "smooth_l1"],
+    "training.huber_c": [0.001, 0.1, 5.0],
+    "output.sample_every_n_steps": [0, 10, 50, 200],
+    "output.save_every_n_steps": [0, 10, 50, 200],
+    "output.sample_negative_prompt": ["", "lowres"],
+    "output.sample_prompts": [[], ["zkchar standing"], ["score_9, zkchar --n lowres"]],
 }
+BASES = ["org/model", "org/model", "/models/ponyDiffusionV6XL.safetensors", "/models/illustriousXL_v01.safetensors"]
+"""Base models: the families whose samples have their own conventions are told by name."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +86,8 @@ class Dataset:
     untriggered: int
     arch: str
     gpu: GpuInfo | None
+    suffix: str = ".png"
+    """The images' format (JPEG cannot carry the alpha channel masked loss reads)."""
 
 
 def context_for(dataset: Dataset, config: Config) -> Context:
@@ -64,7 +95,7 @@ def context_for(dataset: Dataset, config: Config) -> Context:
     parent = ROOT / dataset.folder if dataset.folder else ROOT
     folder_repeats = dataset.folder and config.dataset.folder_name_repeats
     repeats = int(dataset.folder.split("_")[0]) if folder_repeats else config.dataset.repeats
-    files = [DatasetImage(parent / f"{i}.png", parent / f"{i}.txt", *dataset.size, repeats)
+    files = [DatasetImage(parent / f"{i}{dataset.suffix}", parent / f"{i}.txt", *dataset.size, repeats)
              for i in range(dataset.images)]
     plan = None
     counts_valid = min(config.training.batch_size, config.training.epochs, config.dataset.repeats) >= 1 \
@@ -84,8 +115,8 @@ def random_case(rng: random.Random) -> tuple[Dataset, Config]:
     folder = rng.choice([None, None, f"{rng.choice([1, 2, 5, 10, 20])}_subject"])
     dataset = Dataset(count, rng.choice([(512, 512), (1024, 1024), (832, 1216), (128, 128), (2048, 1536)]), folder,
                       rng.randint(0, count // 3), rng.randint(0, count // 3), rng.choice(["sd15", "sdxl"]),
-                      rng.choice(GPUS))
-    config = with_value(with_value(Config(), "model.base", "org/model"), "dataset.path", str(ROOT))
+                      rng.choice(GPUS), rng.choice([".png", ".png", ".jpg"]))
+    config = with_value(with_value(Config(), "model.base", rng.choice(BASES)), "dataset.path", str(ROOT))
     config = with_value(config, "dataset.trigger_word", "zkchar")
     for key in rng.sample(sorted(CHOICES), rng.randint(0, len(CHOICES))):
         config = with_value(config, key, rng.choice(CHOICES[key]))

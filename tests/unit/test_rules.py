@@ -9,6 +9,7 @@ import pytest
 from loratui.assess import estimate
 from loratui.estimates import GpuInfo
 from loratui.rules import RULES, Context, evaluate, worst
+from tests.unit.lora_files import temporary_lora
 from trainer.contract.dataset_scan import CaptionStats
 from trainer.contract.config.schema import Config, validate, with_value
 from trainer.contract.dataset_scan import DatasetImage, DatasetScan
@@ -20,7 +21,7 @@ ROOT = Path("/data/zkchar")
 
 def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", folder: str | None = None,
          missing: int = 0, without_trigger: int = 0, gpu: GpuInfo | None = None, prediction: Resolved | None = None,
-         tokens: tuple[int, ...] | None = None, **settings) -> Context:
+         tokens: tuple[int, ...] | None = None, suffix: str = ".png", **settings) -> Context:
     """A context for a dataset of ``images`` pictures and a config with ``section__key=value`` settings."""
     config = with_value(Config(), "dataset.trigger_word", "zkchar")
     config = with_value(config, "dataset.resolution", 1024 if arch == "sdxl" else 768)
@@ -29,7 +30,7 @@ def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", fold
         config = with_value(config, key.replace("__", "."), value)
     parent = ROOT / folder if folder else ROOT
     repeats = int(folder.split("_")[0]) if folder else config.dataset.repeats
-    files = [DatasetImage(parent / f"{i:03d}.png", parent / f"{i:03d}.txt", *size, repeats) for i in range(images)]
+    files = [DatasetImage(parent / f"{i:03d}{suffix}", parent / f"{i:03d}.txt", *size, repeats) for i in range(images)]
     scan = DatasetScan(ROOT, files)
     resolution = config.dataset.resolution or 1024
     plan = plan_steps(files, resolution, config.training.batch_size, config.training.epochs) if files else None
@@ -39,6 +40,10 @@ def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", fold
     counted = tuple((f.caption_path, n) for f, n in zip(files, tokens)) if tokens is not None else None
     return Context(config, arch, scan, plan, captions, estimates, prediction, counted)
 
+
+WEIGHTS = temporary_lora({"ss_unet_lr": "0.0001", "ss_learning_rate": "0.0002"})
+"""A LoRA file trained at a UNet rate of 1e-4, to continue from."""
+PONY_MODEL = "/models/ponyDiffusionV6XL.safetensors"
 
 SMALL_GPU = GpuInfo("NVIDIA GeForce RTX 3060", 12288, 0)
 TINY_GPU = GpuInfo("NVIDIA GeForce GTX 1060 6GB", 6144, 0)
@@ -73,9 +78,16 @@ CASES = {
                     (make(12, dataset__repeats=20, training__epochs=10, training__batch_size=4), "warn",
                      make(12, dataset__repeats=20, training__epochs=15, training__batch_size=4)),
                     (make(12, dataset__repeats=20, training__epochs=15, training__batch_size=2), "tip",
-                     make(12, dataset__repeats=20, training__epochs=15, training__batch_size=4))],
+                     make(12, dataset__repeats=20, training__epochs=15, training__batch_size=4)),
+                    # 630 batches are 158 updates at 4 accumulated: the guide's steps count updates.
+                    (make(25, training__gradient_accumulation_steps=4), "danger",
+                     make(25, training__batch_size=2, training__gradient_accumulation_steps=2))],
     "epochs.high_lr": [(make(5, training__epochs=30), "warn", make(5, training__epochs=30, optimizer__unet_lr=3e-4))],
-    "batch.too_big": [(make(25, training__batch_size=12), "danger", make(25, training__batch_size=8))],
+    "batch.too_big": [(make(25, training__batch_size=12), "danger", make(25, training__batch_size=8)),
+                      (make(25, training__gradient_accumulation_steps=4), "danger",
+                       make(25, training__batch_size=2, training__gradient_accumulation_steps=2)),
+                      (make(25, training__batch_size=2, training__num_processes=8), "danger",
+                       make(25, training__batch_size=2, training__num_processes=4))],
     "batch.fused_needs_one": [(make(25, training__fused_backward_pass=True), "danger",
                                make(25, training__fused_backward_pass=True, training__batch_size=1))],
     "lr.unet_too_high": [(make(25, optimizer__unet_lr=2e-3), "danger", make(25, optimizer__unet_lr=1e-3))],
@@ -98,7 +110,9 @@ CASES = {
                                  make(25, arch="sd15", size=(768, 768)))],
     "tiny.repeats": [(make(12), "warn", make(12, dataset__repeats=20))],
     "tiny.epochs": [(make(12), "warn", make(12, training__epochs=15))],
-    "tiny.batch": [(make(12), "warn", make(12, training__batch_size=2))],
+    "tiny.batch": [(make(12), "warn", make(12, training__batch_size=2)),
+                   (make(12, training__batch_size=1, training__gradient_accumulation_steps=4), "warn",
+                    make(12, training__batch_size=1, training__gradient_accumulation_steps=2))],
     "tiny.unet_lr": [(make(12), "warn", make(12, optimizer__unet_lr=3e-4))],
     "tiny.text_encoder_lr": [(make(12), "warn", make(12, optimizer__text_encoder_lr=5e-5))],
     "compat.schedule_free_needs_constant": [(make(25, optimizer__name="prodigy_plus", optimizer__unet_lr=1.0,
@@ -125,6 +139,57 @@ CASES = {
     "compat.restarts_without_cycles": [(make(25, scheduler__restarts=1), "tip", make(25))],
     "output.file_size": [(make(25, network__dim=32, network__alpha=16.0), "warn", make(25)),
                          (make(25, arch="sd15", network__dim=4, network__alpha=2.0), "tip", make(25, arch="sd15"))],
+    "continue.not_resume": [(make(25, network__weights="/loras/first.safetensors"), "tip", make(25))],
+    "continue.rate_restart": [(make(25, network__weights=WEIGHTS), "warn",
+                               make(25, network__weights=WEIGHTS, optimizer__unet_lr=1e-4))],
+    "continue.dim_without_weights": [(make(25, network__dim_from_weights=True), "tip",
+                                      make(25, network__dim_from_weights=True, network__weights=WEIGHTS))],
+    "reg.weight_without_folder": [(make(25, training__prior_loss_weight=0.5), "tip",
+                                   make(25, training__prior_loss_weight=0.5, dataset__reg_path="/data/reg"))],
+    "validation.schedule_without_split": [(make(25, training__validate_every_n_steps=100), "tip",
+                                           make(25, training__validate_every_n_steps=100,
+                                                training__validation_split=0.1))],
+    "reg.weight_high": [(make(25, dataset__reg_path="/data/reg", training__prior_loss_weight=2.0), "warn",
+                         make(25, dataset__reg_path="/data/reg"))],
+    "reg.weight_zero": [(make(25, dataset__reg_path="/data/reg", training__prior_loss_weight=0.0), "warn",
+                         make(25, training__prior_loss_weight=0.0))],
+    "reg.style": [(make(80, kind="style", network__type="locon", dataset__reg_path="/data/reg"), "tip",
+                   make(80, dataset__reg_path="/data/reg"))],
+    "masks.alpha": [(make(25, suffix=".jpg", dataset__masked_loss=True), "warn",
+                     make(25, suffix=".jpg", dataset__masked_loss=True, dataset__mask_path="/data/masks")),
+                    (make(25, dataset__masked_loss=True), "tip", make(25))],
+    "masks.path_unused": [(make(25, dataset__mask_path="/data/masks"), "tip",
+                           make(25, dataset__mask_path="/data/masks", dataset__masked_loss=True))],
+    "validation.too_few_left": [(make(16, training__validation_split=0.1), "warn",
+                                 make(25, training__validation_split=0.1)),
+                                (make(12, training__validation_split=0.1), "warn", make(12))],
+    "validation.large_share": [(make(25, training__validation_split=0.3), "warn",
+                                make(25, training__validation_split=0.2))],
+    "noise.multires_discount": [(make(25, training__multires_noise_iterations=6, training__multires_noise_discount=0.9),
+                                 "warn", make(25, training__multires_noise_iterations=6)),
+                                (make(25, training__multires_noise_iterations=6, training__multires_noise_discount=0.05),
+                                 "warn", make(25, training__multires_noise_discount=0.05))],
+    "noise.multires_iterations": [(make(25, training__multires_noise_iterations=16), "warn",
+                                   make(25, training__multires_noise_iterations=10))],
+    "noise.ip_gamma": [(make(25, training__ip_noise_gamma=0.5), "warn", make(25, training__ip_noise_gamma=0.1))],
+    "noise.offset_with_multires": [(make(25, training__noise_offset=0.0357, training__multires_noise_iterations=6),
+                                    "warn", make(25, training__noise_offset=0.0357))],
+    "noise.timestep_range": [(make(25, training__min_timestep=200, training__max_timestep=600), "warn",
+                              make(25, training__min_timestep=200))],
+    "loss.debiased_with_min_snr": [(make(25, training__debiased_estimation=True, training__min_snr_gamma=5.0), "warn",
+                                    make(25, training__debiased_estimation=True))],
+    "loss.huber_c": [(make(25, training__loss_type="huber", training__huber_c=5.0), "warn",
+                      make(25, training__huber_c=5.0)),
+                     (make(25, training__loss_type="smooth_l1", training__huber_c=0.001), "warn",
+                      make(25, training__loss_type="smooth_l1"))],
+    "samples.family_prompts": [(make(25, model__base=PONY_MODEL), "tip",
+                                make(25, model__base=PONY_MODEL, output__sample_negative_prompt="score_4, blurry",
+                                     output__sample_prompts=["score_9, score_8_up, zkchar standing"])),
+                               (make(25, model__base="/models/illustriousXL_v01.safetensors",
+                                     output__sample_prompts=["zkchar standing --n lowres"]), "tip",
+                                make(25, model__base="/models/sd_xl_base_1.0.safetensors"))],
+    "samples.too_often": [(make(25, output__sample_every_n_steps=10), "warn", make(25, output__sample_every_n_steps=50))],
+    "output.saves_too_many": [(make(25, output__save_every_n_steps=10), "warn", make(25, output__save_every_n_steps=50))],
     "memory.fit": [(make(25, gpu=SMALL_GPU, training__batch_size=4, optimizer__name="adamw"), "danger",
                     make(25, gpu=BIG_GPU, training__batch_size=4, optimizer__name="adamw")),
                    (make(25, gpu=TINY_GPU), "danger", make(25))],

@@ -1,0 +1,43 @@
+"""Batches, updates and the effective batch, as the guide means them.
+
+The guide's "batch size" is how many images one update of the weights averages over, and its
+step counts count those updates. With gradient accumulation the trainer adds up the gradients of
+several batches before one update, and with several processes each process trains its own batch
+into the same update, so the guide's batch is ``batch_size × gradient_accumulation_steps ×
+num_processes`` and its step count is the batches of an epoch over the accumulation (rounded up:
+the last, shorter group of an epoch still makes an update, as in sd-scripts).
+
+The app's step plan counts batches; these helpers turn batches into updates, so that every rule
+(and every fix's search) counts the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+
+from loratui.rules.engine import Context
+
+
+def accumulation(ctx: Context) -> int:
+    """``training.gradient_accumulation_steps`` (at least 1)."""
+    return max(1, ctx.config.training.gradient_accumulation_steps)
+
+
+def effective_batch(ctx: Context, batch_size: int | None = None, accumulate: int | None = None) -> int:
+    """Images behind one update: batch × accumulation × processes (the config's, or the ones given)."""
+    batch = ctx.config.training.batch_size if batch_size is None else batch_size
+    steps = accumulation(ctx) if accumulate is None else accumulate
+    return batch * steps * max(1, ctx.config.training.num_processes)
+
+
+def updates(batches_per_epoch: int, epochs: int, accumulate: int) -> int:
+    """Updates of a run whose epochs have this many batches each."""
+    return math.ceil(batches_per_epoch / max(1, accumulate)) * epochs
+
+
+def total_updates(ctx: Context) -> int | None:
+    """The run's updates (the guide's steps), from the plan; None before the dataset is read."""
+    plan = ctx.plan
+    if plan is None:
+        return None
+    return updates(plan.batches_per_epoch, plan.epochs, accumulation(ctx))
