@@ -25,12 +25,12 @@ from trainer.contract.control import take_requests
 from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.errors import NAN_ADVICE, TrainerError
 from trainer.contract.events import EventWriter
-from trainer.contract.plan import count_batches, epoch_batches
+from trainer.contract.plan import count_batches, epoch_batches, steps_per_epoch
 from trainer.contract.rundir import RunPaths
 from trainer.contract.stop import StopRequest
 from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.distributed import Ranks
-from trainer.fused import make_update
+from trainer.accumulate import Accumulator, ends_update, group_size
 from trainer.long_prompts import WINDOWS
 from trainer.models import (apply_prediction, caption_tokens, detect_arch, load_base_model, on_device,
                             place_for_training, sdxl_time_ids)
@@ -40,7 +40,7 @@ from trainer.packed_optimizer import build_packed_optimizer
 from trainer.sampling import Sampler, SampleSettings, choose_prompts
 from trainer.speed import use_tf32
 from trainer.state import Fingerprint, Progress, load_state, restore, save_state
-from trainer.step import TextEmbeddingCache, choose_precision, diffusion_loss, encode_captions
+from trainer.step import StepOptions, TextEmbeddingCache, choose_precision, diffusion_loss, encode_captions
 
 NAN_PATIENCE = 3
 """Consecutive non-finite losses tolerated (their updates are skipped) before the run stops."""
@@ -170,8 +170,10 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         if per_epoch == 0:
             raise TrainerError("dataset", f"an epoch has fewer batches than the {ranks.world} training processes.",
                                "Lower training.batch_size or training.num_processes, or add images or repeats.")
-    total_steps = per_epoch * config.training.epochs
-    fingerprint = Fingerprint(total_steps, per_epoch, len(images))
+    # Gradient accumulation: a step is an update of `accumulation` batches (trainer.accumulate).
+    accumulation = config.training.gradient_accumulation_steps
+    total_steps = steps_per_epoch(per_epoch, accumulation) * config.training.epochs
+    fingerprint = Fingerprint(total_steps, per_epoch, len(images), accumulation)
     tags = tag_frequency(captions)
     folders = dataset_folders(Path(config.dataset.path),
                               [(i.source.path, i.source.repeats, c) for i, c in zip(images, captions)])
@@ -191,7 +193,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     scheduler = build_scheduler(config.scheduler, optimizer, total_steps)
     scaler = torch.amp.GradScaler("cuda") if precision.weight_dtype == torch.float16 else None
     average = (lambda: distributed.average_gradients(trainable, ranks.world)) if ranks.distributed else None
-    update = make_update(optimizer, scaler, trainable, config.optimizer.max_grad_norm, fused, average)
+    update = Accumulator(optimizer, scaler, trainable, config.optimizer.max_grad_norm, fused, average)
+    step_options = StepOptions.from_config(config.training)
 
     # Resume: the saved state replaces weights, optimizer, schedule, generators and position.
     done = Progress()
@@ -210,7 +213,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 resolution=resolution, images=len(images), samples_per_epoch=sum(repeats),
                 batches_per_epoch=per_epoch, epochs=config.training.epochs, batch_size=batch_size,
                 total_steps=total_steps,
-                formula_steps=sum(repeats) * config.training.epochs / (batch_size * ranks.world),
+                gradient_accumulation_steps=accumulation,
+                formula_steps=sum(repeats) * config.training.epochs / (batch_size * accumulation * ranks.world),
                 trainable_parameters=sum(p.numel() for p in network.parameters()),
                 text_encoder_outputs_cached=text_cache is not None, resumed_from_step=done.step if resume else None,
                 prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr)
@@ -248,8 +252,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         batches = epoch_batches(buckets, repeats, batch_size, random.Random(seed * 100003 + done.epoch))
         if ranks.distributed:
             batches = batches[ranks.rank::ranks.world][:per_epoch]  # same shuffle everywhere: disjoint shares
-        for batch in batches[done.batch_in_epoch:]:
-            tick = time.perf_counter()
+        for position, batch in enumerate(batches[done.batch_in_epoch:], done.batch_in_epoch):
+            if position % accumulation == 0:
+                tick, group_losses = time.perf_counter(), []  # a new update's first batch
             chosen = [images[i] for i in batch]
             texts = [_caption_for_step(captions[i], config, rng) for i in batch]
             latents = torch.stack([image.pick_latents(rng) for image in chosen]).to(precision.device)
@@ -257,24 +262,30 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 else encode_captions(model, texts, precision, train_te)
             faults.at_step()  # nothing unless LORATUI_FAULT arms it (the fault suite's injected OOM)
             loss = diffusion_loss(model, latents, conditioning, _time_ids(chosen, arch, precision.device), precision,
-                                  config.training.noise_offset, config.training.min_snr_gamma)
+                                  step_options)
             loss_value = loss.item()
             if ranks.distributed:
                 # All processes must agree whether to update (the update averages gradients with the others).
                 loss_value = distributed.mean_over_processes(loss_value, precision.device)
             if math.isfinite(loss_value):
+                update.add(loss, 1 / group_size(position, len(batches), accumulation))
+            group_losses.append(loss_value)
+            done.batch_in_epoch += 1
+            if not ends_update(position, len(batches), accumulation):
+                continue  # accumulating: the next batch's gradients join this update's
+            loss_value = sum(group_losses) / len(group_losses)  # not finite if any batch's loss was not
+            if math.isfinite(loss_value):
                 done.nan_streak = 0
-                update(loss)
+                update.finish()
             else:
                 # Skip this update; a run that keeps diverging is stopped with advice.
                 done.nan_streak += 1
-                optimizer.zero_grad(set_to_none=True)
+                update.discard()
                 if done.nan_streak >= NAN_PATIENCE:
                     raise TrainerError("nan", f"the loss was not a number for {done.nan_streak} steps in a row "
                                        f"(step {done.step + 1}).", NAN_ADVICE)
             scheduler.step()
             done.step += 1
-            done.batch_in_epoch += 1
             done.epoch_losses.append(loss_value)
             events.emit("step", step=done.step, total_steps=total_steps, epoch=done.epoch, loss=loss_value,
                         lr=scheduler.get_last_lr()[0], seconds_per_step=round(time.perf_counter() - tick, 5),
