@@ -324,9 +324,11 @@ def batches_per_epoch(config: Config, scan: DatasetScan, arch: str) -> int:
 def _planned_steps(config: Config, scan: DatasetScan | None, arch: str) -> int | None:
     if scan is None or not scan.images:
         return None
-    processes = config.training.num_processes
-    # sd-scripts steps a scheduler once per process per optimizer step (it scales its own schedules likewise).
-    return math.ceil(batches_per_epoch(config, scan, arch) / processes) * config.training.epochs * processes
+    processes, accumulation = config.training.num_processes, config.training.gradient_accumulation_steps
+    # sd-scripts steps a scheduler once per process per optimizer step (it scales its own schedules likewise),
+    # and an epoch has ceil(batches per process / accumulation) optimizer steps.
+    per_epoch = math.ceil(batches_per_epoch(config, scan, arch) / processes / accumulation)
+    return per_epoch * config.training.epochs * processes
 
 
 def _training(config: Config, report: MappingReport) -> list[tuple[str, Any]]:
@@ -344,6 +346,7 @@ def _training(config: Config, report: MappingReport) -> list[tuple[str, Any]]:
     if train.noise_offset > 0:
         pairs.append(("noise_offset", train.noise_offset))
     report.map("training.noise_offset", "noise_offset")
+    pairs += _step_options(train, report)
     report.map("training.num_processes", "accelerate launch --num_processes")
     if train.fused_backward_pass:
         report.drop("training.fused_backward_pass", True, "sd-scripts' LoRA scripts have no fused backward pass (its "
@@ -356,6 +359,28 @@ def _training(config: Config, report: MappingReport) -> list[tuple[str, Any]]:
                   "sd-scripts counts steps with its own bucketing, so the step count (and so any step-based "
                   "schedule) can differ a little from loratui's exact count")
     pairs.append(("sdpa", True))
+    return pairs
+
+
+STEP_OPTION_NAMES = (
+    ("gradient_accumulation_steps", "gradient_accumulation_steps"),
+    ("multires_noise_iterations", "multires_noise_iterations"), ("multires_noise_discount", "multires_noise_discount"),
+    ("ip_noise_gamma", "ip_noise_gamma"), ("min_timestep", "min_timestep"), ("max_timestep", "max_timestep"),
+    ("debiased_estimation", "debiased_estimation_loss"), ("loss_type", "loss_type"), ("huber_c", "huber_c"),
+    ("huber_schedule", "huber_schedule"),
+)
+"""Accumulation and the noise, timestep and loss options: (loratui's ``training.`` field, sd-scripts' name).
+The meanings are sd-scripts' own, so each crosses as it is."""
+
+
+def _step_options(train, report: MappingReport) -> list[tuple[str, Any]]:
+    """The options of ``STEP_OPTION_NAMES`` that differ from the default (sd-scripts' default is the same)."""
+    pairs = []
+    for key, name in STEP_OPTION_NAMES:
+        value = getattr(train, key)
+        if value != FIELDS[f"training.{key}"].default:
+            pairs.append((name, value))
+        report.map(f"training.{key}", name)
     return pairs
 
 
@@ -490,11 +515,9 @@ def _command(script: str, out_dir: Path, processes: int, source: Path | None) ->
 
 NOT_YET_EXPORTED: tuple[str, ...] = (
     "network.weights", "network.dim_from_weights", "dataset.reg_path", "dataset.masked_loss", "dataset.mask_path",
-    "training.gradient_accumulation_steps", "training.prior_loss_weight", "training.validation_split",
+    "training.prior_loss_weight", "training.validation_split",
     "training.validation_seed", "training.validate_every_n_steps", "training.validate_every_n_epochs",
-    "training.multires_noise_iterations", "training.multires_noise_discount", "training.ip_noise_gamma",
-    "training.min_timestep", "training.max_timestep", "training.debiased_estimation", "training.loss_type",
-    "training.huber_c", "training.huber_schedule", "output.sample_negative_prompt", "output.sample_sampler",
+    "output.sample_negative_prompt", "output.sample_sampler",
     "output.sample_cfg", "output.sample_every_n_steps", "output.save_every_n_steps",
 )
 """Settings whose sd-scripts mapping is still being written: the export names them rather than lose them."""
