@@ -199,7 +199,8 @@ def estimate(config: Config, arch: str, plan: StepPlan | None, gpus: list[GpuInf
         if plan is not None:
             duration = duration_estimate(gpu.name, arch, resolution, config.training.batch_size,
                                          config.training.gradient_checkpointing, plan.total_steps,
-                                         config.optimizer.text_encoder_lr > 0)
+                                         config.optimizer.text_encoder_lr > 0,
+                                         config.training.gradient_accumulation_steps)
         if vram.total > gpu.memory_total_mib * 2**20:
             savers = _savers(config, arch, resolution, gpu)
     return Estimates(size, vram, gpu, duration, savers)
@@ -247,7 +248,8 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
     if facts.scan is not None and facts.scan.images and counts_valid:
         resolution = effective_resolution(config, arch or "sd15")
         plan = plan_steps(facts.scan.images, resolution, config.training.batch_size, config.training.epochs,
-                          config.dataset.buckets, config.dataset.bucket_upscale)
+                          config.dataset.buckets, config.dataset.bucket_upscale,
+                          config.training.gradient_accumulation_steps, config.training.num_processes)
     estimates = None
     # The tables describe the real SD1.5 and SDXL; the demo's tiny models are a thousand times smaller.
     tiny_model = (Path(config.model.base) / "loratui-tiny.json").is_file()

@@ -42,10 +42,23 @@ def formula_words(plan) -> str:
         count = f"{plan.images} images × {plan.samples_per_epoch // plan.images} repeats"
     else:
         count = f"{plan.images} images with their folders' repeats ({plan.samples_per_epoch} per epoch)"
-    words = f"guide's formula: {count} × {plan.epochs} epochs ÷ batch {plan.batch_size} = {plan.formula_steps:g}"
+    words = f"guide's formula: {count} × {plan.epochs} epochs ÷ {_batch_words(plan)} = {plan.formula_steps:g}"
     if plan.total_steps != plan.formula_steps:
-        words += f"; each bucket's last, partial batch is a whole step, so {plan.total_steps}"
+        partial = "each bucket's last, partial batch is a whole step" if plan.effective_batch == plan.batch_size \
+            else "partial batches and updates count whole"
+        words += f"; {partial}, so {plan.total_steps}"
     return words
+
+
+def _batch_words(plan) -> str:
+    """``batch 4``, or with accumulation or several processes the effective batch worked out:
+    ``batch 2 × 4 accumulated × 2 processes (16)``."""
+    words = f"batch {plan.batch_size}"
+    if plan.accumulation > 1:
+        words += f" × {plan.accumulation} accumulated"
+    if plan.processes > 1:
+        words += f" × {plan.processes} processes"
+    return words if plan.effective_batch == plan.batch_size else f"{words} ({plan.effective_batch})"
 
 
 def summary_line(assessment: Assessment | None) -> str:

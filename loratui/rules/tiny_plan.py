@@ -27,7 +27,7 @@ from loratui.rules import guide
 from loratui.rules.engine import Context
 from loratui.rules.targets import targets_of
 from trainer.contract.dataset_scan import parse_repeat_folder
-from trainer.contract.plan import assign_bucket
+from trainer.contract.plan import assign_bucket, steps_per_epoch
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ def uses_default_repeats(ctx: Context, image, folder_name_repeats: bool | None =
 
 
 def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | None = None):
-    """Batches per epoch as a function of ``dataset.repeats``, at this batch size.
+    """Steps (optimizer updates) per epoch as a function of ``dataset.repeats``, at this batch size: the
+    batches, shared among ``training.num_processes`` and added up ``gradient_accumulation_steps`` at a time.
 
     The buckets are counted once: the advice searches hundreds of repeat and epoch pairs, and
     recounting every image for each made the settings screen's checks slow on large folders.
@@ -76,7 +77,9 @@ def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | Non
         else:
             fixed[bucket] += parse_repeat_folder(image.path.parent.name)[0]
     buckets = set(fixed) | set(loose)
-    return lambda repeats: sum(-(-(fixed[b] + repeats * loose[b]) // batch_size) for b in buckets)
+    accumulation, processes = config.training.gradient_accumulation_steps, config.training.num_processes
+    return lambda repeats: steps_per_epoch(sum(-(-(fixed[b] + repeats * loose[b]) // batch_size) for b in buckets),
+                                           accumulation, processes)
 
 
 def tiny_plan(ctx: Context) -> TinyPlan | None:
