@@ -152,3 +152,28 @@ def test_loss_weights_and_types_reach_the_loss(sd15):
     for changed in ({"debiased_estimation": True}, {"loss_type": "huber"}, {"loss_type": "smooth_l1"},
                     {"min_timestep": 900}, {"multires_noise_iterations": 6}):
         assert loss(**changed) != plain, changed
+
+
+@pytest.mark.slow
+def test_every_noise_and_loss_option_at_once_trains_and_the_file_says_so(tiny_sd15, dataset, make_config):
+    from safetensors import safe_open
+
+    from tests.trainer.helpers import assert_every_adapter_trained, of_type, train
+
+    training = {"epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 2, "multires_noise_iterations": 6,
+                "multires_noise_discount": 0.4, "ip_noise_gamma": 0.1, "min_timestep": 100, "max_timestep": 900,
+                "debiased_estimation": True, "loss_type": "huber", "huber_c": 0.2, "huber_schedule": "exponential",
+                "min_snr_gamma": 5.0, "noise_offset": 0.05}
+    run, events, status = train(make_config(tiny_sd15, dataset, training=training))
+    assert status == 0, run.log.read_text()[-2000:]
+    steps = of_type(events, "step")
+    assert len(steps) == 3 and all(math.isfinite(s["loss"]) for s in steps)  # 6 batches of 2, two per update
+    with safe_open(str(run.final_lora("test")), "pt") as f:
+        meta = f.metadata()
+        assert_every_adapter_trained({k: f.get_tensor(k) for k in f.keys()}, tiny_sd15, "sd15", text_encoder=True)
+    assert (meta["ss_gradient_accumulation_steps"], meta["ss_total_batch_size"], meta["ss_max_train_steps"]) == \
+        ("2", "4", "3")
+    assert (meta["ss_multires_noise_iterations"], meta["ss_multires_noise_discount"], meta["ss_ip_noise_gamma"]) == \
+        ("6", "0.4", "0.1")
+    assert (meta["ss_debiased_estimation"], meta["ss_loss_type"], meta["ss_huber_c"], meta["ss_huber_schedule"]) == \
+        ("True", "huber", "0.2", "exponential")
