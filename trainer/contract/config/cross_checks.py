@@ -125,9 +125,11 @@ def _optimizer_problems(config: Config) -> list[Problem]:
 
 def step_option_problems(config: Config) -> list[Problem]:
     """The timestep range must hold at least one timestep."""
-    training = config.training
-    if training.min_timestep >= training.max_timestep:
+    low, high = config.training.min_timestep, config.training.max_timestep
+    if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= 999 and 1 <= high <= 1000):
+        return []  # a value outside its own limits is named by that field's check alone
+    if low >= high:
         return [Problem("training.min_timestep", f"must be below training.max_timestep: timesteps are drawn from "
-                        f"min_timestep up to but not including max_timestep, and {training.min_timestep} to "
-                        f"{training.max_timestep} holds none. Lower min_timestep or raise max_timestep.")]
+                        f"min_timestep up to but not including max_timestep, and {number_text(low)} to "
+                        f"{number_text(high)} holds none. Lower min_timestep or raise max_timestep.")]
     return []
