@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from trainer import distributed
+from trainer.accumulate import Accumulator, ends_update, group_size
 from trainer.checkpoint import dataset_folders, new_session_id, prune_checkpoints, save_lora, training_metadata
 from trainer.contract import faults
 from trainer.contract.captions import read_caption, shuffle_tags, tag_frequency, with_trigger
@@ -30,7 +31,6 @@ from trainer.contract.rundir import RunPaths
 from trainer.contract.stop import StopRequest
 from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.distributed import Ranks
-from trainer.accumulate import Accumulator, ends_update, group_size
 from trainer.long_prompts import WINDOWS
 from trainer.models import (apply_prediction, caption_tokens, detect_arch, load_base_model, on_device,
                             place_for_training, sdxl_time_ids)

@@ -10,13 +10,14 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+
 from trainer.losses import loss_elements, min_snr_weights, timestep_weights
 from trainer.models import BaseModel, encode_text, tokenize
 from trainer.noise import add_noise
 from trainer.step_options import StepOptions
 
-__all__ = ["Precision", "choose_precision", "TextEmbeddingCache", "StepOptions", "add_noise", "min_snr_weights",
-           "diffusion_loss", "encode_captions", "backward", "finish_update", "apply_update"]
+__all__ = ["Precision", "StepOptions", "TextEmbeddingCache", "add_noise", "apply_update", "backward",
+           "choose_precision", "diffusion_loss", "encode_captions", "finish_update", "min_snr_weights"]
 
 
 @dataclass(frozen=True)

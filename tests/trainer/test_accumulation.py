@@ -87,3 +87,29 @@ def test_the_step_count_is_the_plans_and_a_stopped_run_resumes_exactly(tiny_sd15
     assert [s["loss"] for s in steps] == pytest.approx([s["loss"] for s in of_type(whole_events, "step")], rel=1e-5)
     final, reference = load_file(run.final_lora("test")), load_file(whole.final_lora("test"))
     assert all(torch.equal(final[k], reference[k]) for k in final)
+
+
+def test_two_processes_accumulate_and_step_together_as_planned(tiny_sd15, dataset, make_config):
+    import os
+    import subprocess
+
+    from loratui.runs.launch import trainer_command
+
+    # 12 images, batch 1: each of 2 processes takes 6 batches an epoch, 4 per update → updates of 4 and 2.
+    config = make_config(tiny_sd15, dataset, training={"num_processes": 2, "epochs": 2, "batch_size": 1,
+                                                       "gradient_accumulation_steps": 4},
+                         optimizer={"name": "adamw", "unet_lr": 5e-3, "text_encoder_lr": 0.0})
+    plan = plan_steps(scan_dataset(dataset, 1).images, 128, batch_size=1, epochs=2, accumulation=4, processes=2)
+    assert (plan.total_steps, plan.effective_batch) == (4, 8)
+    run = new_run(config)
+    with open(run.log, "wb") as log:
+        status = subprocess.run(trainer_command(run), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=run.root, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=400).returncode
+    assert status == 0, run.log.read_text()[-4000:]
+    events = read_events(run.events)
+    (start,) = of_type(events, "start")
+    assert start["total_steps"] == len(of_type(events, "step")) == events[-1]["step"] == plan.total_steps
+    assert start["formula_steps"] == plan.formula_steps == 12 * 2 / 8
+    weights = load_file(str(run.final_lora("test")))
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    assert any(torch.count_nonzero(t) for k, t in weights.items() if "lora_up" in k)
