@@ -47,20 +47,23 @@ def test_accumulating_two_batches_of_one_trains_like_one_batch_of_two(tiny_sd15,
     assert [s["step"] for s in steps] == [1, 2, 3, 4] == [s["step"] for s in batched_steps]
     # The reported loss is the mean over the accumulated batches: the batch's mean loss.
     assert [s["loss"] for s in steps] == pytest.approx([s["loss"] for s in batched_steps], rel=1e-5)
-    # Tolerance: the two differ only in float32 summation order (two backward passes added up against one
-    # pass over a batch of two), about 1e-7 relative per operation. Adam divides by the root of the squared
-    # gradients, so such relative errors pass into the update unchanged; four updates keep them far below
-    # 1e-4 of the weights, while one more or one fewer update, or a lost half of a group, changes the
-    # LoRA by a large fraction of itself (checked below with accumulation off).
+    # Tolerance: the runs differ only in float32 summation order (two backward passes added up against one
+    # pass over a batch of two), about 1e-7 relative per operation. Adam turns each gradient into a step of
+    # at most about the learning rate whatever its size, and for the weights whose gradient is near Adam's
+    # eps (1e-8) such rounding can change the step by a visible fraction of it. So the bound is on the
+    # step size: within 5% of one step (lr = 5e-3) after 4 updates; measured 5.0e-5, 1% of a step. The
+    # same batches without accumulation (8 updates of one image) end about 9 steps away (0.043), so the
+    # bound tells the two apart. (Adam also hides the scale of the gradient: the 1/N share of each batch
+    # is checked in-process, with plain SGD, in test_noise_and_loss.)
+    lr = 5e-3
     lora, reference = load_file(accumulated.final_lora("test")), load_file(batched.final_lora("test"))
     assert lora.keys() == reference.keys()
-    scale = max(float(t.abs().max()) for t in reference.values())
     worst = max(float((lora[k] - reference[k]).abs().max()) for k in lora)
-    assert worst <= 1e-4 * scale, (worst, scale)
+    assert worst <= 0.05 * lr, worst
     unaccumulated, _, status = train(make_config(tiny_sd15, one_image, **_settings(1, 1)))
     assert status == 0
     other = load_file(unaccumulated.final_lora("test"))
-    assert max(float((other[k] - reference[k]).abs().max()) for k in other) > 100 * worst + 1e-3 * scale
+    assert max(float((other[k] - reference[k]).abs().max()) for k in other) > 2 * lr
 
 
 def test_the_step_count_is_the_plans_and_a_stopped_run_resumes_exactly(tiny_sd15, dataset, make_config):
@@ -87,6 +90,15 @@ def test_the_step_count_is_the_plans_and_a_stopped_run_resumes_exactly(tiny_sd15
     assert [s["loss"] for s in steps] == pytest.approx([s["loss"] for s in of_type(whole_events, "step")], rel=1e-5)
     final, reference = load_file(run.final_lora("test")), load_file(whole.final_lora("test"))
     assert all(torch.equal(final[k], reference[k]) for k in final)
+
+
+def test_updates_group_an_epochs_batches_from_its_start_and_the_last_group_may_be_short():
+    from trainer.accumulate import ends_update, group_size
+
+    # 7 batches, 3 per update: groups [0 1 2] [3 4 5] [6].
+    assert [group_size(p, 7, 3) for p in range(7)] == [3, 3, 3, 3, 3, 3, 1]
+    assert [p for p in range(7) if ends_update(p, 7, 3)] == [2, 5, 6]
+    assert [p for p in range(4) if ends_update(p, 4, 1)] == [0, 1, 2, 3] and group_size(3, 4, 1) == 1
 
 
 def test_two_processes_accumulate_and_step_together_as_planned(tiny_sd15, dataset, make_config):

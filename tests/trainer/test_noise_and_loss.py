@@ -178,3 +178,35 @@ def test_every_noise_and_loss_option_at_once_trains_and_the_file_says_so(tiny_sd
         ("6", "0.4", "0.1")
     assert (meta["ss_debiased_estimation"], meta["ss_loss_type"], meta["ss_huber_c"], meta["ss_huber_schedule"]) == \
         ("True", "huber", "0.2", "exponential")
+
+
+def test_accumulated_gradients_are_the_mean_gradient_of_the_group(tiny_sd15):
+    # In-process, with plain SGD at rate 1 so that the update *is* the gradient: Adam, which the trained
+    # comparison uses, divides the scale of the gradient away, so only this shows each batch's 1/N share.
+    from trainer.accumulate import Accumulator
+    from trainer.contract.config.schema import NetworkConfig
+    from trainer.networks import build_network
+
+    def one_update(batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = load_base_model(str(tiny_sd15), "sd15", torch.float32, torch.device("cpu"))
+        network = build_network(NetworkConfig(type="lora", dim=4, alpha=4.0), model.unet, model.text_encoders,
+                                "sd15", False)
+        network.attach()
+        params = [p for p in network.parameters() if p.requires_grad]
+        accumulator = Accumulator(torch.optim.SGD(params, lr=1.0), None, params, 0.0, fused=False)
+        start = {k: v.clone() for k, v in network.state_dict().items()}
+        torch.manual_seed(1)
+        for latents in batches:
+            conditioning = encode_captions(model, ["zkmascot"] * len(latents), CPU, train_text_encoders=False)
+            loss = diffusion_loss(model, latents, conditioning, None, CPU, StepOptions(multires_noise_iterations=3))
+            accumulator.add(loss, 1 / len(batches))
+        accumulator.finish()
+        return {k: v - start[k] for k, v in network.state_dict().items()}
+
+    pair = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    batched, accumulated = one_update([pair]), one_update([pair[:1], pair[1:]])
+    moved = max(float(d.abs().max()) for d in batched.values())
+    assert moved > 1e-4  # the update is not empty
+    # The same update to float rounding (about 1e-7 of its size), not twice it or half of it.
+    assert all(torch.allclose(accumulated[k], batched[k], rtol=1e-4, atol=1e-6 * moved) for k in batched)
