@@ -4,7 +4,11 @@ A step is an update everywhere (events, schedule, checkpoints, the plan): an epo
 taken in groups of ``training.gradient_accumulation_steps`` from its start, and the last group
 may be shorter (sd-scripts' ceil(batches / accumulation) steps an epoch). Each batch's loss is
 scaled by 1 / (its group's size) before its backward pass, so the update follows the mean
-gradient of the group's batches, and the step's reported loss is the mean of their losses.
+gradient of the group's batches, and the step's reported loss is the mean of their losses. (sd-scripts,
+through accelerate, divides by the full N even in an epoch's short last group, which halves or so that
+group's gradient; Adam-like optimizers mostly ignore the scale, but plain mean is what the group trains.)
+
+A stop, a save or a sample asked for mid-group waits for the update in progress (N batches at most).
 
 Checkpoints, stops and the app's requests happen only between updates, so a saved state always
 sits at a group boundary and a resumed run continues exactly where the uninterrupted one would.
