@@ -5,8 +5,8 @@ taken in groups of ``training.gradient_accumulation_steps`` from its start, and 
 may be shorter (sd-scripts' ceil(batches / accumulation) steps an epoch). Each batch's loss is
 scaled by 1 / (its group's size) before its backward pass, so the update follows the mean
 gradient of the group's batches, and the step's reported loss is the mean of their losses. (sd-scripts,
-through accelerate, divides by the full N even in an epoch's short last group, which halves or so that
-group's gradient; Adam-like optimizers mostly ignore the scale, but plain mean is what the group trains.)
+through accelerate, divides by the full N even in an epoch's short last group, which shrinks that
+group's gradient; Adam-like optimizers hardly feel the scale, and here every group follows its mean.)
 
 A stop, a save or a sample asked for mid-group waits for the update in progress (N batches at most).
 
