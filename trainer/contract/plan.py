@@ -14,7 +14,6 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 from trainer.contract.dataset_scan import DatasetImage
 
