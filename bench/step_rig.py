@@ -48,13 +48,13 @@ class StepRig:
 
     def step(self) -> float:
         """One training step as ``trainer.loop`` does it (including its host sync for the loss); returns the loss."""
-        from trainer.step import diffusion_loss, encode_captions
+        from trainer.step import StepOptions, diffusion_loss, encode_captions
 
         device = self.precision.device
         latents = self.latents.to(device)
         conditioning = self.text_cache.lookup(self.captions, device) if self.text_cache is not None \
             else encode_captions(self.model, self.captions, self.precision, self.train_te)
-        loss = diffusion_loss(self.model, latents, conditioning, self.time_ids, self.precision, 0.0, 0.0)
+        loss = diffusion_loss(self.model, latents, conditioning, self.time_ids, self.precision, StepOptions())
         value = loss.item()
         self.update(loss)
         self.scheduler.step()
@@ -115,7 +115,7 @@ def bare_unet_step(rig: StepRig) -> Callable[[], float]:
 
     Call ``rig.network.attach()`` again before using the rig's own step.
     """
-    from trainer.step import diffusion_loss
+    from trainer.step import StepOptions, diffusion_loss
 
     rig.network.detach()
     device = rig.precision.device
@@ -123,7 +123,7 @@ def bare_unet_step(rig: StepRig) -> Callable[[], float]:
 
     def step() -> float:
         latents = rig.latents.to(device).requires_grad_(True)
-        loss = diffusion_loss(rig.model, latents, conditioning, rig.time_ids, rig.precision, 0.0, 0.0)
+        loss = diffusion_loss(rig.model, latents, conditioning, rig.time_ids, rig.precision, StepOptions())
         value = loss.item()
         loss.backward()
         return value

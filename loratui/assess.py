@@ -218,8 +218,12 @@ def _accumulation_for_batch_one(config: Config, tiny: bool) -> int:
 
 
 def estimate(config: Config, arch: str, plan: StepPlan | None, gpus: list[GpuInfo],
-             tag_frequency: dict[str, int] | None = None) -> Estimates:
-    """File size, memory, fit and duration of a run of ``config`` on this machine's first GPU."""
+             tag_frequency: dict[str, int] | None = None, image_count: int | None = None) -> Estimates:
+    """File size, memory, fit and duration of a run of ``config`` on this machine's first GPU.
+
+    ``image_count`` is the dataset's size as the rules count it (every image, held-out ones included),
+    so the memory savers choose the same tiny-dataset batch as the batch rules; by default the plan's.
+    """
     resolution = effective_resolution(config, arch)
     network = config.network
     size = lora_file_size(arch, _estimated_type(config), network.dim, network.alpha, network.conv_dim, network.conv_alpha,
@@ -232,9 +236,11 @@ def estimate(config: Config, arch: str, plan: StepPlan | None, gpus: list[GpuInf
         if plan is not None:
             duration = duration_estimate(gpu.name, arch, resolution, config.training.batch_size,
                                          config.training.gradient_checkpointing, plan.total_steps,
-                                         config.optimizer.text_encoder_lr > 0)
+                                         config.optimizer.text_encoder_lr > 0,
+                                         config.training.gradient_accumulation_steps)
         if vram.total > gpu.memory_total_mib * 2**20:
-            savers = _savers(config, arch, resolution, gpu, is_tiny(plan.images if plan is not None else None))
+            count = image_count if image_count is not None else plan.images if plan is not None else None
+            savers = _savers(config, arch, resolution, gpu, is_tiny(count))
     return Estimates(size, vram, gpu, duration, savers)
 
 
@@ -286,12 +292,15 @@ def assess(config: Config, facts: DatasetFacts | None = None, parse_problems: It
                                    config.training.validation_seed)
         plan = plan_steps(training, resolution, config.training.batch_size, config.training.epochs,
                           config.dataset.buckets, config.dataset.bucket_upscale,
-                          reg_images=facts.reg_scan.images if facts.reg_scan is not None else ())
+                          reg_images=facts.reg_scan.images if facts.reg_scan is not None else (),
+                          accumulation=config.training.gradient_accumulation_steps,
+                          processes=config.training.num_processes)
     estimates = None
     # The tables describe the real SD1.5 and SDXL; the demo's tiny models are a thousand times smaller.
     tiny_model = (Path(config.model.base) / "loratui-tiny.json").is_file()
     if arch is not None and not validate(config) and not tiny_model:
-        estimates = estimate(as_trained(config), arch, plan, list(gpus))  # dim_from_weights: the file's dims
+        estimates = estimate(as_trained(config), arch, plan, list(gpus),
+                             image_count=len(facts.scan.images) if facts.scan is not None else None)  # dim_from_weights: the file's dims
     context = Context(config, arch, facts.scan, plan, facts.captions, estimates, prediction, facts.caption_tokens,
                       tiny_model, reg_scan=facts.reg_scan)
     return Assessment(config, problems, evaluate(context), arch, plan, facts, estimates, prediction)

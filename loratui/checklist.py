@@ -12,7 +12,6 @@ from typing import Callable
 from loratui.rules import guide
 from loratui.rules.engine import Finding, fmt_lr
 from loratui.rules.targets import Targets, is_tiny, targets_for
-from loratui.rules.updates import updates
 from loratui.workspace import Workspace
 
 SECTIONS = ("Before you start", "Safe first run", "Feeling fancy")
@@ -162,7 +161,7 @@ def _steps(ws: Workspace, t: Targets) -> Tick:
     if plan is None:
         return Tick(False, "The step count is not known until the dataset is read.", label)
     # The guide's steps are updates, as the advice counts them: batches over the gradient accumulation.
-    steps = updates(plan.batches_per_epoch, plan.epochs, ws.config.training.gradient_accumulation_steps)
+    steps = plan.total_steps  # updates: the trainer's steps, accumulation and processes included
     if low <= steps <= high:
         return Tick(True, label=label)
     finding = _finding(ws, "steps.range")

@@ -494,8 +494,11 @@ def gpu_model(name: str) -> str | None:
 
 
 def duration_estimate(gpu_name: str, arch: str, resolution: int, batch_size: int, gradient_checkpointing: bool,
-                      total_steps: int, train_text_encoder: bool = False) -> DurationEstimate | None:
+                      total_steps: int, train_text_encoder: bool = False,
+                      accumulation: int = 1) -> DurationEstimate | None:
     """Time for ``total_steps`` steps from a reported figure, or None when none fits this GPU and setting.
+
+    A step is an update of ``accumulation`` batches, so it takes that many batches' time.
 
     Only figures for the same architecture and resolution are used, with the same checkpointing and
     text-encoder setting where the figure states them, and of those the one with the largest batch not above
@@ -514,6 +517,6 @@ def duration_estimate(gpu_name: str, arch: str, resolution: int, batch_size: int
         return None
     figure = max(fitting, key=lambda f: f.batch_size)
     factor = batch_size / figure.batch_size
-    low, high = figure.seconds_low * factor, figure.seconds_high * factor
+    low, high = figure.seconds_low * factor * accumulation, figure.seconds_high * factor * accumulation
     return DurationEstimate(low, high, low * total_steps, high * total_steps, figure.source,
                             figure.batch_size if factor != 1 else None)

@@ -48,9 +48,11 @@ def formula_words(plan) -> str:
     if reg:
         # Regularization images count as sd-scripts counts them: about as many samples as the training images.
         count = f"({count} + {reg} regularization samples)"
-    words = f"guide's formula: {count} × {plan.epochs} epochs ÷ batch {plan.batch_size} = {plan.formula_steps:g}"
+    words = f"guide's formula: {count} × {plan.epochs} epochs ÷ {_batch_words(plan)} = {plan.formula_steps:g}"
     if plan.total_steps != plan.formula_steps:
-        words += f"; each bucket's last, partial batch is a whole step, so {plan.total_steps}"
+        partial = "each bucket's last, partial batch is a whole step" if plan.effective_batch == plan.batch_size \
+            else "partial batches and updates count whole"
+        words += f"; {partial}, so {plan.total_steps}"
     return words
 
 
@@ -59,6 +61,17 @@ def held_out_words(assessment: Assessment) -> str:
     scan = assessment.facts.scan if assessment.facts is not None else None
     held = held_out_count(len(scan.images), assessment.config.training.validation_split) if scan else 0
     return f" + {held} held out for validation" if held else ""
+
+
+def _batch_words(plan) -> str:
+    """``batch 4``, or with accumulation or several processes the effective batch worked out:
+    ``batch 2 × 4 accumulated × 2 processes (16)``."""
+    words = f"batch {plan.batch_size}"
+    if plan.accumulation > 1:
+        words += f" × {plan.accumulation} accumulated"
+    if plan.processes > 1:
+        words += f" × {plan.processes} processes"
+    return words if plan.effective_batch == plan.batch_size else f"{words} ({plan.effective_batch})"
 
 
 def summary_line(assessment: Assessment | None) -> str:

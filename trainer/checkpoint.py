@@ -103,8 +103,10 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_num_epochs": str(config.training.epochs),
         "ss_max_train_steps": str(total_steps),
         "ss_batch_size_per_device": str(config.training.batch_size),
-        "ss_total_batch_size": str(config.training.batch_size * config.training.num_processes),
-        "ss_gradient_accumulation_steps": "1",
+        # Images per update, as sd-scripts counts it: batch × processes × accumulation.
+        "ss_total_batch_size": str(config.training.batch_size * config.training.num_processes
+                                   * config.training.gradient_accumulation_steps),
+        "ss_gradient_accumulation_steps": str(config.training.gradient_accumulation_steps),
         "ss_gradient_checkpointing": str(config.training.gradient_checkpointing),
         "ss_lr_warmup_steps": str(config.scheduler.warmup_steps),
         "ss_lr_scheduler": config.scheduler.name,
@@ -146,6 +148,7 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
         "ss_validate_every_n_epochs": str(config.training.validate_every_n_epochs),
         "ss_num_validation_images": str(validation_images),
         "ss_max_validation_steps": "None",
+        **_noise_and_loss_metadata(config.training),
         "ss_training_comment": f"trained with loratui, trigger word: {config.dataset.trigger_word or 'none'}",
         "ss_dataset_dirs": json.dumps({name: {"n_repeats": f.repeats, "img_count": f.images}
                                        for name, f in folders.items()}),
@@ -170,6 +173,21 @@ def training_metadata(config: Config, arch: str, *, resolution: int, images: int
     if arch == "sd15" and config.model.clip_skip > 1:
         meta["modelspec.encoder_layer"] = str(config.model.clip_skip)  # as sd-scripts, only when clip skip is set
     return meta
+
+
+def _noise_and_loss_metadata(training) -> dict[str, str]:
+    """The noise and loss options as sd-scripts writes them: "None" for a noise option that is off,
+    the loss type and its huber settings always (sd-scripts writes them even for l2)."""
+    return {
+        "ss_multires_noise_iterations": str(training.multires_noise_iterations)
+        if training.multires_noise_iterations else "None",
+        "ss_multires_noise_discount": str(training.multires_noise_discount),
+        "ss_ip_noise_gamma": str(training.ip_noise_gamma) if training.ip_noise_gamma else "None",
+        "ss_debiased_estimation": str(training.debiased_estimation),
+        "ss_loss_type": training.loss_type,
+        "ss_huber_schedule": training.huber_schedule,
+        "ss_huber_c": str(training.huber_c),
+    }
 
 
 def _network_module_and_args(config: Config) -> tuple[str, dict[str, str]]:

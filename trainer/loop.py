@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from trainer import distributed
+from trainer.accumulate import Accumulator, ends_update, group_size
 from trainer.checkpoint import dataset_folders, new_session_id, prune_checkpoints, save_lora, training_metadata
 from trainer.contract import faults
 from trainer.contract.captions import shuffle_tags, tag_frequency
@@ -25,7 +26,7 @@ from trainer.contract.control import take_requests
 from trainer.contract.dataset_scan import DatasetScan
 from trainer.contract.errors import NAN_ADVICE, TrainerError
 from trainer.contract.events import EventWriter
-from trainer.contract.plan import count_batches, epoch_batches
+from trainer.contract.plan import count_batches, epoch_batches, steps_per_epoch
 from trainer.contract.reg_images import balance_reg_images
 from trainer.contract.rundir import RunPaths
 from trainer.contract.stop import StopRequest
@@ -33,7 +34,6 @@ from trainer.contract.validation_split import split_images
 from trainer.data import CachedImage, cache_latents, default_cache_dir
 from trainer.distributed import Ranks
 from trainer.every_n_steps import StepSchedule
-from trainer.fused import make_update
 from trainer.long_prompts import WINDOWS
 from trainer.masks import attach_masks, batch_mask
 from trainer.models import (apply_prediction, caption_tokens, detect_arch, load_base_model, on_device,
@@ -46,7 +46,7 @@ from trainer.sampling import Sampler, SampleSettings, choose_prompts
 from trainer.speed import use_tf32
 from trainer.start_weights import load_start_weights, network_shape
 from trainer.state import Fingerprint, Progress, load_state, restore, save_state
-from trainer.step import TextEmbeddingCache, choose_precision, diffusion_loss, encode_captions
+from trainer.step import StepOptions, TextEmbeddingCache, choose_precision, diffusion_loss, encode_captions
 from trainer.validation import Validator, split_cached
 
 NAN_PATIENCE = 3
@@ -200,8 +200,11 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         if per_epoch == 0:
             raise TrainerError("dataset", f"an epoch has fewer batches than the {ranks.world} training processes.",
                                "Lower training.batch_size or training.num_processes, or add images or repeats.")
-    total_steps = per_epoch * config.training.epochs
-    fingerprint = Fingerprint(total_steps, per_epoch, len(images))
+    # Gradient accumulation: a step is an update of `accumulation` batches (trainer.accumulate).
+    accumulation = config.training.gradient_accumulation_steps
+    updates_per_epoch = steps_per_epoch(per_epoch, accumulation)
+    total_steps = updates_per_epoch * config.training.epochs
+    fingerprint = Fingerprint(total_steps, per_epoch, len(images), accumulation)
     tags = tag_frequency(marks.train_only(captions))
     folders = dataset_folders(Path(config.dataset.path), [(i.source.path, i.source.repeats, c) for i, c
                                                           in zip(marks.train_only(images), marks.train_only(captions))])
@@ -225,7 +228,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
     scheduler = build_scheduler(config.scheduler, optimizer, total_steps)
     scaler = torch.amp.GradScaler("cuda") if precision.weight_dtype == torch.float16 else None
     average = (lambda: distributed.average_gradients(trainable, ranks.world)) if ranks.distributed else None
-    update = make_update(optimizer, scaler, trainable, config.optimizer.max_grad_norm, fused, average)
+    update = Accumulator(optimizer, scaler, trainable, config.optimizer.max_grad_norm, fused, average)
+    step_options = StepOptions.from_config(config.training)
 
     # Resume: the saved state replaces weights, optimizer, schedule, generators and position.
     done = Progress()
@@ -244,7 +248,8 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 resolution=resolution, **marks.start_fields(repeats),
                 batches_per_epoch=per_epoch, epochs=config.training.epochs, batch_size=batch_size,
                 total_steps=total_steps,
-                formula_steps=sum(repeats) * config.training.epochs / (batch_size * ranks.world),
+                gradient_accumulation_steps=accumulation,
+                formula_steps=sum(repeats) * config.training.epochs / (batch_size * accumulation * ranks.world),
                 trainable_parameters=sum(p.numel() for p in network.parameters()),
                 text_encoder_outputs_cached=text_cache is not None, resumed_from_step=done.step if resume else None,
                 prediction=prediction.prediction, zero_terminal_snr=prediction.zero_terminal_snr,
@@ -279,7 +284,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         negative_prompt=out.sample_negative_prompt, sampler=out.sample_sampler, cfg=out.sample_cfg))
     # Every-N-steps saves and samples (not doubling an epoch end's own at the same step).
     every_n = StepSchedule(out.save_every_n_steps, out.sample_every_n_steps, out.save_every_n_epochs,
-                           out.sample_every_n_epochs, per_epoch, config.training.epochs)
+                           out.sample_every_n_epochs, updates_per_epoch, config.training.epochs)
 
     # Validation loss on the held-out images (trainer.validation): every N steps and epochs, and at the end.
     validator = Validator(config, model, network, optimizer, precision, held_out, train_te, events)
@@ -290,8 +295,9 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         batches = epoch_batches(buckets, repeats, batch_size, random.Random(seed * 100003 + done.epoch))
         if ranks.distributed:
             batches = batches[ranks.rank::ranks.world][:per_epoch]  # same shuffle everywhere: disjoint shares
-        for batch in batches[done.batch_in_epoch:]:
-            tick = time.perf_counter()
+        for position, batch in enumerate(batches[done.batch_in_epoch:], done.batch_in_epoch):
+            if position % accumulation == 0:
+                tick, group_losses = time.perf_counter(), []  # a new update's first batch
             chosen = [images[i] for i in batch]
             texts = [_caption_for_step(captions[i], config, rng) for i in batch]
             picked = [image.pick(rng) for image in chosen]  # latents (mirrored or not) and their masks
@@ -302,25 +308,30 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
             faults.at_step()  # nothing unless LORATUI_FAULT arms it (the fault suite's injected OOM)
             # Regularization: a reg image's loss counts prior_loss_weight times (sd-scripts' loss_weights).
             loss = diffusion_loss(model, latents, conditioning, _time_ids(chosen, arch, precision.device), precision,
-                                  config.training.noise_offset, config.training.min_snr_gamma, mask=mask,
-                                  sample_weights=marks.weights(batch))
+                                  step_options, mask=mask, sample_weights=marks.weights(batch))
             loss_value = loss.item()
             if ranks.distributed:
                 # All processes must agree whether to update (the update averages gradients with the others).
                 loss_value = distributed.mean_over_processes(loss_value, precision.device)
             if math.isfinite(loss_value):
+                update.add(loss, 1 / group_size(position, len(batches), accumulation))
+            group_losses.append(loss_value)
+            done.batch_in_epoch += 1
+            if not ends_update(position, len(batches), accumulation):
+                continue  # accumulating: the next batch's gradients join this update's
+            loss_value = sum(group_losses) / len(group_losses)  # not finite if any batch's loss was not
+            if math.isfinite(loss_value):
                 done.nan_streak = 0
-                update(loss)
+                update.finish()
             else:
                 # Skip this update; a run that keeps diverging is stopped with advice.
                 done.nan_streak += 1
-                optimizer.zero_grad(set_to_none=True)
+                update.discard()
                 if done.nan_streak >= NAN_PATIENCE:
                     raise TrainerError("nan", f"the loss was not a number for {done.nan_streak} steps in a row "
                                        f"(step {done.step + 1}).", NAN_ADVICE)
             scheduler.step()
             done.step += 1
-            done.batch_in_epoch += 1
             done.epoch_losses.append(loss_value)
             events.emit("step", step=done.step, total_steps=total_steps, epoch=done.epoch, loss=loss_value,
                         lr=scheduler.get_last_lr()[0], seconds_per_step=round(time.perf_counter() - tick, 5),
@@ -344,7 +355,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
                 if action == "save" and not stopping:
                     checkpoint(step_checkpoint_path(), done.epoch, "step" if action in scheduled else "requested")
                     if ranks.main:
-                        prune_checkpoints(paths.checkpoints, out.name, out.keep_last_n_checkpoints, per_epoch)
+                        prune_checkpoints(paths.checkpoints, out.name, out.keep_last_n_checkpoints, updates_per_epoch)
                 elif action == "sample" and ranks.main:
                     with averaged_weights(optimizer):
                         sampler.write(f"s{done.step:06d}", epoch=done.epoch, step=done.step,
@@ -366,7 +377,7 @@ def run_training(config: Config, paths: RunPaths, events: EventWriter, stop: Sto
         if every_n.epoch_saves(finished_epoch):
             checkpoint(paths.checkpoint(config.output.name, finished_epoch), finished_epoch, "epoch")
             if ranks.main:
-                prune_checkpoints(paths.checkpoints, out.name, out.keep_last_n_checkpoints, per_epoch)
+                prune_checkpoints(paths.checkpoints, out.name, out.keep_last_n_checkpoints, updates_per_epoch)
         if ranks.main and every_n.epoch_samples(finished_epoch):
             with averaged_weights(optimizer):
                 sampler.write(f"e{finished_epoch:04d}", epoch=finished_epoch, step=done.step,

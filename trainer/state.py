@@ -34,7 +34,7 @@ class Progress:
     epoch: int = 1
     """The epoch in progress (1-based)."""
     batch_in_epoch: int = 0
-    """Batches of that epoch already done."""
+    """Batches of that epoch already done (always a whole number of updates' worth when saved)."""
     nan_streak: int = 0
     epoch_losses: list[float] = field(default_factory=list)
 
@@ -46,6 +46,8 @@ class Fingerprint:
     total_steps: int
     batches_per_epoch: int
     images: int
+    accumulation: int = 1
+    """Batches per update: a state saved between two updates is only a boundary at the same count."""
 
 
 def save_state(path: Path, *, progress: Progress, fingerprint: Fingerprint, network: torch.nn.Module,

@@ -10,9 +10,14 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from trainer.losses import loss_elements, min_snr_weights, timestep_weights
 from trainer.models import BaseModel, encode_text, tokenize
+from trainer.noise import add_noise
+from trainer.step_options import StepOptions
+
+__all__ = ["Precision", "StepOptions", "TextEmbeddingCache", "add_noise", "apply_update", "backward",
+           "choose_precision", "diffusion_loss", "encode_captions", "finish_update", "min_snr_weights"]
 
 
 @dataclass(frozen=True)
@@ -70,42 +75,19 @@ class TextEmbeddingCache:
         return self.hidden[rows].to(device), pooled
 
 
-def add_noise(model: BaseModel, latents: torch.Tensor, noise_offset: float) -> tuple[torch.Tensor, ...]:
-    """Noisy latents for random timesteps: (noisy, noise, timesteps).
-
-    The noise offset adds one random shift per image and channel, which lets the model move the
-    mean brightness of an image (plain noise is zero-mean at every scale that matters).
-    """
-    noise = torch.randn_like(latents)
-    if noise_offset:
-        noise = noise + noise_offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, device=latents.device)
-    steps = model.noise_scheduler.config.num_train_timesteps
-    timesteps = torch.randint(0, steps, (latents.shape[0],), device=latents.device)
-    return model.noise_scheduler.add_noise(latents, noise, timesteps), noise, timesteps
-
-
-def min_snr_weights(model: BaseModel, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Per-sample loss weights of Min-SNR-γ (Hang et al. 2023): min(SNR, γ) / SNR, or / (SNR + 1) for v-prediction."""
-    alphas = model.noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
-    snr = alphas / (1 - alphas)
-    if model.prediction_type == "v_prediction":
-        return torch.clamp(snr, max=gamma) / (snr + 1)
-    # min(SNR, γ) / SNR written as min(γ / SNR, 1): zero terminal SNR's last step has SNR 0 exactly.
-    return torch.clamp(gamma / snr, max=1.0)
-
-
 def diffusion_loss(model: BaseModel, latents: torch.Tensor, conditioning: tuple[torch.Tensor, torch.Tensor | None],
-                   time_ids: torch.Tensor | None, precision: Precision, noise_offset: float,
-                   min_snr_gamma: float, mask: torch.Tensor | None = None,
-                   sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+                   time_ids: torch.Tensor | None, precision: Precision, options: StepOptions,
+                   mask: torch.Tensor | None = None, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
     """The denoising loss of one batch (the caller decides whether gradients reach the text encoders).
 
-    ``mask`` (B, 1, h, w) in [0, 1] weighs each latent pixel's loss (masked loss: ``trainer.masks``).
-    ``sample_weights`` scales each image's loss before the batch mean, as sd-scripts' ``loss_weights``:
-    ``training.prior_loss_weight`` for a regularization image, 1 for the user's own.
+    ``options`` (``StepOptions.from_config``) picks the noise, the timestep range, the loss type and
+    the per-timestep weights. ``mask`` (B, 1, h, w) in [0, 1] weighs each latent pixel's loss (masked
+    loss: ``trainer.masks``). ``sample_weights`` scales each image's loss before the batch mean, as
+    sd-scripts' ``loss_weights``: ``training.prior_loss_weight`` for a regularization image, 1 for the
+    user's own.
     """
     hidden, pooled = conditioning
-    noisy, noise, timesteps = add_noise(model, latents, noise_offset)
+    noisy, noise, timesteps = add_noise(model, latents, options)
     extra = {}
     if model.arch == "sdxl":
         extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids}
@@ -115,14 +97,15 @@ def diffusion_loss(model: BaseModel, latents: torch.Tensor, conditioning: tuple[
         target = model.noise_scheduler.get_velocity(latents, noise, timesteps)
     else:
         target = noise
-    per_pixel = F.mse_loss(prediction.float(), target.float(), reduction="none")
+    elements = loss_elements(model, prediction, target, timesteps, options)
     if mask is not None:
         # Masked loss, as sd-scripts: multiplied before the mean (not renormalised by the mask's area),
         # so a black pixel contributes no loss and no gradient, and an all-white mask changes nothing.
-        per_pixel = per_pixel * mask
-    per_sample = per_pixel.mean(dim=(1, 2, 3))
-    if min_snr_gamma:
-        per_sample = per_sample * min_snr_weights(model, timesteps, min_snr_gamma)
+        elements = elements * mask
+    per_sample = elements.mean(dim=(1, 2, 3))
+    weights = timestep_weights(model, timesteps, options)
+    if weights is not None:
+        per_sample = per_sample * weights
     if sample_weights is not None:
         per_sample = per_sample * sample_weights.to(per_sample.device)
     return per_sample.mean()
@@ -135,27 +118,33 @@ def encode_captions(model: BaseModel, texts: list[str], precision: Precision,
         return encode_text(model, tokenize(model, texts))
 
 
-def apply_update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, params: list,
-                 max_grad_norm: float, after_backward=None) -> None:
-    """Backward pass, gradient clipping and the optimizer step (with fp16 loss scaling if needed).
+def backward(loss: torch.Tensor, scaler) -> None:
+    """Add this loss's gradients to the weights' (scaled first when fp16 loss scaling is on)."""
+    (scaler.scale(loss) if scaler is not None else loss).backward()
 
-    ``after_backward`` runs between the backward pass and everything that reads the gradients
-    (several processes average them there).
+
+def finish_update(optimizer: torch.optim.Optimizer, scaler, params: list, max_grad_norm: float,
+                  after_backward=None) -> None:
+    """Gradient clipping and the optimizer step on the gradients gathered so far, then clear them.
+
+    ``after_backward`` runs before anything reads the gradients (several processes average them there).
     """
+    if after_backward is not None:
+        after_backward()  # scaled gradients: every process uses the same scale, so averaging commutes
     if scaler is not None:
-        scaler.scale(loss).backward()
-        if after_backward is not None:
-            after_backward()  # scaled gradients: every process uses the same scale, so averaging commutes
         scaler.unscale_(optimizer)
-        if max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
     else:
-        loss.backward()
-        if after_backward is not None:
-            after_backward()
-        if max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def apply_update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, params: list,
+                 max_grad_norm: float, after_backward=None) -> None:
+    """Backward pass, gradient clipping and the optimizer step (with fp16 loss scaling if needed)."""
+    backward(loss, scaler)
+    finish_update(optimizer, scaler, params, max_grad_norm, after_backward)

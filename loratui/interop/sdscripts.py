@@ -34,7 +34,7 @@ from loratui.interop.sdscripts_reg import export_reg_subsets, prior_loss_pairs, 
 # GUIDANCE_SCALE: the trainer's sample CFG scale per architecture, re-exported (a test keeps it equal to the trainer's).
 from loratui.interop.sdscripts_samples import GUIDANCE_SCALE, export_samples, export_step_saves, prompt_file  # noqa: F401
 from loratui.interop.tomlout import dataset_toml, flat_toml
-from trainer.contract.config.schema import FIELDS, Config, effective_resolution, get_value
+from trainer.contract.config.schema import FIELDS, Config, effective_resolution
 from trainer.contract.dataset_scan import DatasetScan, parse_repeat_folder, scan_dataset
 from trainer.contract.plan import BUCKET_STEP, plan_steps
 from trainer.contract.prediction import Detected, detect_prediction, resolve_prediction
@@ -335,10 +335,11 @@ def batches_per_epoch(config: Config, scan: DatasetScan, arch: str, reg_images: 
 def _planned_steps(config: Config, scan: DatasetScan | None, arch: str) -> int | None:
     if scan is None or not scan.images:
         return None
-    processes = config.training.num_processes
-    # sd-scripts steps a scheduler once per process per optimizer step (it scales its own schedules likewise).
-    per_epoch = batches_per_epoch(config, scan, arch, reg_images_here(config))
-    return math.ceil(per_epoch / processes) * config.training.epochs * processes
+    processes, accumulation = config.training.num_processes, config.training.gradient_accumulation_steps
+    # sd-scripts steps a scheduler once per process per optimizer step (it scales its own schedules likewise),
+    # and an epoch has ceil(batches per process / accumulation) optimizer steps.
+    per_epoch = math.ceil(batches_per_epoch(config, scan, arch, reg_images_here(config)) / processes / accumulation)
+    return per_epoch * config.training.epochs * processes
 
 
 def _training(config: Config, report: MappingReport) -> list[tuple[str, Any]]:
@@ -356,6 +357,7 @@ def _training(config: Config, report: MappingReport) -> list[tuple[str, Any]]:
     if train.noise_offset > 0:
         pairs.append(("noise_offset", train.noise_offset))
     report.map("training.noise_offset", "noise_offset")
+    pairs += _step_options(train, report)
     report.map("training.num_processes", "accelerate launch --num_processes")
     if train.fused_backward_pass:
         report.drop("training.fused_backward_pass", True, "sd-scripts' LoRA scripts have no fused backward pass (its "
@@ -368,6 +370,28 @@ def _training(config: Config, report: MappingReport) -> list[tuple[str, Any]]:
                   "sd-scripts counts steps with its own bucketing, so the step count (and so any step-based "
                   "schedule) can differ a little from loratui's exact count")
     pairs.append(("sdpa", True))
+    return pairs
+
+
+STEP_OPTION_NAMES = (
+    ("gradient_accumulation_steps", "gradient_accumulation_steps"),
+    ("multires_noise_iterations", "multires_noise_iterations"), ("multires_noise_discount", "multires_noise_discount"),
+    ("ip_noise_gamma", "ip_noise_gamma"), ("min_timestep", "min_timestep"), ("max_timestep", "max_timestep"),
+    ("debiased_estimation", "debiased_estimation_loss"), ("loss_type", "loss_type"), ("huber_c", "huber_c"),
+    ("huber_schedule", "huber_schedule"),
+)
+"""Accumulation and the noise, timestep and loss options: (loratui's ``training.`` field, sd-scripts' name).
+The meanings are sd-scripts' own, so each crosses as it is."""
+
+
+def _step_options(train, report: MappingReport) -> list[tuple[str, Any]]:
+    """The options of ``STEP_OPTION_NAMES`` that differ from the default (sd-scripts' default is the same)."""
+    pairs = []
+    for key, name in STEP_OPTION_NAMES:
+        value = getattr(train, key)
+        if value != FIELDS[f"training.{key}"].default:
+            pairs.append((name, value))
+        report.map(f"training.{key}", name)
     return pairs
 
 
@@ -494,22 +518,6 @@ def _command(script: str, out_dir: Path, processes: int, source: Path | None) ->
     ]) + "\n"
 
 
-NOT_YET_EXPORTED: tuple[str, ...] = (
-    "training.gradient_accumulation_steps",
-    "training.multires_noise_iterations", "training.multires_noise_discount", "training.ip_noise_gamma",
-    "training.min_timestep", "training.max_timestep", "training.debiased_estimation", "training.loss_type",
-    "training.huber_c", "training.huber_schedule",
-)
-"""Settings whose sd-scripts mapping is still being written: the export names them rather than lose them."""
-
-
-def _not_yet_exported(config: Config, report: MappingReport) -> None:
-    for key in NOT_YET_EXPORTED:
-        value = get_value(config, key)
-        if value != FIELDS[key].default:
-            report.drop(key, value, "not written to sd-scripts by this version of loratui")
-
-
 def export_sdscripts(config: Config, out_dir: Path, source: Path | None = None) -> Export:
     """The sd-scripts files for ``config`` (paths in it already absolute), to be written into ``out_dir``."""
     out_dir = Path(out_dir).resolve()
@@ -532,7 +540,6 @@ def export_sdscripts(config: Config, out_dir: Path, source: Path | None = None) 
               ("dataset", [("dataset_config", str(out_dir / "dataset.toml"))])]
     subsets = ([subset + mask_subset_pairs(config, subset[0][1]) for subset in _subsets(config, scan, report)]
                + export_reg_subsets(config, report))
-    _not_yet_exported(config, report)
 
     header = [f"sd-scripts config ({script} --config_file) written by `loratui export`"
               + (f" from {source}" if source else "") + ".",

@@ -14,7 +14,8 @@ from typing import Any
 
 from loratui.interop.report import MappingReport, show
 from loratui.interop.sdscripts import (CONV_TYPES, LYCORIS_ALGOS, LYCORIS_ATTENTION_PRESET,
-                                      LYCORIS_FULL_EXTRAS, SAVE_PRECISIONS, batches_per_epoch)
+                                      LYCORIS_FULL_EXTRAS, SAVE_PRECISIONS, STEP_OPTION_NAMES,
+                                      batches_per_epoch)
 from loratui.interop.sdscripts_dataset import DatasetMapping
 from loratui.interop.sdscripts_samples import import_samples, import_step_saves
 from loratui.interop.sdscripts_source import (OPTIMIZER_DEFAULT_DECAY, SD_SCRIPTS_DEFAULTS, Hints, Source, as_float,
@@ -349,6 +350,7 @@ class Importer(DatasetMapping):
         self.take("min_snr_gamma", "training.min_snr_gamma", as_float)
         self.take("noise_offset", "training.noise_offset", as_float)
         self._prior_loss_weight()
+        self._step_options()
         self.take("max_token_length", "dataset.max_token_length", as_int)
         if self.src.has("fused_backward_pass"):
             self.report.drop("fused_backward_pass", self.src.get("fused_backward_pass"), "sd-scripts' LoRA scripts "
@@ -382,6 +384,18 @@ class Importer(DatasetMapping):
             self.report.drop(source, raw_steps, "loratui counts epochs, and turning steps into epochs needs the "
                              "dataset; loratui's default epochs kept")
 
+    def _step_options(self) -> None:
+        """Gradient accumulation and the noise, timestep and loss options, which mean the same in both."""
+        for key, name in STEP_OPTION_NAMES:
+            if key == "loss_type" and self.src.get(name) == "l1":
+                self.report.drop(name, "l1", "loratui has no plain L1 loss; it trains with l2 (smooth_l1 with a "
+                                 "small huber_c is close to L1)")
+                continue
+            convert = {"debiased_estimation": bool, "loss_type": str, "huber_schedule": str}.get(key)
+            if convert is None:
+                convert = as_float if key in ("multires_noise_discount", "ip_noise_gamma", "huber_c") else as_int
+            self.take(name, f"training.{key}", convert)
+
     def _caching(self) -> None:
         disk = self.src.get("cache_latents_to_disk")
         memory = self.src.get("cache_latents")
@@ -412,7 +426,8 @@ class Importer(DatasetMapping):
         if not scan.images:
             return None
         batches = batches_per_epoch(config, scan, self.arch or "sd15", reg_images_here(config))
-        return math.ceil(batches / max(1, config.training.num_processes))
+        per_process = math.ceil(batches / max(1, config.training.num_processes))
+        return math.ceil(per_process / max(1, config.training.gradient_accumulation_steps))
 
     def _total_steps(self) -> int | None:
         per_epoch = self._steps_per_epoch()

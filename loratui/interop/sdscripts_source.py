@@ -22,7 +22,6 @@ NO_EFFECT_REASONS = {
     ("v2",): "loratui trains SD1.5 and SDXL only",
     ("scale_v_pred_loss_like_noise_pred", "v_pred_like_loss"):
         "loratui weights a v-prediction loss by Min-SNR (training.min_snr_gamma) only",
-    ("gradient_accumulation_steps",): "loratui has no gradient accumulation; raise training.batch_size instead",
     ("network_dropout", "scale_weight_norms", "base_weights",
      "base_weights_multiplier", "network_train_text_encoder_only"): "loratui's networks have no such option",
     ("save_state", "save_state_on_train_end", "resume", "save_last_n_epochs_state", "save_last_n_steps_state"):
@@ -30,9 +29,7 @@ NO_EFFECT_REASONS = {
     ("save_n_epoch_ratio",): "loratui saves by epoch count or step count (output.save_every_n_epochs, "
                              "save_every_n_steps)",
     ("sample_at_first",): "loratui draws no set before training starts; ask the run monitor for one at any step",
-    ("multires_noise_iterations", "multires_noise_discount", "adaptive_noise_scale", "ip_noise_gamma",
-     "noise_offset_random_strength", "ip_noise_gamma_random_strength", "min_timestep", "max_timestep",
-     "loss_type", "huber_schedule", "huber_c", "huber_scale", "debiased_estimation_loss"):
+    ("adaptive_noise_scale", "noise_offset_random_strength", "ip_noise_gamma_random_strength", "huber_scale"):
         "loratui has no such noise or loss option",
     ("full_fp16", "full_bf16"): "loratui keeps the LoRA weights in fp32 under mixed precision",
     ("fp8_base", "fp8_base_unet"): "loratui keeps the base model in the training precision",

@@ -29,8 +29,9 @@ from loratui.rules.engine import Context
 from loratui.rules.targets import batch_toward, targets_of
 from loratui.rules.updates import accumulation, effective_batch
 from trainer.contract.dataset_scan import parse_repeat_folder
-from trainer.contract.plan import assign_bucket
+from trainer.contract.plan import assign_bucket, steps_per_epoch
 from trainer.contract.reg_images import balanced_repeats
+from trainer.contract.validation_split import split_images
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,9 @@ def uses_default_repeats(ctx: Context, image, folder_name_repeats: bool | None =
 
 
 def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | None = None, accumulate: int = 1):
-    """Updates per epoch as a function of ``dataset.repeats``, at this batch size and accumulation
-    (the batches of an epoch, ``accumulate`` to an update, the last group rounded up).
+    """Steps (optimizer updates) per epoch as a function of ``dataset.repeats``, at this batch size and
+    accumulation: the batches (regularization images included), shared among ``training.num_processes``
+    and added up ``accumulate`` at a time (the last group rounded up).
 
     The buckets are counted once: the advice searches hundreds of repeat and epoch pairs, and
     recounting every image for each made the settings screen's checks slow on large folders.
@@ -75,7 +77,9 @@ def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | Non
     resolution = config.dataset.resolution or guide.RESOLUTION.get(ctx.arch or "sd15", 768)
     fixed: Counter[tuple[int, int]] = Counter()
     loose: Counter[tuple[int, int]] = Counter()
-    for image in ctx.scan.images:
+    # Only the images the validation split leaves are trained on, as the trainer and the app's plan count.
+    training, _ = split_images(ctx.scan.images, config.training.validation_split, config.training.validation_seed)
+    for image in training:
         bucket = assign_bucket(image.width, image.height, resolution, config.dataset.buckets,
                                config.dataset.bucket_upscale)
         if uses_default_repeats(ctx, image, folder_name_repeats):
@@ -91,14 +95,14 @@ def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | Non
     def bucket_of(width: int, height: int) -> tuple[int, int]:
         return assign_bucket(width, height, resolution, config.dataset.buckets, config.dataset.bucket_upscale)
 
-    per_update = max(1, accumulate)
+    processes = config.training.num_processes
 
     @functools.lru_cache(maxsize=None)  # the search asks for each repeat count once per epoch count
     def batches(repeats: int) -> int:
         counts = Counter({b: fixed[b] + repeats * loose[b] for b in set(fixed) | set(loose)})
         for index, times in enumerate(balanced_repeats(sum(counts.values()), reg_repeats)):
             counts[bucket_of(reg[index].width, reg[index].height)] += times
-        return -(-sum(-(-count // batch_size) for count in counts.values()) // per_update)
+        return steps_per_epoch(sum(-(-count // batch_size) for count in counts.values()), accumulate, processes)
     return batches
 
 

@@ -7,8 +7,8 @@ into the same update, so the guide's batch is ``batch_size × gradient_accumulat
 num_processes`` and its step count is the batches of an epoch over the accumulation (rounded up:
 the last, shorter group of an epoch still makes an update, as in sd-scripts).
 
-The app's step plan counts batches; these helpers turn batches into updates, so that every rule
-(and every fix's search) counts the same thing.
+The app's step plan (``trainer.contract.plan``) counts updates as the trainer does; ``updates``
+turns a number of batches into updates for the fixes' searches, so every rule counts the same thing.
 """
 
 from __future__ import annotations
@@ -40,4 +40,4 @@ def total_updates(ctx: Context) -> int | None:
     plan = ctx.plan
     if plan is None:
         return None
-    return updates(plan.batches_per_epoch, plan.epochs, accumulation(ctx))
+    return plan.total_steps  # the plan counts updates (accumulation and processes included)

@@ -15,7 +15,7 @@ from trainer.data import cache_latents
 from trainer.masks import attach_masks
 from trainer.models import encode_text, load_base_model, tokenize
 from trainer.networks import build_network
-from trainer.step import choose_precision, diffusion_loss
+from trainer.step import StepOptions, choose_precision, diffusion_loss
 
 CPU = choose_precision("no")
 
@@ -44,7 +44,7 @@ def _step(model, network, latents, mask, change=None):
         with torch.no_grad():
             conditioning = encode_text(model, tokenize(model, ["zk", "zk"]))
         torch.manual_seed(1234)
-        loss = diffusion_loss(model, latents, conditioning, None, CPU, 0.0, 0.0, mask=mask)
+        loss = diffusion_loss(model, latents, conditioning, None, CPU, StepOptions(), mask=mask)
         loss.backward()
     finally:
         if handle is not None:

@@ -18,7 +18,7 @@ from trainer.contract.plan import plan_steps
 from trainer.contract.reg_images import scan_reg_images
 from trainer.models import load_base_model
 from trainer.networks import build_network
-from trainer.step import apply_update, choose_precision, diffusion_loss, encode_captions
+from trainer.step import StepOptions, apply_update, choose_precision, diffusion_loss, encode_captions
 
 CPU = choose_precision("no")
 
@@ -39,7 +39,7 @@ def sd15_with_lora(tiny_sd15):
 def _loss_and_grads(model, network, latents, conditioning, weights):
     network.zero_grad(set_to_none=True)
     torch.manual_seed(11)  # the same noise and timesteps in every call
-    loss = diffusion_loss(model, latents, conditioning, None, CPU, 0.0, 0.0, sample_weights=torch.tensor(weights))
+    loss = diffusion_loss(model, latents, conditioning, None, CPU, StepOptions(), sample_weights=torch.tensor(weights))
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in network.parameters()]
 
@@ -69,11 +69,11 @@ def test_with_weight_zero_a_reg_only_step_leaves_the_lora_as_it_was(sd15_with_lo
     start = [p.detach().clone() for p in params]
     for _ in range(3):
         torch.manual_seed(5)
-        apply_update(diffusion_loss(model, latents, conditioning, None, CPU, 0.0, 0.0, sample_weights=torch.tensor([0.0, 0.0])),
+        apply_update(diffusion_loss(model, latents, conditioning, None, CPU, StepOptions(), sample_weights=torch.tensor([0.0, 0.0])),
                      optimizer, None, params, 1.0)
     assert all(torch.equal(p, s) for p, s in zip(params, start))
     torch.manual_seed(5)
-    apply_update(diffusion_loss(model, latents, conditioning, None, CPU, 0.0, 0.0, sample_weights=torch.tensor([1.0, 1.0])),
+    apply_update(diffusion_loss(model, latents, conditioning, None, CPU, StepOptions(), sample_weights=torch.tensor([1.0, 1.0])),
                  optimizer, None, params, 1.0)
     changed = sum(not torch.equal(p, s) for p, s in zip(params, start))
     assert changed == len(params)

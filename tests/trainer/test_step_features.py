@@ -10,7 +10,8 @@ import torch
 from trainer.contract.config.schema import Config, with_value
 from trainer.loop import _caption_for_step
 from trainer.models import encode_text, load_base_model, tokenize
-from trainer.step import TextEmbeddingCache, add_noise, choose_precision, encode_captions, min_snr_weights
+from trainer.step import (StepOptions, TextEmbeddingCache, add_noise, choose_precision, encode_captions,
+                          min_snr_weights)
 
 CPU = choose_precision("no")
 
@@ -81,8 +82,8 @@ def test_min_snr_weights_cap_easy_timesteps(sd15):
 def test_noise_offset_shifts_whole_channels(sd15):
     torch.manual_seed(0)
     latents = torch.zeros(256, 4, 8, 8)
-    _, plain, _ = add_noise(sd15, latents, 0.0)
-    _, offset, _ = add_noise(sd15, latents, 0.5)
+    _, plain, _ = add_noise(sd15, latents, StepOptions())
+    _, offset, _ = add_noise(sd15, latents, StepOptions(noise_offset=0.5))
     # Per-channel means of plain noise are tiny; the offset makes them about 0.5 × N(0, 1).
     assert plain.mean(dim=(2, 3)).std() < 0.2
     assert 0.35 < offset.mean(dim=(2, 3)).std() < 0.65

@@ -18,6 +18,7 @@ from loratui.rules.fix_all import APPLIED_SEVERITIES, apply_every_fix
 from trainer.contract.config.schema import FIELDS, Config, effective_resolution, validate, with_value
 from trainer.contract.dataset_scan import CaptionStats, DatasetImage, DatasetScan
 from trainer.contract.plan import plan_steps
+from trainer.contract.validation_split import split_images
 from tests.unit.lora_files import temporary_lora
 
 ROOT = Path("/data/set")
@@ -101,10 +102,14 @@ def context_for(dataset: Dataset, config: Config) -> Context:
     counts_valid = min(config.training.batch_size, config.training.epochs, config.dataset.repeats) >= 1 \
         and config.dataset.resolution % 64 == 0
     if files and counts_valid:
-        plan = plan_steps(files, effective_resolution(config, dataset.arch), config.training.batch_size,
-                          config.training.epochs, config.dataset.buckets, config.dataset.bucket_upscale)
+        # As the app plans (loratui.assess): the images the validation split leaves, updates counted.
+        training, _ = split_images(files, config.training.validation_split, config.training.validation_seed)
+        plan = plan_steps(training, effective_resolution(config, dataset.arch), config.training.batch_size,
+                          config.training.epochs, config.dataset.buckets, config.dataset.bucket_upscale,
+                          accumulation=config.training.gradient_accumulation_steps,
+                          processes=config.training.num_processes)
     estimates = None if validate(config) else estimate(config, dataset.arch, plan,
-                                                        [dataset.gpu] if dataset.gpu else [])
+                                                        [dataset.gpu] if dataset.gpu else [], image_count=len(files))
     captions = CaptionStats(dataset.images, tuple(f.path for f in files[:dataset.missing]), (),
                             tuple(f.path for f in files[dataset.missing:dataset.missing + dataset.untriggered]))
     return Context(config, dataset.arch, DatasetScan(ROOT, files), plan, captions, estimates)

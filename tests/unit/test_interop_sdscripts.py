@@ -20,7 +20,7 @@ from loratui.interop import InteropError, export_sdscripts, import_file
 from loratui.interop.importers import LORA_EASY, SD_SCRIPTS, parse_prompt_line
 from loratui.interop.sdscripts_validation import FOLLOWERS as VALIDATION_FOLLOWERS
 from loratui.interop.sdscripts_samples import resolved_prompts
-from loratui.interop.sdscripts import (CAME_BETAS, CONV_TYPES, GUIDANCE_SCALE, LYCORIS_ALGOS, NOT_YET_EXPORTED,
+from loratui.interop.sdscripts import (CAME_BETAS, CONV_TYPES, GUIDANCE_SCALE, LYCORIS_ALGOS,
                                       bucket_range)
 from trainer.contract.config.schema import (DORA_NETWORKS, FIELDS, LR_FREE_OPTIMIZERS, SUPPORTED_NETWORKS,
                                             SUPPORTED_OPTIMIZERS, SUPPORTED_SCHEDULERS, Config, get_value,
@@ -46,7 +46,11 @@ SD_SCRIPTS_ARGUMENTS = {
     "sample_sampler", "sample_prompts", "dataset_config", "masked_loss",
     "validate_every_n_steps", "validate_every_n_epochs",
     "prior_loss_weight", "reg_data_dir",
-    "save_every_n_steps", "save_last_n_steps", "sample_every_n_steps"}
+    "save_every_n_steps", "save_last_n_steps", "sample_every_n_steps",
+    "gradient_accumulation_steps", "multires_noise_iterations",
+    "multires_noise_discount", "ip_noise_gamma", "min_timestep", "max_timestep", "debiased_estimation_loss",
+    "loss_type", "huber_c", "huber_schedule"}
+
 _SUBSET_ASCENDABLE = {"color_aug", "face_crop_aug_range", "flip_aug", "num_repeats", "random_crop", "shuffle_caption",
                       "keep_tokens", "keep_tokens_separator", "secondary_separator", "caption_separator",
                       "enable_wildcard", "token_warmup_min", "token_warmup_step", "caption_prefix", "caption_suffix",
@@ -95,7 +99,6 @@ def expected_back(config: Config, arch: str) -> Config:
     """What an import of the export gives back: the config, less what the export cannot carry."""
     losses = {"kind": "character", "model.arch": arch, "model.single_file_config": "", "dataset.cache_dir": "",
               "training.fused_backward_pass": False, "dataset.trigger_word": config.dataset.trigger_word.strip()}
-    losses.update({key: FIELDS[key].default for key in NOT_YET_EXPORTED})
     if arch == "sdxl":
         losses["model.clip_skip"] = 1
     if config.model.prediction == "epsilon":  # sd-scripts' default, so not written; it comes back as auto
@@ -172,7 +175,12 @@ SAMPLE_VALUES = {
     "training.mixed_precision": ["no", "fp16", "bf16"],
     "training.gradient_checkpointing": [True, False], "training.fused_backward_pass": [False, True],
     "training.num_processes": [1, 2], "training.seed": [0, 42, 1234], "training.min_snr_gamma": [0.0, 5.0],
-    "training.noise_offset": [0.0, 0.0357], "training.prior_loss_weight": [1.0, 0.5, 2.0], "output.name": ["lora", "char_v2"], "output.save_every_n_epochs": [0, 1, 2],
+    "training.noise_offset": [0.0, 0.0357], "training.prior_loss_weight": [1.0, 0.5, 2.0],
+    "training.gradient_accumulation_steps": [1, 2, 4],
+    "training.multires_noise_iterations": [0, 6], "training.multires_noise_discount": [0.3, 0.8],
+    "training.ip_noise_gamma": [0.0, 0.1], "training.min_timestep": [0, 100], "training.max_timestep": [1000, 900],
+    "training.debiased_estimation": [False, True], "training.huber_c": [0.1, 0.25], "output.name": ["lora", "char_v2"],
+    "output.save_every_n_epochs": [0, 1, 2],
     "output.keep_last_n_checkpoints": [0, 3], "output.save_precision": ["fp16", "bf16", "fp32"],
     "output.sample_every_n_epochs": [0, 2],
     "output.sample_prompts": [[], ["zkchar, smile"], ["zkchar", "a b, c"],
@@ -369,6 +377,27 @@ def _constant(relative: str, name: str):
     raise AssertionError(f"{name} not found in {relative}")
 
 
+def test_accumulation_and_the_noise_and_loss_options_cross_both_ways_and_l1_is_named(tmp_path):
+    config = base_config(tmp_path)
+    for key, value in (("gradient_accumulation_steps", 3), ("multires_noise_iterations", 8),
+                       ("multires_noise_discount", 0.5), ("ip_noise_gamma", 0.05), ("min_timestep", 50),
+                       ("max_timestep", 950), ("debiased_estimation", True), ("loss_type", "smooth_l1"),
+                       ("huber_c", 0.2), ("huber_schedule", "exponential")):
+        config = with_value(config, f"training.{key}", value)
+    check_round_trip(config, tmp_path / "back", "sd15")
+    written = tomllib.loads(export_sdscripts(config, tmp_path / "out").files["config.toml"])
+    assert (written["gradient_accumulation_steps"], written["debiased_estimation_loss"], written["loss_type"],
+            written["min_timestep"], written["max_timestep"], written["huber_schedule"]) == \
+        (3, True, "smooth_l1", 50, 950, "exponential")
+    l1 = tmp_path / "l1.toml"
+    l1.write_text(f'pretrained_model_name_or_path = "{tmp_path / "m.safetensors"}"\ntrain_data_dir = "{tmp_path}"\n'
+                  'loss_type = "l1"\nhuber_scale = 2.0\n')
+    imported = import_file(l1)
+    dropped = {e.source: e for e in imported.report.not_mapped}
+    assert imported.config.training.loss_type == "l2" and "L1" in dropped["loss_type"].note
+    assert "huber_scale" in dropped
+
+
 def test_tables_agree_with_the_trainer():
     assert CAME_BETAS == _constant("trainer/optim.py", "CAME_BETAS")
     assert GUIDANCE_SCALE == _constant("trainer/sampling.py", "GUIDANCE_SCALE")
@@ -479,7 +508,7 @@ def test_an_sd_scripts_config_maps_with_sd_scripts_defaults_and_reports_the_rest
     dropped = {e.source: e.value for e in report.not_mapped}
     assert dropped["optimizer_type"] == "Lion" and config.optimizer.name == "adamw8bit"
     assert dropped["network_args factor"] == 8
-    assert dropped["xformers"] is True and dropped["gradient_accumulation_steps"] == 2
+    assert dropped["xformers"] is True and config.training.gradient_accumulation_steps == 2
     assert dropped["datasets[0].subsets[1].random_crop"] is True
     assert dropped["datasets.subsets is_reg"] == f"{tmp_path / 'dataset'}/reg"
     assert not any(key.startswith("sample_prompts") for key in dropped)
@@ -612,7 +641,7 @@ def test_a_lora_easy_config_maps_its_panels_network_table_and_custom_scheduler(t
     assert (config.output.name, config.output.keep_last_n_checkpoints, config.training.noise_offset) == \
         ("easy", 2, 0.0357)
     dropped = {e.source: e.value for e in report.not_mapped}
-    assert dropped["multires_noise_iterations"] == 6 and config.dataset.max_token_length == 225
+    assert config.training.multires_noise_iterations == 6 and config.dataset.max_token_length == 225
     assert dropped["save_toml"] is True and dropped["datasets[0].subsets[0].name"] == "subset 1"
     assert {"lr_scheduler_type", "optimizer_type", "warmup_ratio"} <= report.names("approximate")
     # Its DoRA (LyCORIS' default axis) becomes loratui's input-axis DoRA, and the report says so.

@@ -33,7 +33,9 @@ def make(images: int = 25, *, size=(1024, 1024), arch: str | None = "sdxl", fold
     files = [DatasetImage(parent / f"{i:03d}{suffix}", parent / f"{i:03d}.txt", *size, repeats) for i in range(images)]
     scan = DatasetScan(ROOT, files)
     resolution = config.dataset.resolution or 1024
-    plan = plan_steps(files, resolution, config.training.batch_size, config.training.epochs) if files else None
+    plan = plan_steps(files, resolution, config.training.batch_size, config.training.epochs,
+                      accumulation=config.training.gradient_accumulation_steps,
+                      processes=config.training.num_processes) if files else None
     captions = CaptionStats(images, tuple(f.path for f in files[:missing]), (),
                             tuple(f.path for f in files[missing:missing + without_trigger]))
     estimates = estimate(config, arch, plan, [gpu] if gpu else []) if arch else None

@@ -14,7 +14,6 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 from trainer.contract.dataset_scan import DatasetImage
 from trainer.contract.reg_images import balance_reg_images
@@ -89,35 +88,58 @@ def count_batches(buckets: list[tuple[int, int]], repeats: list[int], batch_size
     return sum(math.ceil(n / batch_size) for n in per_bucket.values())
 
 
+def steps_per_epoch(batches: int, accumulation: int = 1, processes: int = 1) -> int:
+    """Optimizer steps (updates) in an epoch of ``batches`` batches, as the trainer runs it.
+
+    Several processes each take every ``processes``-th batch and drop the remainder, so all take
+    the same number; each then adds up the gradients of ``accumulation`` batches per update, and an
+    epoch's last, shorter group is an update too (sd-scripts' ceil(batches / accumulation)).
+    """
+    per_process = batches // processes
+    return -(-per_process // accumulation)
+
+
 @dataclass(frozen=True)
 class StepPlan:
-    """The length of a run, exact and by the guide's formula."""
+    """The length of a run, exact and by the guide's formula. A step is one optimizer update."""
 
     images: int
     samples_per_epoch: int
     """Training images × their repeats (regularization images not included)."""
     batches_per_epoch: int
+    """Batches in an epoch, all processes together."""
     epochs: int
     batch_size: int
     total_steps: int
-    """What the trainer will run: batches per epoch × epochs."""
+    """What the trainer will run: updates per epoch × epochs."""
     formula_steps: float
-    """The guide's estimate: images × repeats × epochs ÷ batch size."""
+    """The guide's estimate: images × repeats × epochs ÷ effective batch."""
     bucket_counts: dict[tuple[int, int], int]
     """How many images land in each (width, height) bucket (regularization images included)."""
     reg_images: int = 0
     """Regularization images an epoch trains (sd-scripts leaves out those past the training count)."""
     reg_samples_per_epoch: int = 0
     """Regularization samples per epoch: about ``samples_per_epoch``, as sd-scripts balances them."""
+    accumulation: int = 1
+    """``training.gradient_accumulation_steps``."""
+    processes: int = 1
+    """``training.num_processes``."""
+
+    @property
+    def effective_batch(self) -> int:
+        """Images per update: batch × accumulation × processes."""
+        return self.batch_size * self.accumulation * self.processes
 
 
 def plan_steps(images: list[DatasetImage], resolution: int, batch_size: int, epochs: int,
-               use_buckets: bool = True, upscale: bool = False, reg_images: list[DatasetImage] = ()) -> StepPlan:
+               use_buckets: bool = True, upscale: bool = False, reg_images: list[DatasetImage] = (),
+               accumulation: int = 1, processes: int = 1) -> StepPlan:
     """The exact number of steps a run over these images performs (bucketed as the trainer buckets them:
     ``upscale`` is ``dataset.bucket_upscale``, which moves small images into the full-size buckets).
 
     ``reg_images`` (from ``trainer.contract.reg_images.scan_reg_images``) join each epoch as sd-scripts
-    balances them against the training images, sharing their buckets and batches.
+    balances them against the training images, sharing their buckets and batches. A step is an
+    optimizer update: ``accumulation`` batches in each of ``processes`` processes.
     """
     samples = sum(i.repeats for i in images)
     reg = balance_reg_images(samples, list(reg_images))
@@ -126,6 +148,8 @@ def plan_steps(images: list[DatasetImage], resolution: int, batch_size: int, epo
     per_epoch = count_batches(buckets, [i.repeats for i in every], batch_size)
     reg_samples = sum(i.repeats for i in reg)
     return StepPlan(images=len(images), samples_per_epoch=samples, batches_per_epoch=per_epoch,
-                    epochs=epochs, batch_size=batch_size, total_steps=per_epoch * epochs,
-                    formula_steps=(samples + reg_samples) * epochs / batch_size, bucket_counts=dict(Counter(buckets)),
-                    reg_images=len(reg), reg_samples_per_epoch=reg_samples)
+                    epochs=epochs, batch_size=batch_size,
+                    total_steps=steps_per_epoch(per_epoch, accumulation, processes) * epochs,
+                    formula_steps=(samples + reg_samples) * epochs / (batch_size * accumulation * processes),
+                    bucket_counts=dict(Counter(buckets)), reg_images=len(reg), reg_samples_per_epoch=reg_samples,
+                    accumulation=accumulation, processes=processes)

@@ -105,7 +105,14 @@ def _optimizer_problems(config: Config) -> list[Problem]:
     if opt.name in SCHEDULE_FREE_OPTIMIZERS and config.scheduler.name != "constant":
         problems.append(Problem("scheduler.name", f"{opt.name} averages its weights in place of a schedule; "
                                 f"use constant (warmup is allowed), not {config.scheduler.name}."))
+    problems += step_option_problems(config)
     if config.training.fused_backward_pass:
+        if config.training.gradient_accumulation_steps > 1:
+            # Each weight is stepped inside the backward pass, before the next batch's gradient could join it.
+            problems.append(Problem("training.fused_backward_pass", "updates each weight during the backward "
+                                    "pass, so it cannot add up several batches: set "
+                                    "training.gradient_accumulation_steps = 1 (it is "
+                                    f"{config.training.gradient_accumulation_steps}) or turn the fused pass off."))
         if config.training.num_processes > 1:
             # Each weight is updated inside the backward pass, before the processes could average its gradient.
             problems.append(Problem("training.fused_backward_pass", "cannot be used with training.num_processes "
@@ -119,3 +126,15 @@ def _optimizer_problems(config: Config) -> list[Problem]:
                                     f"every gradient at once to find its step size; use one of "
                                     f"{', '.join(FUSED_OPTIMIZERS)}."))
     return problems
+
+
+def step_option_problems(config: Config) -> list[Problem]:
+    """The timestep range must hold at least one timestep."""
+    low, high = config.training.min_timestep, config.training.max_timestep
+    if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= 999 and 1 <= high <= 1000):
+        return []  # a value outside its own limits is named by that field's check alone
+    if low >= high:
+        return [Problem("training.min_timestep", f"must be below training.max_timestep: timesteps are drawn from "
+                        f"min_timestep up to but not including max_timestep, and {number_text(low)} to "
+                        f"{number_text(high)} holds none. Lower min_timestep or raise max_timestep.")]
+    return []

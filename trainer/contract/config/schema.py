@@ -251,8 +251,9 @@ class TrainingConfig:
     min_timestep: int = setting(0, "Lowest noise timestep trained (0 to 999).", minimum=0, maximum=999)
     max_timestep: int = setting(1000, "Train timesteps below this one (1 to 1000); with `min_timestep` it "
                                 "narrows training to part of the noise range.", minimum=1, maximum=1000)
-    debiased_estimation: bool = setting(False, "Debiased estimation loss: weight each step by 1/√SNR, which "
-                                        "tames the noisy high-timestep steps (kohya's debiased_estimation_loss).")
+    debiased_estimation: bool = setting(False, "Debiased estimation loss: weight each step by 1/√SNR "
+                                        "(1/(SNR + 1) for v-prediction): nearly clean, low-noise steps count less "
+                                        "and noisy ones more (kohya's debiased_estimation_loss).")
     loss_type: str = setting("l2", "`l2` (mean squared error, the usual); `huber` or `smooth_l1`, which limit "
                              "the pull of outliers (bad images, odd captions) by `huber_c`.",
                              choices=("l2", "huber", "smooth_l1"))
