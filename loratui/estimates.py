@@ -126,9 +126,9 @@ def lora_parameter_tensors(arch: str, network_type: str, dim: int, conv_dim: int
 
 # --- File size ----------------------------------------------------------------------------------
 
-METADATA_BASE_BYTES = 1850
-"""The ``ss_*`` and ``modelspec.*`` metadata the trainer writes, less the tag list: about 1.85 KB with
-typical paths."""
+METADATA_BASE_BYTES = 2280
+"""The ``ss_*`` and ``modelspec.*`` metadata the trainer writes, less the tag list: about 2.3 KB with
+typical paths (the keys of #18's options included)."""
 TYPICAL_TAG_LIST_BYTES = 150 * 21
 """The tag list of a typical tagged character set: ~150 distinct tags at ~21 bytes each once escaped."""
 DEFAULT_METADATA_BYTES = METADATA_BASE_BYTES + TYPICAL_TAG_LIST_BYTES
