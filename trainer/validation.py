@@ -20,7 +20,6 @@ import math
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 
 from trainer.contract.captions import read_caption, with_trigger
 from trainer.contract.config.schema import Config
@@ -28,7 +27,8 @@ from trainer.contract.events import EventWriter
 from trainer.data import CachedImage
 from trainer.models import BaseModel, encode_text, on_device, sdxl_time_ids, tokenize
 from trainer.optim import averaged_weights
-from trainer.step import Precision, min_snr_weights
+from trainer.losses import loss_elements, timestep_weights
+from trainer.step import Precision, StepOptions
 
 VALIDATION_TIMESTEPS = (10, 350, 500, 650, 990)
 """The timesteps every held-out image is measured at (out of 1000; scaled to a shorter schedule):
@@ -56,7 +56,7 @@ class Validator:
         training = config.training
         self._every_steps, self._every_epochs, self._epochs = (training.validate_every_n_steps,
                                                                training.validate_every_n_epochs, training.epochs)
-        self._min_snr_gamma = training.min_snr_gamma
+        self._options = StepOptions.from_config(training)  # the training loss's type and weights
         self._batch = max(1, training.batch_size)
         self._last_step: int | None = None
         if not held_out:
@@ -133,11 +133,11 @@ class Validator:
             prediction = model.unet(noisy.to(precision.weight_dtype), timesteps, hidden, **extra).sample
         target = model.noise_scheduler.get_velocity(latents, noise, timesteps) \
             if model.prediction_type == "v_prediction" else noise
-        losses = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-        if self._min_snr_gamma:
-            # Weighted as the training loss is, so the two curves share a scale.
-            losses = losses * min_snr_weights(model, timesteps, self._min_snr_gamma)
-        return losses
+        # The training loss's type (l2, huber, smooth_l1) and timestep weights (Min-SNR, debiased), so the
+        # two curves share a scale. (Its noise options do not apply: the noise here is fixed on purpose.)
+        losses = loss_elements(model, prediction, target, timesteps, self._options).mean(dim=(1, 2, 3))
+        weights = timestep_weights(model, timesteps, self._options)
+        return losses * weights if weights is not None else losses
 
     @contextlib.contextmanager
     def _evaluating(self) -> Iterator[None]:

@@ -119,8 +119,10 @@ def import_samples(importer: Any) -> None:
         return
     prompts = [_read_prompt(text, options, report) for text, options in
                zip(importer.hints.prompts, importer.hints.prompt_options)]
-    arch = importer.arch or "sd15"
-    size = importer.values.get("dataset", {}).get("resolution") or native_resolution(arch)
+    # A prompt's size or CFG is left out only when it equals what loratui would use anyway, which needs the
+    # architecture: with model.arch = auto an SD1.5 default could turn into SDXL's once the model is read.
+    arch = importer.arch
+    size = importer.values.get("dataset", {}).get("resolution") or (native_resolution(arch) if arch else None)
     prompts = _fold(importer, prompts, sampler or "euler", size, arch)
     importer.set("output.sample_prompts", [p.line() for p in prompts])
     report.map("sample_prompts", f"output.sample_prompts ({len(prompts)} prompts from "
@@ -147,15 +149,19 @@ def _shared(values: list[Any], default: Any) -> Any:
     return default
 
 
-def _fold(importer: Any, prompts: list[SamplePrompt], sampler: str, size: int, arch: str) -> list[SamplePrompt]:
-    """Set the run-wide sample settings from what the prompts share; each prompt keeps only what differs."""
+def _fold(importer: Any, prompts: list[SamplePrompt], sampler: str, size: int | None,
+          arch: str | None) -> list[SamplePrompt]:
+    """Set the run-wide sample settings from what the prompts share; each prompt keeps only what differs.
+
+    ``size`` and ``arch`` are None when the architecture is not known yet: then a prompt keeps its own
+    size, and the CFG scale is written out, since the defaults they would match are not known."""
     report = importer.report
     steps = _shared([p.steps for p in prompts], SD_SCRIPTS_SAMPLE["steps"])
     cfg = _shared([p.cfg for p in prompts], SD_SCRIPTS_SAMPLE["cfg"])
     negative = _shared([p.negative for p in prompts], SD_SCRIPTS_SAMPLE["negative"])
     # 0 is "the pipeline's own scale": the same pictures, and the config reads as the default.
     for option, value, dotted, ours in (("s", steps, "output.sample_steps", steps),
-                                        ("l", cfg, "output.sample_cfg", 0.0 if cfg == GUIDANCE_SCALE[arch] else cfg),
+                                        ("l", cfg, "output.sample_cfg", 0.0 if arch and cfg == GUIDANCE_SCALE[arch] else cfg),
                                         ("n", negative, "output.sample_negative_prompt", negative)):
         if any(getattr(p, _ATTRIBUTES[option]) is not None for p in prompts):
             importer.mapped(f"sample_prompts --{option}", value, dotted, ours)
@@ -170,12 +176,13 @@ def _fold(importer: Any, prompts: list[SamplePrompt], sampler: str, size: int, a
         report.approx("sample_prompts --d", "output.sample_seed", None, "sd-scripts draws a prompt without --d "
                       "from a random seed; loratui gives prompt i the seed sample_seed + i, so sets compare")
     if any(p.width is None or p.height is None for p in prompts) and size != SD_SCRIPTS_SAMPLE["size"]:
+        at = f" ({size}×{size})" if size else ""
         report.approx("sample_prompts --w --h", "output.sample_prompts", None, "sd-scripts draws a prompt without "
-                      f"--w/--h at 512×512; loratui at the training resolution ({size}×{size})")
+                      f"--w/--h at 512×512; loratui at the training resolution{at}")
     return [SamplePrompt(p.text, negative=None if p.negative in (None, negative) else p.negative,
                          cfg=None if p.cfg in (None, cfg) else p.cfg, steps=None if p.steps in (None, steps) else p.steps,
-                         width=None if p.width in (None, size) else p.width,
-                         height=None if p.height in (None, size) else p.height,
+                         width=None if p.width is None or p.width == size else p.width,
+                         height=None if p.height is None or p.height == size else p.height,
                          seed=None if p.seed is None or (base is not None and p.seed == base + i) else p.seed,
                          sampler=None if p.sampler in (None, sampler) else p.sampler)
             for i, p in enumerate(prompts)]

@@ -499,7 +499,7 @@ def test_an_sd_scripts_config_maps_with_sd_scripts_defaults_and_reports_the_rest
     assert config.output.sample_prompts == ["zkchar, smile --n lowres --l 7", "zkchar"]
     assert (config.output.sample_steps, config.output.sample_seed) == (28, 5)
     assert (config.output.sample_sampler, config.output.sample_negative_prompt, config.output.sample_cfg) == \
-        ("ddim", "", 0.0)
+        ("ddim", "", 7.5)  # sd-scripts' 7.5 written out: with arch auto, "the pipeline's own" may be SDXL's 5
     assert config.model.clip_skip == 2 and config.model.arch == "auto"
     # 120 steps become whole epochs of the steps loratui counts for this dataset.
     (steps,) = [e for e in report.approximate if e.target == "training.epochs"]
