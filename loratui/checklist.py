@@ -161,7 +161,7 @@ def _steps(ws: Workspace, t: Targets) -> Tick:
     if plan is None:
         return Tick(False, "The step count is not known until the dataset is read.", label)
     # The guide's steps are updates, as the advice counts them: batches over the gradient accumulation.
-    steps = plan.total_steps  # updates: the trainer's steps, accumulation and processes included
+    steps = plan.guide_steps  # updates of the user's own images, as the advice counts them
     if low <= steps <= high:
         return Tick(True, label=label)
     finding = _finding(ws, "steps.range")

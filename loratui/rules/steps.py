@@ -6,7 +6,7 @@ from loratui.rules import guide
 from loratui.rules.engine import Context, Fix, fmt_lr, rule
 from loratui.rules.targets import batch_toward, safe_unet_lr, targets_of
 from loratui.rules.tiny_plan import epoch_batches, in_repeat_folder, plan_changes, tiny_plan, uses_default_repeats
-from loratui.rules.updates import accumulation, effective_batch, total_updates
+from loratui.rules.updates import accumulation, effective_batch, guide_steps, steps_words
 
 
 def steps_fix(ctx: Context, low: int, high: int) -> Fix | None:
@@ -91,7 +91,7 @@ def _in_words(changes: dict) -> str:
 
 @rule("steps.range", "training.epochs", "Total steps against the guide's targets (tiny datasets have their own).")
 def steps_range(ctx: Context):
-    steps = total_updates(ctx)  # the guide's steps are updates: batches over the gradient accumulation
+    steps = guide_steps(ctx)  # updates of the user's own images (regularization images left out)
     if steps is None:
         return None
     tiny = ctx.is_tiny_dataset
@@ -99,9 +99,9 @@ def steps_range(ctx: Context):
     if steps < guide.STEPS_DANGER_BELOW or steps > guide.STEPS_DANGER_ABOVE:
         fix = steps_fix(ctx, *aim)
         if steps < guide.STEPS_DANGER_BELOW:
-            message = f"{steps} steps is too few: the LoRA will come out undercooked. Aim for {aim[0]}–{aim[1]}."
+            message = f"{steps_words(ctx, steps)} is too few: the LoRA will come out undercooked. Aim for {aim[0]}–{aim[1]}."
         else:
-            message = (f"{steps} steps is too many: expect an overcooked LoRA that copies your images. Aim for "
+            message = (f"{steps_words(ctx, steps)} is too many: expect an overcooked LoRA that copies your images. Aim for "
                        f"{aim[0]}–{aim[1]}.")
         if fix is None:
             message += (" No repeats and epochs within the guide's ranges get there with these images at batch "
@@ -109,19 +109,19 @@ def steps_range(ctx: Context):
         return "danger", message, fix
     if tiny:
         if steps < aim[0]:
-            return "warn", (f"{steps} steps is short for a tiny dataset, which needs more passes: aim for "
+            return "warn", (f"{steps_words(ctx, steps)} is short for a tiny dataset, which needs more passes: aim for "
                             f"{aim[0]}–{aim[1]}."), steps_fix(ctx, *aim)
         if steps > aim[1]:
-            return "tip", (f"{steps} steps is above the {aim[0]}–{aim[1]} the guide aims for with a tiny dataset "
+            return "tip", (f"{steps_words(ctx, steps)} is above the {aim[0]}–{aim[1]} the guide aims for with a tiny dataset "
                            f"(its own 10-image example runs {guide.TINY_STEPS_EXAMPLE}); fine, watch for "
                            "overfitting."), steps_fix(ctx, *aim)
         return None
     fine = guide.STEPS_FINE
     if not fine[0] <= steps <= fine[1]:
-        return "warn", (f"{steps} steps is outside the safe {fine[0]}–{fine[1]}; aim for "
+        return "warn", (f"{steps_words(ctx, steps)} is outside the safe {fine[0]}–{fine[1]}; aim for "
                         f"{aim[0]}–{aim[1]}."), steps_fix(ctx, *aim)
     if not aim[0] <= steps <= aim[1]:
-        return "tip", f"{steps} steps is fine; the guide aims for {aim[0]}–{aim[1]}.", steps_fix(ctx, *aim)
+        return "tip", f"{steps_words(ctx, steps)} is fine; the guide aims for {aim[0]}–{aim[1]}.", steps_fix(ctx, *aim)
     return None
 
 

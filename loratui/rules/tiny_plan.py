@@ -30,7 +30,6 @@ from loratui.rules.targets import batch_toward, targets_of
 from loratui.rules.updates import accumulation, effective_batch
 from trainer.contract.dataset_scan import parse_repeat_folder
 from trainer.contract.plan import assign_bucket, steps_per_epoch
-from trainer.contract.reg_images import balanced_repeats
 from trainer.contract.validation_split import split_images
 
 
@@ -67,8 +66,8 @@ def uses_default_repeats(ctx: Context, image, folder_name_repeats: bool | None =
 
 def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | None = None, accumulate: int = 1):
     """Steps (optimizer updates) per epoch as a function of ``dataset.repeats``, at this batch size and
-    accumulation: the batches (regularization images included), shared among ``training.num_processes``
-    and added up ``accumulate`` at a time (the last group rounded up).
+    accumulation: the batches of the user's own images, shared among ``training.num_processes`` and added
+    up ``accumulate`` at a time (the last group rounded up).
 
     The buckets are counted once: the advice searches hundreds of repeat and epoch pairs, and
     recounting every image for each made the settings screen's checks slow on large folders.
@@ -86,23 +85,14 @@ def epoch_batches(ctx: Context, batch_size: int, folder_name_repeats: bool | Non
             loose[bucket] += 1
         else:
             fixed[bucket] += parse_repeat_folder(image.path.parent.name)[0]
-    # Regularization images share the buckets; how many join depends on the training samples (sd-scripts'
-    # balancing), so they are counted per repeat count; only the reg images a count reaches are bucketed.
-    reg = ctx.reg_scan.images if ctx.reg_scan is not None else []
-    reg_repeats = [image.repeats for image in reg]
-
-    @functools.lru_cache(maxsize=None)  # by size: reg folders hold many pictures of a few sizes
-    def bucket_of(width: int, height: int) -> tuple[int, int]:
-        return assign_bucket(width, height, resolution, config.dataset.buckets, config.dataset.bucket_upscale)
-
+    # Regularization images are left out: the guide's steps count how often the subject is seen, which
+    # they do not change (``StepPlan.guide_steps``).
     processes = config.training.num_processes
 
     @functools.lru_cache(maxsize=None)  # the search asks for each repeat count once per epoch count
     def batches(repeats: int) -> int:
-        counts = Counter({b: fixed[b] + repeats * loose[b] for b in set(fixed) | set(loose)})
-        for index, times in enumerate(balanced_repeats(sum(counts.values()), reg_repeats)):
-            counts[bucket_of(reg[index].width, reg[index].height)] += times
-        return steps_per_epoch(sum(-(-count // batch_size) for count in counts.values()), accumulate, processes)
+        total = sum(-(-(fixed[b] + repeats * loose[b]) // batch_size) for b in set(fixed) | set(loose))
+        return steps_per_epoch(total, accumulate, processes)
     return batches
 
 

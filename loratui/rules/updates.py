@@ -35,6 +35,20 @@ def updates(batches_per_epoch: int, epochs: int, accumulate: int) -> int:
     return math.ceil(batches_per_epoch / max(1, accumulate)) * epochs
 
 
+def guide_steps(ctx: Context) -> int | None:
+    """The steps the guide's targets judge: updates of the user's own images, regularization images left
+    out (they double a run's steps without showing the subject more often); None before the dataset is read."""
+    return ctx.plan.guide_steps if ctx.plan is not None else None
+
+
+def steps_words(ctx: Context, steps: int) -> str:
+    """``620 steps``, or with regularization images which steps those are and how many the run has in all."""
+    plan = ctx.plan
+    if plan is None or plan.own_steps is None or steps != plan.own_steps:
+        return f"{steps} steps"
+    return f"{steps} steps of your own images ({plan.total_steps} with the regularization images)"
+
+
 def total_updates(ctx: Context) -> int | None:
     """The run's updates (the guide's steps), from the plan; None before the dataset is read."""
     plan = ctx.plan

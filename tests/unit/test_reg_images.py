@@ -218,13 +218,18 @@ def test_the_apps_plan_and_the_step_advice_count_reg_images_as_the_trainer(tmp_p
     assert assessment.plan == plan_steps(train, 128, config.training.batch_size, config.training.epochs,
                                          reg_images=reg_images)
     assert "regularization samples" in formula_words(assessment.plan)
-    # The advice searches repeat counts through ``epoch_batches``: with reg images it must still be the plan's count.
+    # The guide's step targets judge how often the subject is seen, which reg images do not change: the
+    # advice's count (and the repeat search through ``epoch_batches``) is the plan's own-image steps, while
+    # the trainer runs the reg images' steps too.
+    assert assessment.plan.own_steps == plan_steps(train, 128, config.training.batch_size,
+                                                   config.training.epochs).total_steps
+    assert assessment.plan.guide_steps == assessment.plan.own_steps < assessment.plan.total_steps
     context = Context(config, "sd15", assessment.facts.scan, assessment.plan, reg_scan=assessment.facts.reg_scan)
     count = epoch_batches(context, config.training.batch_size)
     for repeats in (1, 2, 3, 7, 20):
-        expected = plan_steps(scan_dataset(data, repeats, folder_name_repeats=False).images, 128,
-                              config.training.batch_size, 1, reg_images=reg_images).batches_per_epoch
-        assert count(repeats) == expected
+        with_reg = plan_steps(scan_dataset(data, repeats, folder_name_repeats=False).images, 128,
+                              config.training.batch_size, 1, reg_images=reg_images)
+        assert count(repeats) == with_reg.own_steps < with_reg.total_steps
 
 
 def test_the_app_names_a_bad_reg_folder_as_a_problem(tmp_path):

@@ -124,6 +124,15 @@ class StepPlan:
     """``training.gradient_accumulation_steps``."""
     processes: int = 1
     """``training.num_processes``."""
+    own_steps: int | None = None
+    """The steps the user's own images make without the regularization images (None: there are none,
+    so ``total_steps``). The guide's step targets are about how often the subject is seen, which
+    regularization images do not change, so the advice judges this count."""
+
+    @property
+    def guide_steps(self) -> int:
+        """The step count the guide's targets apply to: ``own_steps`` with regularization images, else all."""
+        return self.total_steps if self.own_steps is None else self.own_steps
 
     @property
     def effective_batch(self) -> int:
@@ -147,9 +156,13 @@ def plan_steps(images: list[DatasetImage], resolution: int, batch_size: int, epo
     buckets = [assign_bucket(i.width, i.height, resolution, use_buckets, upscale) for i in every]
     per_epoch = count_batches(buckets, [i.repeats for i in every], batch_size)
     reg_samples = sum(i.repeats for i in reg)
+    own_steps = None
+    if reg:
+        own = count_batches(buckets[:len(images)], [i.repeats for i in images], batch_size)
+        own_steps = steps_per_epoch(own, accumulation, processes) * epochs
     return StepPlan(images=len(images), samples_per_epoch=samples, batches_per_epoch=per_epoch,
                     epochs=epochs, batch_size=batch_size,
                     total_steps=steps_per_epoch(per_epoch, accumulation, processes) * epochs,
                     formula_steps=(samples + reg_samples) * epochs / (batch_size * accumulation * processes),
                     bucket_counts=dict(Counter(buckets)), reg_images=len(reg), reg_samples_per_epoch=reg_samples,
-                    accumulation=accumulation, processes=processes)
+                    accumulation=accumulation, processes=processes, own_steps=own_steps)
