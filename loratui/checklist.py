@@ -169,7 +169,9 @@ def _steps(ws: Workspace, t: Targets) -> Tick:
         # Outside the aim, but no change within the guide's ranges gets closer (kohya folders fix the
         # repeats, say): the advice has nothing better, so neither does the checklist.
         return Tick(True, f"{steps} steps: as near the aim as these images allow.", label)
-    return Tick(False, f"The run has {steps} steps. {finding.message}", label)
+    # With regularization images the finding already says both counts (own images and the whole run).
+    said = "" if plan.own_steps is not None else f"The run has {steps} steps. "
+    return Tick(False, f"{said}{finding.message}", label)
 
 
 def _advanced(ws: Workspace, t: Targets) -> Tick:

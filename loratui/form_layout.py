@@ -64,6 +64,10 @@ LABELS: dict[str, str] = {
     "output.name": "output name",
     "model.base": "base model",
     "dataset.path": "dataset folder",
+    "dataset.reg_path": "regularization folder",
+    "dataset.mask_path": "mask folder",
+    "network.weights": "start from LoRA file",
+    "network.dim_from_weights": "dim from that file",
 }
 """Labels where the field's own name says too little beside its neighbours (three fields are "name")."""
 

@@ -264,8 +264,11 @@ class DatasetScreen(CaptionJobMixin, Screen):
     def _show_report(self, report: DatasetReport, texts: dict[Path, str], fingerprint: int | None = None,
                      reg: RegReport | None = None) -> None:
         self.report, self.texts, self.fingerprint = report, texts, fingerprint
-        # The regularization images get a line of their own, never mixed into the dataset's counts.
-        lines = summary_lines(report) + ([reg.short_line()] if reg is not None else [])
+        # The regularization images get a line of their own, never mixed into the dataset's counts, right under
+        # the dataset's own line: the summary is five rows at most, and the later lines are the ones cut.
+        lines = summary_lines(report)
+        if reg is not None:
+            lines.insert(1, reg.short_line())
         self.query_one("#dataset-summary", Static).update("\n".join(lines))
         self._fill_problems(report)
         self._fill_images(report)
