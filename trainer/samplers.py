@@ -47,8 +47,10 @@ def build_scheduler(name: str, noise_scheduler: Any) -> Any:
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; one of {', '.join(SAMPLERS)}")
     kinds = {"euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler, "ddim": DDIMScheduler,
-             "dpmsolver++": DPMSolverMultistepScheduler, "heun": HeunDiscreteScheduler,
-             "lms": _lms_scheduler(), "pndm": PNDMScheduler}
+             "dpmsolver++": DPMSolverMultistepScheduler, "heun": HeunDiscreteScheduler, "pndm": PNDMScheduler}
+    # LMS only when asked for: diffusers before 0.36 imports scipy with its LMS module, and scipy is not a
+    # dependency, so building it for every sampler broke sampling altogether on those versions.
+    scheduler = _lms_scheduler() if name == "lms" else kinds[name]
     config = noise_scheduler.config
     extra: dict[str, Any] = {}
     if name == "dpmsolver++":
@@ -60,7 +62,7 @@ def build_scheduler(name: str, noise_scheduler: Any) -> Any:
         if name not in _RESCALING:
             extra["trained_betas"] = _zero_snr_betas(noise_scheduler.betas).tolist()
             extra["rescale_betas_zero_snr"] = False
-    return kinds[name].from_config(config, **extra)
+    return scheduler.from_config(config, **extra)
 
 
 def _zero_snr_betas(betas: torch.Tensor) -> torch.Tensor:
@@ -79,7 +81,13 @@ def _lms_scheduler() -> type:
     polynomial exactly, where diffusers asks scipy for an adaptive approximation of it.
     """
     import numpy as np
-    from diffusers.schedulers.scheduling_lms_discrete import LMSDiscreteScheduler
+
+    try:
+        from diffusers.schedulers.scheduling_lms_discrete import LMSDiscreteScheduler
+    except ImportError as exc:  # diffusers before 0.36 imports scipy at the top of this module
+        raise RuntimeError(f"the lms sampler needs {exc.name or 'scipy'} with this diffusers version: "
+                           "`pip install scipy`, or set output.sample_sampler (or the prompt's --ss) to another "
+                           "sampler") from exc
 
     class LMSScheduler(LMSDiscreteScheduler):
         def get_lms_coefficient(self, order: int, t: int, current_order: int) -> float:
