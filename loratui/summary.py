@@ -48,7 +48,7 @@ def formula_words(plan) -> str:
     if reg:
         # Regularization images count as sd-scripts counts them: about as many samples as the training images.
         count = f"({count} + {reg} regularization samples)"
-    words = f"guide's formula: {count} × {plan.epochs} epochs ÷ {_batch_words(plan)} = {plan.formula_steps:g}"
+    words = f"guide's formula: {count} × {plan.epochs} epochs ÷ {batch_words(plan)} = {plan.formula_steps:g}"
     if plan.total_steps != plan.formula_steps:
         partial = "each bucket's last, partial batch is a whole step" if plan.effective_batch == plan.batch_size \
             else "partial batches and updates count whole"
@@ -63,7 +63,7 @@ def held_out_words(assessment: Assessment) -> str:
     return f" + {held} held out for validation" if held else ""
 
 
-def _batch_words(plan) -> str:
+def batch_words(plan) -> str:
     """``batch 4``, or with accumulation or several processes the effective batch worked out:
     ``batch 2 × 4 accumulated × 2 processes (16)``."""
     words = f"batch {plan.batch_size}"

@@ -26,7 +26,7 @@ from loratui.runs.launch import resumable_run, start_detached_async
 from loratui.runs.registry import find_runs, newest_lora, register_run
 from loratui.runs.state import RunState
 from loratui.screens.confirm import ConfirmScreen
-from loratui.summary import display_path, formula_words, held_out_words, summary_notes
+from loratui.summary import batch_words, display_path, formula_words, held_out_words, summary_notes
 from loratui.widgets.run_monitor import RunMonitor
 from loratui.workspace import Workspace
 from trainer.contract.control import pending, request
@@ -380,8 +380,9 @@ def summary_lines(workspace: Workspace, compact: bool = False) -> list[str]:
     notes = summary_notes(assessment, problems=False)
     if plan is None:
         return [network, " · ".join(notes)] if notes else [network]
-    steps = (f"{plan.total_steps} steps = {plan.batches_per_epoch} × {plan.epochs} epochs · {plan.images} images"
-             f"{held_out_words(assessment)} · batch {plan.batch_size}")
+    # Steps per epoch, not batches: with gradient accumulation (or several processes) a step is an update.
+    steps = (f"{plan.total_steps} steps = {plan.total_steps // plan.epochs} × {plan.epochs} epochs · "
+             f"{plan.images} images{held_out_words(assessment)} · {batch_words(plan)}")
     if compact:
         return [network, " · ".join([steps, *notes])]
     return [network, steps, f"({formula_words(plan)})", " · ".join(notes)] if notes else \
